@@ -1,0 +1,104 @@
+"""Celery settings, computed once from hub/config.py (HUB_* environment variables).
+
+Standard lowercase Celery settings only; loaded by ``tasks.app`` and by any
+process that only sends tasks (the webhook app). See README "Reliability" for
+why each guardrail is here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from hub.config import QUEUE_NAMES, load_settings
+
+settings = load_settings()
+
+broker_url = settings.effective_broker_url
+result_backend = settings.effective_result_backend
+# Celery's SQLAlchemy backend opens its own engine; keep its pool small and healthy.
+database_engine_options = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4}
+database_short_lived_sessions = False
+result_expires = 24 * 3600
+result_extended = True
+
+# JSON only: pickle from a broker is remote code execution.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# A task is acknowledged after it ran; a worker killed mid-task gets it redelivered.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_soft_time_limit = settings.task_soft_time_limit
+task_time_limit = settings.task_time_limit
+task_track_started = True
+task_send_sent_event = True
+worker_send_task_events = True
+worker_cancel_long_running_tasks_on_connection_loss = True
+broker_connection_retry_on_startup = True
+# Soft shutdown: on SIGTERM running tasks get this long, then are requeued (Celery >= 5.5).
+worker_soft_shutdown_timeout = settings.worker_soft_shutdown_timeout
+worker_enable_soft_shutdown_on_idle = True
+
+broker_transport_options: dict[str, Any] = {
+    # A message not acknowledged within this many seconds is redelivered. Every
+    # countdown the hub uses stays below HUB_MAX_COUNTDOWN < visibility_timeout;
+    # longer waits live in PostgreSQL (scheduled_tasks, next_attempt_at).
+    "visibility_timeout": settings.visibility_timeout,
+    # How soon messages of a killed worker are swept back (kombu's default ~100 s).
+    "unacked_restore_interval": settings.unacked_restore_interval,
+    "unacked_restore_throttle": 1,
+}
+
+timezone = "UTC"
+enable_utc = True
+
+_exchange = Exchange(settings.queue("hub"), type="direct")
+task_default_queue = settings.queue("celery")
+task_default_exchange = settings.queue("celery")
+task_default_routing_key = settings.queue("celery")
+task_queues = [Queue(task_default_queue, Exchange(task_default_queue),
+                     routing_key=task_default_queue)] + [
+    Queue(settings.queue(name), _exchange, routing_key=settings.queue(name))
+    for name in QUEUE_NAMES
+]
+
+_PREFIX_QUEUES = (
+    ("hub.webhooks.", "webhooks"),
+    ("hub.deliveries.", "deliveries"),
+    ("hub.maintenance.", "maintenance"),
+    ("hub.dead_letter.", "dead_letter"),
+)
+
+
+def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None,
+               **kw: Any) -> dict[str, str] | None:
+    """Route by stable task name (DESIGN §4); adapter operations go to ``calls``."""
+    for prefix, queue in _PREFIX_QUEUES:
+        if name.startswith(prefix):
+            return {"queue": settings.queue(queue), "routing_key": settings.queue(queue)}
+    if name == "hub.call" or (name.startswith("hub.") and name.count(".") == 2):
+        return {"queue": settings.queue("calls"), "routing_key": settings.queue("calls")}
+    return None
+
+
+task_routes = (route_task,)
+
+# One beat at a time: redbeat holds a lock in Redis, so a second beat waits.
+beat_scheduler = "redbeat.RedBeatScheduler"
+redbeat_redis_url = settings.redis_url
+redbeat_key_prefix = settings.redis_key("redbeat")
+redbeat_lock_timeout = 5 * 60
+beat_max_loop_interval = 5
+
+beat_schedule: dict[str, dict[str, Any]] = {
+    "enqueue-due-scheduled-tasks": {
+        "task": "hub.maintenance.enqueue_due",
+        "schedule": 5.0,
+        "options": {"expires": 30},
+    },
+}

@@ -1,0 +1,44 @@
+"""Engine and session factory.
+
+The engine is built from settings by the process that owns it (worker, web app,
+CLI) and passed down; nothing here is a module-level singleton.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.config import Settings
+
+
+def make_engine(settings: Settings, **kwargs: object) -> Engine:
+    """A pooled engine for ``settings.database_url``.
+
+    ``pool_pre_ping`` lets a process survive a PostgreSQL restart: a dead pooled
+    connection is replaced instead of failing the next task.
+    """
+    options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+    options.update(kwargs)
+    return create_engine(settings.database_url, **options)  # type: ignore[arg-type]
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    # expire_on_commit=False: rows returned by a committed unit of work stay readable.
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def ping(engine: Engine) -> None:
+    """Raise if PostgreSQL cannot answer a trivial query."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,60 @@
+"""How the core asks for a task to run, without knowing Celery.
+
+The process supplies a :class:`Dispatcher`: the worker and the web app wrap a
+Celery app's ``send_task`` (by name, so the web process never loads task
+modules); tests of pure core functions use :class:`RecordingDispatcher`.
+:func:`send_after_commit` defers sending until the session commits, so a worker
+never looks for a row that is not there yet (warehouse's ``tasks.py`` pattern).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher(Protocol):
+    def send(self, name: str, kwargs: dict[str, Any], *, queue: str | None = None,
+             countdown: float | None = None, task_id: str | None = None) -> str:
+        """Enqueue task ``name`` with JSON ``kwargs``; return the task id."""
+
+
+@dataclass
+class RecordingDispatcher:
+    """A Dispatcher that only records what it was asked to send."""
+
+    sent: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)
+
+    def send(self, name: str, kwargs: dict[str, Any], *, queue: str | None = None,
+             countdown: float | None = None, task_id: str | None = None) -> str:
+        self.sent.append((name, kwargs, queue))
+        return task_id or f"recorded-{len(self.sent)}"
+
+
+def send_after_commit(session: Session, dispatcher: Dispatcher, name: str,
+                      kwargs: dict[str, Any], **options: Any) -> None:
+    """Send the task once ``session`` commits; drop it if the session rolls back.
+
+    A failed send is logged and swallowed: the row the task would process is
+    already committed, and the beat sweepers re-enqueue what PostgreSQL still
+    says is pending.
+    """
+
+    def _send(_session: Session) -> None:
+        try:
+            dispatcher.send(name, kwargs, **options)
+        except Exception:  # noqa: BLE001 - broker down must not fail a committed request
+            log.warning("enqueue of %s failed after commit; the sweeper will retry it", name,
+                        exc_info=True)
+
+    event.listen(session, "after_commit", _send, once=True)
+    event.listen(session, "after_rollback",
+                 lambda _s: event.remove(session, "after_commit", _send)
+                 if event.contains(session, "after_commit", _send) else None,
+                 once=True)

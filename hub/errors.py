@@ -1,0 +1,125 @@
+"""The hub's one error hierarchy.
+
+Every error the core raises on purpose is a :class:`HubError`. Each class carries
+the envelope code of the public task contract (DESIGN §4), the HTTP status the
+webhook app answers with, and whether the work that raised it may be retried::
+
+    HubError
+    ├── ConfigError            bad or missing setting (start-up refuses to run)
+    ├── VaultError             a secret cannot be decrypted (fail closed)
+    ├── ValidationError        bad input from a caller            VALIDATION_ERROR
+    ├── NotFound               unknown tenant-scoped object       NOT_FOUND
+    ├── Conflict               unique name already taken          CONFLICT
+    ├── IntegrationDisabled    integration exists but is off      INTEGRATION_DISABLED
+    ├── AuthError              provider refused our credentials   AUTH_ERROR
+    ├── UpstreamError          provider answered a final 4xx      UPSTREAM_ERROR
+    ├── RetryableError         network, timeout, 5xx, 429 (retried)
+    │   ├── TimeoutError_      provider did not answer in time    TIMEOUT
+    │   └── RateLimited        quota spent                        RATE_LIMITED
+    ├── CircuitOpen            breaker open, provider not called  CIRCUIT_OPEN
+    └── DeadLettered           retries exhausted                  DEAD_LETTERED
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose.
+
+    ``message`` must never contain a secret: it is shown to callers, written to
+    audit rows and logged.
+    """
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    http_status: ClassVar[int] = 500
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def envelope(self) -> dict[str, Any]:
+        """The public failure envelope ``{"ok": false, "error": {...}}``."""
+        return {
+            "ok": False,
+            "error": {"code": self.code, "message": self.message, "details": self.details},
+        }
+
+
+class ConfigError(HubError):
+    code = "CONFIG_ERROR"
+
+
+class VaultError(HubError):
+    code = "VAULT_ERROR"
+
+
+class ValidationError(HubError):
+    code = "VALIDATION_ERROR"
+    http_status = 400
+
+
+class NotFound(HubError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class Conflict(HubError):
+    code = "CONFLICT"
+    http_status = 409
+
+
+class IntegrationDisabled(HubError):
+    code = "INTEGRATION_DISABLED"
+    http_status = 409
+
+
+class AuthError(HubError):
+    code = "AUTH_ERROR"
+    http_status = 401
+
+
+class UpstreamError(HubError):
+    code = "UPSTREAM_ERROR"
+    http_status = 502
+
+
+class RetryableError(HubError):
+    """A failure that may succeed later: network errors, 5xx, 429, timeouts."""
+
+    code = "UPSTREAM_ERROR"
+    http_status = 502
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class TimeoutError_(RetryableError):
+    code = "TIMEOUT"
+    http_status = 504
+
+
+class RateLimited(RetryableError):
+    code = "RATE_LIMITED"
+    http_status = 429
+
+
+class CircuitOpen(HubError):
+    code = "CIRCUIT_OPEN"
+    http_status = 503
+
+
+class DeadLettered(HubError):
+    code = "DEAD_LETTERED"
+    http_status = 500

@@ -1,0 +1,48 @@
+"""The Celery app: ``celery -A tasks worker``.
+
+Settings come from ``celeryconfig`` (itself computed from HUB_* variables). A
+bad setting stops the process with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from celery import Celery
+
+from hub.errors import ConfigError
+
+TASK_MODULES = [
+    "tasks.maintenance",
+]
+
+
+def _create_app() -> Celery:
+    celery_app = Celery("hub", include=TASK_MODULES)
+    try:
+        celery_app.config_from_object("celeryconfig")
+        celery_app.conf.broker_url  # noqa: B018 - force the lazy config to load now
+    except ConfigError as exc:
+        sys.exit(f"hub: configuration error: {exc}")
+    return celery_app
+
+
+app = _create_app()
+
+
+_services = None
+_services_pid = None
+
+
+def services():  # type: ignore[no-untyped-def]
+    """This process's Services, built on first use and again after a fork."""
+    global _services, _services_pid
+    if _services is None or _services_pid != os.getpid():
+        from hub.config import load_settings
+        from hub.services import Services
+        from tasks.dispatcher import CeleryDispatcher
+
+        _services = Services(load_settings(), CeleryDispatcher(app))
+        _services_pid = os.getpid()
+    return _services

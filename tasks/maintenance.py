@@ -1,0 +1,21 @@
+"""Maintenance tasks run by beat, and the ``hub.ping`` smoke task."""
+
+from __future__ import annotations
+
+import socket
+
+from hub import scheduler
+from tasks.app import app, services
+
+
+@app.task(name="hub.ping")
+def ping() -> dict[str, str]:
+    """Smoke test: proves a worker consumes and stores a result."""
+    return {"pong": "ok", "worker": socket.gethostname()}
+
+
+@app.task(name="hub.maintenance.enqueue_due", ignore_result=True)
+def enqueue_due() -> int:
+    """Send scheduled tasks whose wait (kept in PostgreSQL) is over."""
+    svc = services()
+    return scheduler.enqueue_due(svc.sessions, svc.dispatcher)

@@ -1,0 +1,154 @@
+"""Test session set-up: a fresh PostgreSQL database migrated by Alembic, its own
+Redis database, queue names and key prefix, and a real embedded Celery worker.
+
+Nothing here touches a developer's running hub: the database is
+``hub_test_<random>`` (dropped at the end), Redis keys and queues carry a random
+prefix. PostgreSQL and Redis come from HUB_TEST_DATABASE_URL / HUB_TEST_REDIS_URL
+(defaults: the local servers); when those do not answer, embedded servers are
+started (hub.devservices), as ``hub dev`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+from hub.devservices import drop_database, ensure_local_services
+
+_RUN = secrets.token_hex(4)
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_DB_NAME = f"hub_test_{_RUN}_{_WORKER}"
+
+_local = ensure_local_services(
+    os.environ.get("HUB_TEST_DATABASE_URL",
+                   "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+    os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    Path(tempfile.gettempdir()) / "hub-test-services",
+    database=_DB_NAME,
+)
+TEST_DATABASE_URL = _local.database_url
+TEST_KEY = Fernet.generate_key().decode()
+
+# Set before anything imports celeryconfig (it reads the environment once).
+os.environ.update({
+    "HUB_DATABASE_URL": TEST_DATABASE_URL,
+    "HUB_REDIS_URL": _local.redis_url,
+    "HUB_BROKER_URL": _local.redis_url,
+    "HUB_RESULT_BACKEND": "",
+    "HUB_ENCRYPTION_KEYS": TEST_KEY,
+    "HUB_QUEUE_PREFIX": f"test{_RUN}{_WORKER}.",
+    "HUB_REDIS_PREFIX": f"hubtest{_RUN}{_WORKER}:",
+    "HUB_ALLOW_PRIVATE_NETWORKS": "1",
+    "HUB_UNACKED_RESTORE_INTERVAL": "1",
+})
+os.environ.pop("HUB_RESULT_BACKEND")
+
+import pytest  # noqa: E402
+import redis  # noqa: E402
+from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
+
+from hub import migrate  # noqa: E402
+from hub.config import Settings, load_settings  # noqa: E402
+from hub.dispatch import RecordingDispatcher  # noqa: E402
+from hub.services import Services  # noqa: E402
+from hub.vault import Vault  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database(settings: Settings) -> Iterator[str]:
+    """The session's own database, migrated to head, dropped at the end."""
+    migrate.upgrade(settings)
+    yield settings.database_url
+    from tasks.app import services as worker_services
+
+    worker_services().close()
+    drop_database(settings.database_url, _DB_NAME)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_cleanup(settings: Settings) -> Iterator[None]:
+    yield
+    client = redis.Redis.from_url(settings.redis_url)
+    for pattern in (settings.redis_prefix + "*", settings.queue_prefix + "*"):
+        keys = list(client.scan_iter(pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    client.close()
+    _local.stop()
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings) -> Iterator[Services]:
+    svc = Services(settings, RecordingDispatcher())
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="session")
+def sessions(services: Services) -> sessionmaker[Session]:
+    return services.sessions
+
+
+@pytest.fixture
+def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    with sessions() as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def redis_client(services: Services) -> redis.Redis:
+    return services.redis
+
+
+@pytest.fixture(scope="session")
+def vault(settings: Settings) -> Vault:
+    return Vault.from_settings(settings)
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A fresh tenant id: tests never see each other's rows."""
+    return f"t-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def celery_app():  # type: ignore[no-untyped-def]
+    from tasks.app import app
+
+    import celery.contrib.testing.tasks  # noqa: F401 - registers celery.ping for start_worker
+
+    return app
+
+
+@pytest.fixture(scope="session")
+def worker(celery_app):  # type: ignore[no-untyped-def]
+    """A real Celery worker (threads) consuming the session's queues."""
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=True,
+                      loglevel="WARNING", shutdown_timeout=30) as w:
+        yield w
+
+
+@pytest.fixture(scope="session")
+def client_app(settings: Settings):  # type: ignore[no-untyped-def]
+    """A Celery client that imports nothing from the hub: broker URL, backend URL, names."""
+    from celery import Celery
+
+    client = Celery("outside-service", broker=settings.effective_broker_url,
+                    backend=settings.effective_result_backend)
+    # Production clients use the default queue "celery"; the test run has its own.
+    client.conf.task_default_queue = settings.queue("celery")
+    client.conf.task_serializer = "json"
+    yield client
+    client.close()
