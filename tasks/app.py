@@ -24,7 +24,8 @@ def _create_app() -> Celery:
         celery_app.config_from_object("celeryconfig")
         celery_app.conf.broker_url  # noqa: B018 - force the lazy config to load now
     except ConfigError as exc:
-        sys.exit(f"hub: configuration error: {exc}")
+        print(f"hub: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     return celery_app
 
 
