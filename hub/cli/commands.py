@@ -1,3 +1,5 @@
 """Registers every command group on the root ``hub`` group (one line per module)."""
 
 from hub.cli import db as _db  # noqa: F401
+from hub.cli import integrations as _integrations  # noqa: F401
+from hub.cli import keys as _keys  # noqa: F401

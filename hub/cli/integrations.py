@@ -1,0 +1,177 @@
+"""``hub integrations`` and ``hub credentials``: the integrations registry."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import click
+
+from hub import integrations as registry
+from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx, read_json_stdin
+from hub.db import transaction
+from hub.events import publish
+from hub.models import AUTH_TYPES
+
+LIST_COLUMNS = ("tenant", "name", "adapter", "auth_type", "status", "health_status", "base_url")
+
+
+def _json_object(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object")
+    return parsed
+
+
+def _decimal(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise click.BadParameter("must be a decimal number") from None
+
+
+@cli.group()
+def integrations() -> None:
+    """Register, inspect and switch integrations."""
+
+
+@integrations.command("add")
+@click.option("--tenant", required=True)
+@click.option("--name", required=True)
+@click.option("--adapter", required=True, help="Adapter module, e.g. rest.")
+@click.option("--base-url", required=True)
+@click.option("--auth-type", type=click.Choice(AUTH_TYPES), default="none", show_default=True)
+@click.option("--config", "config", callback=_json_object, help="Adapter config (JSON object).")
+@click.option("--per-minute", type=click.IntRange(min=1))
+@click.option("--per-hour", type=click.IntRange(min=1))
+@click.option("--per-day", type=click.IntRange(min=1))
+@click.option("--priority", type=int, default=0, show_default=True)
+@click.option("--cost-per-call", callback=_decimal, default="0", show_default=True)
+@click.option("--fallback", help="Name of the integration to use when this one's circuit is open.")
+@json_option
+@pass_ctx
+def add(ctx: CliContext, tenant: str, name: str, adapter: str, base_url: str, auth_type: str,
+        config: dict[str, Any] | None, per_minute: int | None, per_hour: int | None,
+        per_day: int | None, priority: int, cost_per_call: Decimal, fallback: str | None) -> None:
+    """Register an integration (credentials are set separately, from stdin)."""
+    spec = registry.IntegrationSpec(
+        tenant_id=tenant, name=name, adapter=adapter, base_url=base_url, auth_type=auth_type,
+        config=config, rate_limit_per_minute=per_minute, rate_limit_per_hour=per_hour,
+        rate_limit_per_day=per_day, priority=priority, cost_per_call=cost_per_call,
+        fallback=fallback)
+    with transaction(ctx.services.sessions) as session:
+        described = registry.describe(registry.create(session, spec))
+    publish(ctx.services.redis, "service.registered", tenant,
+            {"integration": name, "adapter": adapter})
+    emit(ctx, described, text=f"integration {tenant}/{name} registered ({described['id']})")
+
+
+@integrations.command("list")
+@click.option("--tenant", help="Only this tenant's integrations.")
+@json_option
+@pass_ctx
+def list_(ctx: CliContext, tenant: str | None) -> None:
+    """List integrations."""
+    with ctx.services.sessions() as session:
+        rows = [registry.describe(r) for r in registry.list_for_tenant(session, tenant)]
+    emit(ctx, rows, columns=LIST_COLUMNS)
+
+
+@integrations.command()
+@click.option("--tenant", required=True)
+@click.option("--name", required=True)
+@json_option
+@pass_ctx
+def show(ctx: CliContext, tenant: str, name: str) -> None:
+    """Show one integration (never its credentials)."""
+    with ctx.services.sessions() as session:
+        described = registry.describe(registry.get(session, tenant, name))
+    emit(ctx, described)
+
+
+def _set_status(ctx: CliContext, tenant: str, name: str, status: str) -> None:
+    with transaction(ctx.services.sessions) as session:
+        described = registry.describe(registry.set_status(session, tenant, name, status))
+    emit(ctx, described, text=f"integration {tenant}/{name} is {status}")
+
+
+@integrations.command()
+@click.option("--tenant", required=True)
+@click.option("--name", required=True)
+@json_option
+@pass_ctx
+def disable(ctx: CliContext, tenant: str, name: str) -> None:
+    """Disable an integration: calls to it are refused with INTEGRATION_DISABLED."""
+    _set_status(ctx, tenant, name, "disabled")
+
+
+@integrations.command()
+@click.option("--tenant", required=True)
+@click.option("--name", required=True)
+@json_option
+@pass_ctx
+def enable(ctx: CliContext, tenant: str, name: str) -> None:
+    """Enable a disabled integration."""
+    _set_status(ctx, tenant, name, "active")
+
+
+@integrations.command()
+@click.option("--tenant", required=True)
+@click.option("--name", required=True)
+@click.option("--base-url")
+@click.option("--auth-type", type=click.Choice(AUTH_TYPES))
+@click.option("--config", "config", callback=_json_object)
+@click.option("--per-minute", type=click.IntRange(min=1))
+@click.option("--per-hour", type=click.IntRange(min=1))
+@click.option("--per-day", type=click.IntRange(min=1))
+@click.option("--cost-per-call", callback=_decimal)
+@json_option
+@pass_ctx
+def update(ctx: CliContext, tenant: str, name: str, base_url: str | None,
+           auth_type: str | None, config: dict[str, Any] | None, per_minute: int | None,
+           per_hour: int | None, per_day: int | None, cost_per_call: Decimal | None) -> None:
+    """Change an integration's settings (only the options given)."""
+    changes = {k: v for k, v in {
+        "base_url": base_url, "auth_type": auth_type, "config": config,
+        "rate_limit_per_minute": per_minute, "rate_limit_per_hour": per_hour,
+        "rate_limit_per_day": per_day, "cost_per_call": cost_per_call,
+    }.items() if v is not None}
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option")
+    with transaction(ctx.services.sessions) as session:
+        described = registry.describe(registry.update(session, tenant, name, **changes))
+    emit(ctx, described, text=f"integration {tenant}/{name} updated")
+
+
+@cli.group()
+def credentials() -> None:
+    """Store integration credentials (encrypted; read from stdin, never from argv)."""
+
+
+@credentials.command("set")
+@click.option("--tenant", required=True)
+@click.option("--integration", required=True)
+@json_option
+@pass_ctx
+def set_(ctx: CliContext, tenant: str, integration: str) -> None:
+    """Read a JSON object of secrets on stdin and store it encrypted.
+
+    Example: echo '{"api_key": "..."}' | hub credentials set --tenant T --integration N
+    (or run it without a pipe and type the JSON, then Ctrl-D).
+    """
+    secrets_doc = read_json_stdin("the credentials")
+    with transaction(ctx.services.sessions) as session:
+        row = registry.set_credentials(session, ctx.services.vault, tenant, integration,
+                                       secrets_doc)
+        keys = sorted(secrets_doc)
+    emit(ctx, {"integration": row.name, "tenant": tenant, "stored_keys": keys},
+         text=f"credentials of {tenant}/{integration} stored encrypted "
+              f"(keys: {', '.join(keys)})")
