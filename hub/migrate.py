@@ -40,3 +40,10 @@ def current(settings: Settings) -> str | None:
     engine = create_engine(settings.database_url, poolclass=pool.NullPool)
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(settings: Settings) -> str | None:
+    """The newest revision shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(settings)).get_current_head()

@@ -1,5 +1,6 @@
 """Registers every command group on the root ``hub`` group (one line per module)."""
 
 from hub.cli import db as _db  # noqa: F401
+from hub.cli import dev as _dev  # noqa: F401
 from hub.cli import integrations as _integrations  # noqa: F401
 from hub.cli import keys as _keys  # noqa: F401

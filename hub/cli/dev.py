@@ -1,0 +1,67 @@
+"""``hub dev`` and ``hub health``: run everything locally; check dependencies."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from hub import devserver, migrate
+from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
+from hub.config import load_settings
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".hub/dev"),
+              show_default=True, help="Where embedded servers and dev secrets live.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", 8000)),
+              show_default="$PORT or 8000", help="Webhook app port.")
+@click.option("--flower-port", type=int, default=5555, show_default=True)
+@click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
+def dev(state_dir: Path, host: str, port: int, flower_port: int, concurrency: int) -> None:
+    """Run the whole hub locally until Ctrl-C: web, worker, beat and Flower.
+
+    Uses the PostgreSQL and Redis of HUB_DATABASE_URL / HUB_REDIS_URL (default:
+    local servers) and starts embedded ones when they do not answer; applies
+    migrations first.
+    """
+    from honcho.manager import Manager
+
+    plan = devserver.prepare(state_dir.resolve(), host=host, web_port=port,
+                             flower_port=flower_port, concurrency=concurrency)
+    try:
+        migrate.upgrade(load_settings(plan.env))
+        for note in plan.notes:
+            click.echo(f"hub dev: {note}")
+        for name, url in plan.urls.items():
+            click.echo(f"hub dev: {name:9} {url}")
+        manager = Manager()
+        for name, command in plan.processes.items():
+            manager.add_process(name, command, env=plan.env, cwd=str(_project_root()))
+        manager.loop()
+    finally:
+        if plan.local is not None:
+            plan.local.stop()
+    sys.exit(manager.returncode or 0)
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+@cli.command()
+@json_option
+@pass_ctx
+def health(ctx: CliContext) -> None:
+    """Check PostgreSQL, Redis, the broker and the schema revision; exit 1 if any fails."""
+    from hub.health import check_all
+
+    report = check_all(ctx.settings)
+    emit(ctx, report, text="\n".join(
+        f"{name:9} {'ok' if item['ok'] else 'FAIL'}  {item['detail']}"
+        for name, item in report["checks"].items()))
+    if not report["ok"]:
+        raise SystemExit(1)
