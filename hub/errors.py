@@ -123,3 +123,39 @@ class CircuitOpen(HubError):
 class DeadLettered(HubError):
     code = "DEAD_LETTERED"
     http_status = 500
+
+
+# Webhook ingress (DESIGN §5): each maps to the status a provider must see.
+
+class InvalidSignature(HubError):
+    """Bad or missing signature, or a timestamp outside the tolerance (replay)."""
+
+    code = "INVALID_SIGNATURE"
+    http_status = 401
+
+
+class Forbidden(HubError):
+    """The caller is not allowed (e.g. source IP outside the endpoint's allow-list)."""
+
+    code = "FORBIDDEN"
+    http_status = 403
+
+
+class PayloadTooLarge(HubError):
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
+class MalformedBody(HubError):
+    """A body the endpoint's scheme cannot parse (e.g. invalid JSON)."""
+
+    code = "MALFORMED_BODY"
+    http_status = 400
+
+
+class ServiceUnavailable(HubError):
+    """A dependency the request needs (PostgreSQL) is down: the caller should retry."""
+
+    code = "SERVICE_UNAVAILABLE"
+    http_status = 503
+    retryable = True
