@@ -8,11 +8,13 @@ webhook app answers with, and whether the work that raised it may be retried::
     ├── ConfigError            bad or missing setting (start-up refuses to run)
     ├── VaultError             a secret cannot be decrypted (fail closed)
     ├── ValidationError        bad input from a caller            VALIDATION_ERROR
+    │   └── SSRFRefused        destination is private/loopback    VALIDATION_ERROR
     ├── NotFound               unknown tenant-scoped object       NOT_FOUND
     ├── Conflict               unique name already taken          CONFLICT
     ├── IntegrationDisabled    integration exists but is off      INTEGRATION_DISABLED
     ├── AuthError              provider refused our credentials   AUTH_ERROR
     ├── UpstreamError          provider answered a final 4xx      UPSTREAM_ERROR
+    │   └── ResponseTooLarge   body over HUB_HTTP_MAX_RESPONSE_BYTES
     ├── RetryableError         network, timeout, 5xx, 429 (retried)
     │   ├── TimeoutError_      provider did not answer in time    TIMEOUT
     │   └── RateLimited        quota spent                        RATE_LIMITED
@@ -62,6 +64,15 @@ class ValidationError(HubError):
     http_status = 400
 
 
+class SSRFRefused(ValidationError):
+    """An outbound destination resolves to a private, loopback, link-local, multicast or
+    reserved address (checked after DNS resolution, on the address connected to)."""
+
+
+#: The name the issue uses; same class.
+ForbiddenDestination = SSRFRefused
+
+
 class NotFound(HubError):
     code = "NOT_FOUND"
     http_status = 404
@@ -85,6 +96,10 @@ class AuthError(HubError):
 class UpstreamError(HubError):
     code = "UPSTREAM_ERROR"
     http_status = 502
+
+
+class ResponseTooLarge(UpstreamError):
+    """The provider's body exceeded the configured limit; reading stopped there."""
 
 
 class RetryableError(HubError):
