@@ -9,6 +9,7 @@ which the entry points print instead of a traceback.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,23 @@ def _redis_url(value: str) -> str:
     if not value.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
         raise ValueError("expected a redis://, rediss:// or unix:// URL")
     return value
+
+
+def _schedule(value: str) -> tuple[float, ...]:
+    waits = tuple(float(v) for v in value.split(",") if v.strip())
+    if not waits or any(w < 0 for w in waits):
+        raise ValueError("expected comma-separated non-negative seconds, e.g. 5,300,1800")
+    return waits
+
+
+def _tenant_schedules(value: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    raw = json.loads(value or "{}")
+    if not isinstance(raw, dict):
+        raise ValueError('expected a JSON object {"tenant": [seconds, ...]}')
+    if not all(isinstance(waits, list) for waits in raw.values()):
+        raise ValueError("each tenant's schedule must be a JSON list of seconds")
+    return tuple((str(t), _schedule(",".join(str(w) for w in waits)))
+                 for t, waits in raw.items())
 
 
 def _env(name: str, parse: Callable[[str], T], default: T, doc: str) -> Any:
@@ -140,6 +158,28 @@ class Settings:
     log_retention_days: int = _env(
         "HUB_LOG_RETENTION_DAYS", _int, 90, "Days integration_logs rows are kept.")
     log_level: str = _env("HUB_LOG_LEVEL", str, "INFO", "Log level of every process.")
+    webhook_pending_after: int = _env(
+        "HUB_WEBHOOK_PENDING_AFTER", _int, 60,
+        "Seconds a webhook event may stay pending before beat re-enqueues it (lost enqueue).")
+    webhook_max_attempts: int = _env(
+        "HUB_WEBHOOK_MAX_ATTEMPTS", _int, 8,
+        "Processing attempts of a webhook event before it is dead-lettered.")
+    webhook_retry_base: float = _env(
+        "HUB_WEBHOOK_RETRY_BASE", _float, 10.0,
+        "Wait before the first retry of a failed webhook event, doubled per attempt (<= 1 h).")
+    delivery_retry_schedule: tuple[float, ...] = _env(
+        "HUB_DELIVERY_RETRY_SCHEDULE", _schedule, (5, 300, 1800, 7200, 18000, 36000, 36000),
+        "Waits between outbound delivery attempts, seconds (Standard Webhooks schedule).")
+    delivery_tenant_schedules: tuple[tuple[str, tuple[float, ...]], ...] = _env(
+        "HUB_DELIVERY_TENANT_SCHEDULES", _tenant_schedules, (),
+        'Per-tenant delivery schedules, JSON {"tenant": [seconds, ...]}.')
+    delivery_jitter: float = _env(
+        "HUB_DELIVERY_JITTER", _float, 0.2, "Relative jitter applied to each delivery wait.")
+    delivery_timeout: float = _env(
+        "HUB_DELIVERY_TIMEOUT", _float, 15.0, "Timeout of one outbound delivery, seconds.")
+    delivery_disable_after: int = _env(
+        "HUB_DELIVERY_DISABLE_AFTER", _int, 5 * 24 * 3600,
+        "Seconds of only failures after which a subscription is disabled.")
 
     @property
     def effective_broker_url(self) -> str:
@@ -156,6 +196,10 @@ class Settings:
     def redis_key(self, *parts: str) -> str:
         """A Redis key (or channel) in the hub's namespace."""
         return self.redis_prefix + ":".join(parts)
+
+    def delivery_schedule(self, tenant: str) -> tuple[float, ...]:
+        """The delivery retry schedule of ``tenant`` (its own, else the default)."""
+        return dict(self.delivery_tenant_schedules).get(tenant, self.delivery_retry_schedule)
 
     def require_encryption_keys(self) -> tuple[str, ...]:
         """Return the keys, or raise ConfigError naming HUB_ENCRYPTION_KEYS."""
