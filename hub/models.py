@@ -125,6 +125,7 @@ class IntegrationLog(Base):
         CheckConstraint(_in("outcome", LOG_OUTCOMES), name="outcome"),
         Index(None, "started_at"),
         Index(None, "tenant_id", "integration_id", "started_at"),
+        Index(None, "task_id"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
