@@ -1,0 +1,167 @@
+"""Adapters: what an operation of a provider looks like on the wire.
+
+An adapter declares its operations (:class:`Operation`) and turns one
+operation plus its params into an :class:`OutboundRequest`, and a provider
+response back into data. It never sends anything itself, never sees
+credentials (``hub.auth`` signs the request afterwards) and never touches the
+database: the pipeline in ``hub.calls`` does all of that, the same way for every
+adapter. Adding a provider means adding one module under ``hub/adapters/`` with
+one :class:`Adapter` subclass.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from hub.errors import NotFound, ValidationError
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_PLACEHOLDER = re.compile(r"{(\w+)}")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One declared operation of an adapter.
+
+    ``path`` is a template relative to the integration's base URL; its
+    ``{placeholders}`` are filled from params of the same name (URL-quoted).
+    Params named in ``query`` go to the query string; the rest (minus path
+    params) form the JSON body of methods that carry one, unless ``body`` lists
+    them explicitly. ``request_map`` / ``response_map`` are JMESPath expressions
+    applied to the JSON body and to the provider's JSON answer.
+    """
+
+    name: str
+    method: str = "GET"
+    path: str = "/"
+    params_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+    cacheable: bool = False
+    cache_ttl: int = 0
+    idempotent: bool | None = None
+    query: tuple[str, ...] = ()
+    body: tuple[str, ...] | None = None
+    request_map: str | None = None
+    response_map: str | None = None
+    description: str = ""
+
+    @property
+    def is_idempotent(self) -> bool:
+        """Declared idempotency, else what the HTTP method promises (RFC 9110 §9.2.2)."""
+        if self.idempotent is not None:
+            return self.idempotent
+        return self.method.upper() in IDEMPOTENT_METHODS
+
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(_PLACEHOLDER.findall(self.path))
+
+
+@dataclass
+class OutboundRequest:
+    """A provider request before authentication: plain data, no secrets yet."""
+
+    method: str
+    url: str
+    params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    data: bytes | None = None
+
+    def body_bytes(self) -> bytes:
+        """The exact body that will be sent (HMAC signing needs it)."""
+        if self.data is not None:
+            return self.data
+        if self.json is None:
+            return b""
+        return json.dumps(self.json, separators=(",", ":"), sort_keys=True).encode()
+
+
+@dataclass(frozen=True)
+class IntegrationView:
+    """What an adapter may know of an integration: no credentials, no session."""
+
+    name: str
+    base_url: str
+    config: Mapping[str, Any]
+
+
+def join_url(base_url: str, path: str) -> str:
+    """``base_url`` + a relative ``path``; refuses paths that would leave the base
+    (absolute URLs, ``//host``, ``..`` segments). Raises ValidationError."""
+    if not path.startswith("/"):
+        path = "/" + path
+    if path.startswith("//") or "://" in path.split("?", 1)[0] or "/../" in path + "/" \
+            or "\\" in path:
+        raise ValidationError(f"path {path!r} must stay under the integration's base URL")
+    return base_url.rstrip("/") + path
+
+
+class Adapter:
+    """Base adapter: declarative operations, generic request building and parsing.
+
+    Subclasses set :attr:`name` and :attr:`operations`, and override
+    :meth:`build_request` / :meth:`parse_response` only when the declaration is
+    not enough.
+    """
+
+    name: ClassVar[str] = ""
+    operations: ClassVar[tuple[Operation, ...]] = ()
+    #: Path probed by :meth:`health_request` (relative to the base URL).
+    health_path: ClassVar[str] = "/"
+
+    def operation(self, name: str) -> Operation:
+        """The declared operation ``name``. Raises NotFound."""
+        for op in self.operations:
+            if op.name == name:
+                return op
+        raise NotFound(f"adapter {self.name!r} has no operation {name!r}",
+                       details={"operations": [o.name for o in self.operations]})
+
+    def build_request(self, integration: IntegrationView, op: Operation,
+                      params: Mapping[str, Any]) -> OutboundRequest:
+        """Fill the path template, split params into query and body."""
+        path_names = op.path_params()
+        missing = [n for n in path_names if params.get(n) in (None, "")]
+        if missing:
+            raise ValidationError(f"missing path parameter(s): {', '.join(missing)}")
+        path = _PLACEHOLDER.sub(lambda m: quote(str(params[m.group(1)]), safe=""), op.path)
+        query = {k: params[k] for k in op.query if k in params}
+        rest = {k: v for k, v in params.items() if k not in path_names and k not in op.query}
+        if op.body is not None:
+            rest = {k: v for k, v in rest.items() if k in op.body}
+        body = rest if op.method.upper() not in ("GET", "HEAD", "DELETE") and rest else None
+        return OutboundRequest(method=op.method.upper(),
+                               url=join_url(integration.base_url, path),
+                               params=query, json=body)
+
+    def parse_response(self, op: Operation, status: int, headers: Mapping[str, str],
+                       content: bytes) -> Any:
+        """The provider's answer as data: JSON when it is JSON, else text (None if empty)."""
+        if not content:
+            return None
+        if "json" in headers.get("Content-Type", "").lower():
+            try:
+                return json.loads(content)
+            except ValueError:
+                pass
+        try:
+            return content.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"<{len(content)} bytes>"
+
+    def cache_ttl(self, op: Operation, config: Mapping[str, Any]) -> int:
+        """Seconds a cacheable answer is kept: ``config.cache_ttl`` (a number, or an
+        object by operation name) overrides the operation's declared TTL."""
+        ttl = config.get("cache_ttl")
+        if isinstance(ttl, Mapping):
+            ttl = ttl.get(op.name)
+        return max(int(ttl if ttl is not None else op.cache_ttl), 0)
+
+    def health_request(self, integration: IntegrationView) -> OutboundRequest:
+        """The request that tells whether the provider is reachable and accepts us."""
+        path = str(integration.config.get("health_path", self.health_path))
+        return OutboundRequest(method="GET", url=join_url(integration.base_url, path))

@@ -1,0 +1,103 @@
+"""The audit trail: one ``integration_logs`` row per attempt (DESIGN §3).
+
+Everything written here is redacted first (``hub.redaction``): credential
+headers and query parameters by name, sensitive JSON fields by name, and every
+known credential value wherever it appears. Bodies are truncated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from hub import redaction
+from hub.models import LOG_OUTCOMES, IntegrationLog
+
+BODY_LIMIT = 4096
+ERROR_LIMIT = 2000
+#: Outcomes that reached the provider and therefore cost money.
+BILLED_OUTCOMES = frozenset({"success", "failed", "dead_lettered"})
+
+
+@dataclass
+class Attempt:
+    """What one attempt did, in raw form; :func:`write` redacts it."""
+
+    tenant_id: str
+    integration_id: uuid.UUID | None
+    operation: str
+    outcome: str
+    started_at: datetime
+    attempt: int = 1
+    method: str | None = None
+    url: str | None = None
+    request_headers: Mapping[str, Any] | None = None
+    request_body: bytes | str | None = None
+    response_headers: Mapping[str, Any] | None = None
+    response_body: bytes | str | None = None
+    status_code: int | None = None
+    error: str | None = None
+    task_id: str | None = None
+    idempotency_key: str | None = None
+    duration_ms: int | None = None
+    reached_provider: bool = False
+    secrets: Iterable[str] = field(default_factory=tuple)
+    sensitive_fields: Iterable[str] = field(default_factory=tuple)
+
+
+def estimated_cost(outcome: str, reached_provider: bool, cost_per_call: Decimal) -> Decimal:
+    """``cost_per_call`` for an attempt the provider served, else zero."""
+    return cost_per_call if reached_provider and outcome in BILLED_OUTCOMES else Decimal("0")
+
+
+def write(session: Session, attempt: Attempt, *, cost_per_call: Decimal = Decimal("0"),
+          ) -> IntegrationLog:
+    """Add the attempt's redacted row to ``session`` (flushed, not committed).
+
+    Raises ValueError for an outcome outside :data:`hub.models.LOG_OUTCOMES`.
+    """
+    if attempt.outcome not in LOG_OUTCOMES:
+        raise ValueError(f"unknown outcome {attempt.outcome!r}")
+    secrets = list(attempt.secrets)
+    row = IntegrationLog(
+        id=uuid.uuid4(), tenant_id=attempt.tenant_id, integration_id=attempt.integration_id,
+        operation=attempt.operation, method=attempt.method,
+        url=redaction.redact_text(redaction.redact_url(attempt.url), secrets),
+        request_headers=_headers(attempt.request_headers, secrets),
+        request_body=_body(attempt.request_body, attempt, secrets),
+        response_headers=_headers(attempt.response_headers, secrets),
+        response_body=_body(attempt.response_body, attempt, secrets),
+        status_code=attempt.status_code, outcome=attempt.outcome,
+        error=_error(attempt.error, secrets), attempt=attempt.attempt,
+        task_id=attempt.task_id, idempotency_key=attempt.idempotency_key,
+        duration_ms=attempt.duration_ms, started_at=attempt.started_at,
+        estimated_cost=estimated_cost(attempt.outcome, attempt.reached_provider,
+                                      cost_per_call),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _headers(headers: Mapping[str, Any] | None, secrets: list[str]) -> dict[str, str] | None:
+    if headers is None:
+        return None
+    return {k: redaction.redact_text(v, secrets) or ""
+            for k, v in redaction.redact_headers(headers).items()}
+
+
+def _body(body: bytes | str | None, attempt: Attempt, secrets: list[str]) -> str | None:
+    return redaction.redact_body(body, fields=attempt.sensitive_fields, secrets=secrets,
+                                 limit=BODY_LIMIT)
+
+
+def _error(error: str | None, secrets: list[str]) -> str | None:
+    if error is None:
+        return None
+    return redaction.truncate(redaction.redact_text(error, secrets) or "", ERROR_LIMIT)
