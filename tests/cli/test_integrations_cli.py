@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from hub import integrations
+from hub.cli.integrations import set_
+from hub.vault import Vault, generate_key
+
+
+def _add(hub, tenant, name="maps", *extra):
+    return hub.json("integrations", "add", "--tenant", tenant, "--name", name, "--adapter",
+                    "rest", "--base-url", "https://api.example.com", *extra)
+
+
+def test_add_list_show_disable_enable(hub, tenant):
+    status, added = _add(hub, tenant, "maps", "--per-minute", "60", "--config", '{"a": 1}')
+    assert status == 0 and added["rate_limits"]["per_minute"] == 60 and added["config"] == {"a": 1}
+
+    status, listed = hub.json("integrations", "list", "--tenant", tenant)
+    assert [i["name"] for i in listed] == ["maps"]
+
+    assert hub.json("integrations", "disable", "--tenant", tenant, "--name", "maps")[1][
+        "status"] == "disabled"
+    assert hub.json("integrations", "enable", "--tenant", tenant, "--name", "maps")[1][
+        "status"] == "active"
+    table = hub("integrations", "list", "--tenant", tenant).stdout
+    assert table.splitlines()[0].split()[:3] == ["TENANT", "NAME", "ADAPTER"]
+
+
+def test_refused_request_exits_1_with_envelope(hub, tenant):
+    _add(hub, tenant)
+
+    status, body = _add(hub, tenant)
+
+    assert status == 1 and body["error"]["code"] == "CONFLICT"
+    status, body = hub.json("integrations", "show", "--tenant", "nobody", "--name", "maps")
+    assert status == 1 and body["error"]["code"] == "NOT_FOUND"
+
+
+def test_bad_usage_exits_2(hub, tenant):
+    result = hub("integrations", "add", "--tenant", tenant, "--name", "x", "--adapter", "rest",
+                 "--base-url", "https://a.example", "--config", "[1, 2]")
+
+    assert result.exit_code == 2 and "must be a JSON object" in result.stderr
+
+
+def test_credentials_come_from_stdin_and_are_stored_encrypted(hub, tenant, sessions, vault):
+    _add(hub, tenant)
+
+    status, body = hub.json("credentials", "set", "--tenant", tenant, "--integration", "maps",
+                            input='{"api_key": "sk_live_cli"}')
+
+    assert status == 0 and body["stored_keys"] == ["api_key"]
+    assert "sk_live_cli" not in hub("integrations", "show", "--tenant", tenant,
+                                    "--name", "maps").stdout
+    with sessions() as session:
+        row = integrations.get(session, tenant, "maps")
+        assert "sk_live_cli" not in row.credentials
+        assert integrations.credentials_of(vault, row).reveal() == {"api_key": "sk_live_cli"}
+
+
+def test_credentials_have_no_command_line_option_for_the_secret():
+    assert {p.name for p in set_.params} == {"tenant", "integration", "as_json"}
+
+
+def test_malformed_credentials_are_not_echoed(hub, tenant):
+    _add(hub, tenant)
+
+    result = hub("credentials", "set", "--tenant", tenant, "--integration", "maps",
+                 input='{"api_key": sk_not_quoted}')
+
+    assert result.exit_code == 2 and "not valid JSON" in result.stderr
+    assert "sk_not_quoted" not in result.stderr + result.stdout
+
+
+def test_keys_generate_then_rotate(hub, tenant, sessions, settings):
+    old_key = settings.encryption_keys[0]
+    _add(hub, tenant)
+    hub("credentials", "set", "--tenant", tenant, "--integration", "maps",
+        input='{"api_key": "sk_rot"}')
+    status, generated = hub.json("keys", "generate")
+    new_key = generated["key"]
+
+    result = hub("--json", "keys", "rotate", env={"HUB_ENCRYPTION_KEYS": f"{new_key},{old_key}"})
+
+    assert '"integrations"' in result.stdout
+    with sessions() as session:
+        row = integrations.get(session, tenant, "maps")
+        assert integrations.credentials_of(Vault([new_key]), row).reveal() == {"api_key": "sk_rot"}
+    # Put every row of the shared test database back under the session's key.
+    assert hub("keys", "rotate", env={"HUB_ENCRYPTION_KEYS": f"{old_key},{new_key}"}
+               ).exit_code in (0, 1)
+
+
+def test_missing_key_configuration_exits_2(hub, tenant):
+    _add(hub, tenant)
+
+    result = hub("credentials", "set", "--tenant", tenant, "--integration", "maps",
+                 input='{"k": "v"}', env={"HUB_ENCRYPTION_KEYS": ""})
+
+    assert result.exit_code == 2 and "HUB_ENCRYPTION_KEYS" in result.stderr
