@@ -7,7 +7,7 @@ import sys
 import pytest
 from cryptography.fernet import Fernet
 
-from hub.config import DEFAULT_DATABASE_URL, load_settings, setting_fields
+from hub.config import DEFAULT_DATABASE_URL, load_settings, setting_fields, settings_table
 from hub.errors import ConfigError
 
 
@@ -56,11 +56,13 @@ def test_countdown_reaching_the_visibility_timeout_is_refused():
         load_settings({"HUB_MAX_COUNTDOWN": "3600", "HUB_VISIBILITY_TIMEOUT": "3600"})
 
 
-def test_every_setting_is_documented_in_readme():
+def test_readme_settings_table_matches_the_code():
     readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
 
     missing = [f.metadata["env"] for f in setting_fields() if f.metadata["env"] not in readme]
     assert missing == []
+    # Regenerate with `python -m hub.config` when this fails.
+    assert settings_table() in readme
 
 
 def test_worker_start_up_with_a_bad_setting_prints_one_line():
