@@ -244,3 +244,17 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             raise ConfigError(f"{name} is malformed: {exc}") from None
     values.update(overrides)
     return Settings(**values).validate()
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, as README.md shows it."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in setting_fields():
+        default = f.default
+        shown = "(none)" if default in ((), "") else f"`{default}`"
+        rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
