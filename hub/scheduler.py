@@ -28,10 +28,14 @@ def utcnow() -> datetime:
 
 def schedule(session: Session, name: str, kwargs: dict[str, Any], *, due_at: datetime,
              queue: str | None = None, tenant_id: str | None = None,
-             reason: str | None = None) -> ScheduledTask:
-    """Store a task to be sent at ``due_at``; it is part of ``session``'s transaction."""
+             reason: str | None = None, task_id: str | None = None) -> ScheduledTask:
+    """Store a task to be sent at ``due_at``; it is part of ``session``'s transaction.
+
+    With ``task_id`` the task is sent under that id (a retry keeps its task's id, so
+    the caller's AsyncResult sees the final outcome).
+    """
     row = ScheduledTask(task_name=name, kwargs=kwargs, due_at=due_at, queue=queue,
-                        tenant_id=tenant_id, reason=reason)
+                        tenant_id=tenant_id, reason=reason, task_id=task_id)
     session.add(row)
     session.flush()
     return row
@@ -69,7 +73,8 @@ def enqueue_due(factory: sessionmaker[Session], dispatcher: Dispatcher, *,
             .with_for_update(skip_locked=True)
         ).all()
         for row in rows:
-            row.task_id = dispatcher.send(row.task_name, dict(row.kwargs), queue=row.queue)
+            row.task_id = dispatcher.send(row.task_name, dict(row.kwargs), queue=row.queue,
+                                          task_id=row.task_id)
             row.status = "enqueued"
             row.enqueued_at = utcnow()
             sent += 1
