@@ -41,3 +41,21 @@ def record(session: Session, *, origin: str, task_name: str, kwargs: dict[str, A
     session.add(row)
     session.flush()
     return row
+
+
+def record_and_announce(services: Any, **fields: Any) -> uuid.UUID:
+    """:func:`record` in a transaction of its own, then publish
+    ``integration.dead_letter.added`` (fail-open). Returns the dead letter's id.
+
+    ``services`` is a :class:`hub.services.Services`; ``fields`` are :func:`record`'s.
+    """
+    from hub import events
+
+    with services.sessions() as session, session.begin():
+        row = record(session, **fields)
+        row_id = row.id
+    events.publish(services.redis, "dead_letter.added", fields.get("tenant_id"),
+                   {"id": str(row_id), "task_name": fields.get("task_name"),
+                    "origin": fields.get("origin"), "integration": fields.get("integration"),
+                    "error_code": fields.get("error_code"), "task_id": fields.get("task_id")})
+    return row_id

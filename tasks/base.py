@@ -1,0 +1,35 @@
+"""The base class of hub tasks: the poison-message guardrail of DESIGN §4."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from hub import guardrails
+from hub.calls import CallFailed
+from tasks.app import services
+
+
+class HubTask(Task):  # type: ignore[misc]
+    """Counts receives before the body runs; dead-letters a message that keeps
+    killing its worker (see hub.guardrails)."""
+
+    abstract = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        task_id = self.request.id
+        if not task_id or self.request.is_eager:
+            return super().__call__(*args, **kwargs)
+        svc = services()
+        receives = guardrails.count_receive(svc, task_id)
+        if guardrails.is_poison(svc, receives):
+            error = guardrails.dead_letter_poison(
+                svc, task_name=self.name, task_id=task_id, kwargs=dict(kwargs),
+                args=list(args), receives=receives)
+            guardrails.clear_receives(svc, task_id)
+            raise CallFailed(error.envelope())
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            guardrails.clear_receives(svc, task_id)

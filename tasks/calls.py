@@ -1,0 +1,76 @@
+"""``hub.call`` and one task per adapter operation (``hub.<adapter>.<operation>``).
+
+Thin: decode the arguments, run one attempt of the pipeline (hub.calls), map its
+outcome: a result, a retry (a countdown up to HUB_MAX_COUNTDOWN, PostgreSQL
+beyond), a dead letter, or a failure whose first argument is the envelope.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from celery.exceptions import Retry
+
+from hub import adapters, calls
+from hub.calls import CallFailed, CallOutcome, CallRequest
+from tasks.app import app, services
+from tasks.base import HubTask
+
+
+def _finish(task: Any, outcome: CallOutcome, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if outcome.status == "success":
+        return outcome.result or {}
+    svc = services()
+    if outcome.status == "retry":
+        _retry(task, svc, outcome, kwargs)
+    error = outcome.error
+    if outcome.status == "exhausted":
+        error = calls.dead_letter(svc, task_name=task.name, kwargs=kwargs, outcome=outcome,
+                                  task_id=task.request.id)
+    raise CallFailed(error.envelope() if error else {"ok": False, "error": {
+        "code": "INTERNAL_ERROR", "message": "call failed", "details": {}}})
+
+
+def _retry(task: Any, svc: Any, outcome: CallOutcome, kwargs: dict[str, Any]) -> NoReturn:
+    if outcome.delay <= svc.settings.max_countdown:
+        raise task.retry(countdown=outcome.delay, max_retries=None)
+    calls.defer_retry(svc, task_name=task.name, kwargs=kwargs, delay=outcome.delay,
+                      task_id=task.request.id, tenant=kwargs.get("tenant"),
+                      reason=outcome.reason)
+    # Ends this run in state RETRY without sending a message: beat resends it.
+    raise Retry(f"deferred {outcome.delay:.0f}s in PostgreSQL ({outcome.reason})",
+                when=outcome.delay)
+
+
+@app.task(name="hub.call", bind=True, base=HubTask, max_retries=None)
+def call(self: Any, tenant: str, integration: str, operation: str,
+         params: dict[str, Any] | None = None, idempotency_key: str | None = None,
+         cache: bool | None = None, timeout: float | None = None,
+         on_rate_limit: str = "wait") -> dict[str, Any]:
+    """Run one operation of one integration (DESIGN §4). ``on_rate_limit="fail"``
+    fails at once with RATE_LIMITED instead of waiting for the quota window."""
+    kwargs = {"tenant": tenant, "integration": integration, "operation": operation,
+              "params": params, "idempotency_key": idempotency_key, "cache": cache,
+              "timeout": timeout, "on_rate_limit": on_rate_limit}
+    request = CallRequest(tenant, integration, operation, params or {}, idempotency_key,
+                          cache, timeout, on_rate_limit)
+    outcome = calls.execute_call(services(), request, attempt=self.request.retries + 1,
+                                 task_id=self.request.id)
+    return _finish(self, outcome, kwargs)
+
+
+def _operation_task(name: str, operation: str) -> Any:
+    def run(self: Any, tenant: str, integration: str, **params: Any) -> dict[str, Any]:
+        request = CallRequest(tenant, integration, operation, params)
+        outcome = calls.execute_call(services(), request, attempt=self.request.retries + 1,
+                                     task_id=self.request.id)
+        return _finish(self, outcome, {"tenant": tenant, "integration": integration,
+                                       **params})
+
+    run.__name__ = run.__qualname__ = name.replace(".", "_")
+    run.__doc__ = f"Operation {operation!r} as its own task (hub.call with fixed operation)."
+    return app.task(name=name, bind=True, base=HubTask, max_retries=None)(run)
+
+
+OPERATION_TASKS = {name: _operation_task(name, op)
+                   for name, (_adapter, op) in adapters.task_names().items()}
