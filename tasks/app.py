@@ -15,6 +15,8 @@ from hub.errors import ConfigError
 
 TASK_MODULES = [
     "tasks.maintenance",
+    "tasks.calls",
+    "tasks.deadletter",
 ]
 
 
