@@ -4,3 +4,4 @@ from hub.cli import db as _db  # noqa: F401
 from hub.cli import dev as _dev  # noqa: F401
 from hub.cli import integrations as _integrations  # noqa: F401
 from hub.cli import keys as _keys  # noqa: F401
+from hub.cli import webhooks as _webhooks  # noqa: F401
