@@ -1,0 +1,272 @@
+"""The webhook hot path: check, record durably, then enqueue (DESIGN §5).
+
+:meth:`Intake.receive` answers only after the event row is committed: a crash
+before the commit leaves nothing and the provider retries; a broker failure
+after it leaves a ``pending`` row that the processing sweeper re-enqueues. The
+provider's event id is unique per endpoint, so a retried event is recorded
+once and answered ``duplicate``.
+
+Per request it costs one INSERT ... RETURNING (plus one SELECT for a
+duplicate) and one enqueue: endpoints are cached decrypted in process memory
+for :data:`ENDPOINT_CACHE_SECONDS`, and the endpoint counters are summed in
+memory and written at most once per :data:`COUNTER_FLUSH_SECONDS` (a hot row
+updated by every request would serialise all inserts on its lock).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import LargeBinary, bindparam, func, text, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from hub import endpoints, signatures
+from hub.dispatch import send_after_commit
+from hub.endpoints import IngressEndpoint
+from hub.errors import (
+    Forbidden,
+    HubError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+)
+from hub.metrics import WEBHOOK_INGEST_SECONDS, WEBHOOKS_RECEIVED
+from hub.models import WebhookEndpoint
+from hub.ratelimit import QuotaLimiter
+from hub.redaction import redact_headers
+from hub.services import Services
+
+log = logging.getLogger(__name__)
+
+PROCESS_TASK = "hub.webhooks.process"
+#: How long a disable, rotation or deletion may take to reach a running web process.
+ENDPOINT_CACHE_SECONDS = 5.0
+COUNTER_FLUSH_SECONDS = 1.0
+
+_INSERT = text("""
+    INSERT INTO webhook_events (id, endpoint_id, tenant_id, source, external_id, event_type,
+                                headers, body)
+    VALUES (:id, :endpoint_id, :tenant_id, :source, :external_id, :event_type, :headers, :body)
+    ON CONFLICT (endpoint_id, external_id) DO NOTHING
+    RETURNING id
+""").bindparams(bindparam("headers", type_=JSONB), bindparam("body", type_=LargeBinary))
+_EXISTING = text("SELECT id FROM webhook_events WHERE endpoint_id = :endpoint_id "
+                 "AND external_id = :external_id")
+
+#: SQLAlchemy failures that mean "the database cannot take this now": answer 503.
+DATABASE_DOWN = (sa_exc.DBAPIError, sa_exc.TimeoutError)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The answer to a provider: the stored event's id, and whether it was a retry."""
+
+    id: uuid.UUID | None
+    duplicate: bool = False
+    #: True when the endpoint's event-type filter dropped the event (nothing stored).
+    ignored: bool = False
+
+
+class EndpointCache:
+    """Endpoints by (source, token), decrypted, kept for ``ttl`` seconds. Thread-safe."""
+
+    def __init__(self, ttl: float = ENDPOINT_CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl, self._clock = ttl, clock
+        self._entries: dict[tuple[str, str], tuple[float, IngressEndpoint]] = {}
+
+    def get(self, key: tuple[str, str]) -> IngressEndpoint | None:
+        entry = self._entries.get(key)
+        return entry[1] if entry and entry[0] > self._clock() else None
+
+    def put(self, key: tuple[str, str], endpoint: IngressEndpoint) -> None:
+        self._entries[key] = (self._clock() + self._ttl, endpoint)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class CounterBuffer:
+    """Per-endpoint received/duplicate/rejected counts, written in one short transaction."""
+
+    COLUMNS = ("received_count", "duplicate_count", "rejected_count")
+
+    def __init__(self, interval: float = COUNTER_FLUSH_SECONDS) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._pending: dict[uuid.UUID, list[int]] = {}
+        self._last_flush = time.monotonic()
+
+    def add(self, endpoint_id: uuid.UUID, column: str) -> None:
+        with self._lock:
+            counts = self._pending.setdefault(endpoint_id, [0, 0, 0])
+            counts[self.COLUMNS.index(column)] += 1
+
+    def flush(self, session_factory: Callable[[], Session], *, force: bool = False) -> None:
+        """Write the sums if due (or ``force``); on failure keep them for the next flush."""
+        with self._lock:
+            if not self._pending or (not force and
+                                     time.monotonic() - self._last_flush < self._interval):
+                return
+            pending, self._pending = self._pending, {}
+            self._last_flush = time.monotonic()
+        try:
+            self._write(session_factory, pending)
+        except DATABASE_DOWN:
+            log.warning("webhook endpoint counters not written; kept for the next flush")
+            for endpoint_id, counts in pending.items():
+                for column, n in zip(self.COLUMNS, counts):
+                    for _ in range(n):
+                        self.add(endpoint_id, column)
+
+    def _write(self, session_factory: Callable[[], Session],
+               pending: dict[uuid.UUID, list[int]]) -> None:
+        with session_factory() as session, session.begin():
+            # Sorted ids: two processes flushing the same endpoints lock them in one order.
+            for endpoint_id, (received, duplicate, rejected) in sorted(pending.items()):
+                values: dict[str, Any] = {
+                    "received_count": WebhookEndpoint.received_count + received,
+                    "duplicate_count": WebhookEndpoint.duplicate_count + duplicate,
+                    "rejected_count": WebhookEndpoint.rejected_count + rejected}
+                if received or duplicate:
+                    values["last_received_at"] = func.now()
+                session.execute(update(WebhookEndpoint)
+                                .where(WebhookEndpoint.id == endpoint_id).values(**values))
+
+
+def _allowed(endpoint: IngressEndpoint, remote_addr: str | None) -> bool:
+    if not endpoint.allowed_ips:
+        return True
+    try:
+        address = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        return False
+    return any(address in network for network in endpoint.allowed_ips)
+
+
+def _wanted(endpoint: IngressEndpoint, event_type: str | None) -> bool:
+    if not endpoint.event_types:
+        return True
+    return event_type is not None and any(
+        fnmatch.fnmatchcase(event_type, pattern) for pattern in endpoint.event_types)
+
+
+class Intake:
+    """Receives webhooks for one process; holds its endpoint cache and counter buffer."""
+
+    def __init__(self, services: Services, *, cache: EndpointCache | None = None) -> None:
+        self._services = services
+        self._cache = cache or EndpointCache()
+        self.counters = CounterBuffer()
+        self._limiter = QuotaLimiter(services.redis,
+                                     services.settings.redis_key("webhooks", "ratelimit") + ":")
+
+    def receive(self, source: str, token: str, body: bytes, headers: Mapping[str, str],
+                remote_addr: str | None = None) -> Receipt:
+        """Verify and durably record one provider request; enqueue its processing.
+
+        Raises NotFound (unknown or disabled endpoint), Forbidden (IP not allowed),
+        PayloadTooLarge, RateLimited, InvalidSignature, MalformedBody, and
+        ServiceUnavailable when PostgreSQL cannot record it (nothing is written).
+        """
+        started = time.perf_counter()
+        label, outcome = "-", "unavailable"
+        try:
+            endpoint = self._endpoint(source, token)
+            label = endpoint.source
+            receipt = self._accept(endpoint, body, headers, remote_addr)
+            outcome = ("ignored" if receipt.ignored else
+                       "duplicate" if receipt.duplicate else "accepted")
+            return receipt
+        except HubError as exc:
+            outcome = exc.code.lower()
+            raise
+        finally:
+            WEBHOOKS_RECEIVED.labels(label, outcome).inc()
+            WEBHOOK_INGEST_SECONDS.observe(time.perf_counter() - started)
+            self.counters.flush(self._services.sessions)
+
+    def _endpoint(self, source: str, token: str) -> IngressEndpoint:
+        key = (source, token)
+        endpoint = self._cache.get(key)
+        if endpoint is None:
+            try:
+                with self._services.sessions() as session:
+                    endpoint = endpoints.load_for_ingress(session, self._services.vault,
+                                                          source, token)
+            except DATABASE_DOWN:
+                raise ServiceUnavailable("the event store is unavailable; retry later") from None
+            if endpoint is None:
+                raise NotFound("unknown webhook endpoint")
+            self._cache.put(key, endpoint)
+        if not endpoint.active:
+            raise NotFound("unknown webhook endpoint")
+        return endpoint
+
+    def _accept(self, endpoint: IngressEndpoint, body: bytes, headers: Mapping[str, str],
+                remote_addr: str | None) -> Receipt:
+        try:
+            self._check(endpoint, body, remote_addr)
+            lowered = {k.lower(): v for k, v in headers.items()}
+            scheme = endpoint.scheme
+            signatures.verify(scheme.name, body, lowered, endpoint.secrets, endpoint.options)
+            payload = scheme.parse(body, lowered)
+        except HubError:
+            self.counters.add(endpoint.id, "rejected_count")
+            raise
+        event_type = signatures.event_type(scheme, lowered, payload)
+        if not _wanted(endpoint, event_type):
+            return Receipt(None, ignored=True)
+        external_id = signatures.external_id(scheme, lowered, payload, body)
+        receipt = self._record(endpoint, external_id, event_type, lowered, body)
+        self.counters.add(endpoint.id, "duplicate_count" if receipt.duplicate
+                          else "received_count")
+        return receipt
+
+    def _check(self, endpoint: IngressEndpoint, body: bytes, remote_addr: str | None) -> None:
+        if not _allowed(endpoint, remote_addr):
+            raise Forbidden("source address not allowed for this endpoint")
+        limit = self._services.settings.webhook_max_body
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body over the {limit} byte limit")
+        if endpoint.rate_limit_per_minute:
+            decision = self._limiter.hit(str(endpoint.id),
+                                         {"minute": endpoint.rate_limit_per_minute})
+            if not decision.allowed:
+                raise RateLimited("endpoint over its rate limit",
+                                  retry_after=decision.retry_after)
+
+    def _record(self, endpoint: IngressEndpoint, external_id: str, event_type: str | None,
+                headers: dict[str, str], body: bytes) -> Receipt:
+        params = {"id": uuid.uuid4(), "endpoint_id": endpoint.id,
+                  "tenant_id": endpoint.tenant_id, "source": endpoint.source,
+                  "external_id": external_id, "event_type": event_type,
+                  "headers": redact_headers(headers), "body": body}
+        try:
+            with self._services.sessions() as session:
+                inserted = session.execute(_INSERT, params).scalar()
+                if inserted is None:
+                    existing = session.execute(_EXISTING, params).scalar()
+                    session.rollback()
+                    return Receipt(existing, duplicate=True)
+                send_after_commit(session, self._services.dispatcher, PROCESS_TASK,
+                                  {"event_id": str(inserted)})
+                session.commit()
+        except DATABASE_DOWN:
+            raise ServiceUnavailable("the event store is unavailable; retry later") from None
+        return Receipt(inserted)
+
+    def clear_cache(self) -> None:
+        """Forget cached endpoints (tests; an operator change otherwise waits the TTL)."""
+        self._cache.clear()
