@@ -152,6 +152,10 @@ class Settings:
         "Allow outbound requests to private, loopback and link-local addresses.")
     webhook_max_body: int = _env(
         "HUB_WEBHOOK_MAX_BODY", _int, 1024 * 1024, "Largest accepted webhook body, bytes.")
+    webhook_trusted_proxies: int = _env(
+        "HUB_WEBHOOK_TRUSTED_PROXIES", _int, 0,
+        "Reverse proxies in front of the webhook app whose X-Forwarded-For is trusted "
+        "(for IP allow-lists); 0 uses the peer address.")
     public_url: str = _env(
         "HUB_PUBLIC_URL", str, "http://127.0.0.1:8000",
         "Base URL providers use to reach the webhook app (printed in endpoint URLs).")
