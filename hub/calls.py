@@ -158,7 +158,7 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
     """
     try:
         target = resolve(services, request)
-        params = validate_params(target.op, request.params)
+        params = validate_params(target, request.params)
         request = replace(request, params=params)
         number = max(attempt, attempt_number(services, task_id))
         run = Attempt(request, target, number, task_id)
@@ -189,8 +189,9 @@ def _through_provider(services: Services, run: Attempt) -> CallOutcome:
     waiting = check_quota(services, run)
     if waiting is not None:
         return waiting
-    with _breaker(services, run.target):
-        response = _send(services, run)
+    from hub.breaker import breaker_for
+
+    response = breaker_for(services, run.target.row).call(_send_checked, services, run)
     return _succeed(services, run, response)
 
 
@@ -210,12 +211,10 @@ def resolve(services: Services, request: CallRequest) -> Target:
     return Target(row, adapter, adapter.operation(request.operation))
 
 
-def validate_params(op: Operation, params: Mapping[str, Any] | None) -> dict[str, Any]:
+def validate_params(target: Target, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """``params`` checked against the operation's JSON Schema. Raises ValidationError."""
-    from hub import transform
-
     value = dict(params or {})
-    transform.validate(value, op.params_schema)
+    target.adapter.validate(target.op, value)
     return value
 
 
@@ -306,13 +305,7 @@ def _learn_hold(services: Services, run: Attempt, response: requests.Response) -
         f"{row.tenant_id}:{row.id}", response.status_code, response.headers)
 
 
-# --- breaker and fallback --------------------------------------------------------------
-
-def _breaker(services: Services, target: Target) -> Any:
-    from hub import breaker
-
-    return breaker.guard(services, target.row)
-
+# --- fallback --------------------------------------------------------------------------
 
 def _fallback(services: Services, run: Attempt) -> Attempt | None:
     """The same call on the integration's fallback, once (a fallback's fallback is not
@@ -375,6 +368,17 @@ def build_request(run: Attempt) -> requests.Request:
         headers.setdefault("Idempotency-Key", run.request.idempotency_key)
     return requests.Request(out.method, out.url, params=out.params or None, headers=headers,
                             json=out.json, data=out.data)
+
+
+def _send_checked(services: Services, run: Attempt) -> requests.Response:
+    """:func:`_send`, then :func:`check_status`: inside the breaker, so 5xx count."""
+    response = _send(services, run)
+    try:
+        check_status(response)
+    except HubError as exc:
+        exc.details.setdefault("body", _excerpt(run, response.content))
+        raise
+    return response
 
 
 def _send(services: Services, run: Attempt) -> requests.Response:
@@ -441,11 +445,6 @@ def check_status(response: requests.Response) -> None:
 # --- outcomes -------------------------------------------------------------------------
 
 def _succeed(services: Services, run: Attempt, response: requests.Response) -> CallOutcome:
-    try:
-        check_status(response)
-    except HubError as exc:
-        exc.details.setdefault("body", _excerpt(run, response.content))
-        raise
     data = _transform(run, response)
     _cache_store(services, run, response.status_code, data)
     with services.sessions() as session, session.begin():

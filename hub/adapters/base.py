@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+import jsonschema
+
 from hub.errors import NotFound, ValidationError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -120,6 +122,17 @@ class Adapter:
                 return op
         raise NotFound(f"adapter {self.name!r} has no operation {name!r}",
                        details={"operations": [o.name for o in self.operations]})
+
+    def validate(self, op: Operation, params: Mapping[str, Any]) -> None:
+        """Check ``params`` against the operation's JSON Schema. Raises ValidationError
+        listing every problem (paths and messages, never the offending values)."""
+        validator = jsonschema.Draft202012Validator(op.params_schema)
+        problems = sorted(validator.iter_errors(dict(params)), key=lambda e: list(e.path))
+        if problems:
+            raise ValidationError(
+                f"invalid params for {self.name}.{op.name}",
+                details={"errors": [{"path": "/".join(map(str, e.path)) or "/",
+                                     "problem": str(e.message)[:200]} for e in problems]})
 
     def build_request(self, integration: IntegrationView, op: Operation,
                       params: Mapping[str, Any]) -> OutboundRequest:

@@ -1,0 +1,136 @@
+"""A fake REST provider for the call pipeline tests, on a local port in a thread.
+
+It speaks like a real JSON API: bearer/api-key auth checked against known
+values (401 with a JSON error body otherwise), an OAuth2 token endpoint
+(client credentials, ``expires_in``), 429 with ``Retry-After`` and
+``X-RateLimit-*`` headers, 5xx error bodies, ETags. Tests script what the next
+answers on a path are with :meth:`FakeProvider.script`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from tests.hub.fake_http import LocalServer, serve
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class FakeProvider:
+    server: LocalServer | None = None
+    api_key: str = field(default_factory=lambda: "ak_live_" + secrets.token_hex(12))
+    client_id: str = "hub-client"
+    client_secret: str = field(default_factory=lambda: "cs_" + secrets.token_hex(12))
+    tokens: set[str] = field(default_factory=set)
+    scripts: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    token_requests: int = 0
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    def script(self, path: str, *replies: Reply) -> None:
+        """The next answers on ``path``, in order; afterwards the default echo."""
+        with self.lock:
+            self.scripts[path].extend(replies)
+
+    def hits(self, path: str | None = None) -> int:
+        assert self.server is not None
+        return self.server.count(path)
+
+    def revoke_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    # --- the wire ---------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        if request.path == "/oauth/token":
+            return self._token(request)
+        with self.lock:
+            queue = self.scripts.get(request.path)
+            reply = queue.popleft() if queue else None
+        if reply is not None and reply.delay:
+            time.sleep(reply.delay)  # the provider being slow is what is simulated
+        if reply is not None and reply.status != 200:
+            return _json(reply.status, reply.body or _error(reply.status), reply.headers)
+        if not self._authorised(request):
+            return _json(401, {"error": {"type": "invalid_request_error",
+                                         "message": "Invalid API key provided"}},
+                         {"WWW-Authenticate": 'Bearer realm="fake"'})
+        body = reply.body if reply is not None else self._echo(request)
+        return _json(200, body, reply.headers if reply else {"X-RateLimit-Remaining": "99"})
+
+    def _authorised(self, request: Request) -> bool:
+        auth = request.headers.get("Authorization", "")
+        if request.headers.get("X-Api-Key") == self.api_key:
+            return True
+        if auth.startswith("Bearer "):
+            with self.lock:
+                return auth[7:] in self.tokens
+        return request.path.startswith("/public")
+
+    def _token(self, request: Request) -> Response:
+        form = request.form
+        if form.get("client_id") != self.client_id or \
+                form.get("client_secret") != self.client_secret:
+            auth = request.authorization
+            if auth is None or (auth.username, auth.password) != (self.client_id,
+                                                                  self.client_secret):
+                return _json(401, {"error": "invalid_client"})
+        token = "at_" + secrets.token_hex(16)
+        with self.lock:
+            self.tokens.add(token)
+            self.token_requests += 1
+        return _json(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+
+    @staticmethod
+    def _echo(request: Request) -> dict[str, Any]:
+        body = request.get_data()
+        return {"method": request.method, "path": request.path, "query": dict(request.args),
+                "json": json.loads(body) if body else None}
+
+
+def _error(status: int) -> dict[str, Any]:
+    return {"error": {"type": "api_error" if status >= 500 else "invalid_request_error",
+                      "message": f"fake provider answered {status}"}}
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status=status, headers=headers or {},
+                    content_type="application/json")
+
+
+def rate_limited(retry_after: str = "1") -> Reply:
+    """A 429 as Stripe/GitHub send it."""
+    reset = str(int(time.time()) + 60)
+    return Reply(429, {"error": {"type": "rate_limit_error", "message": "Too many requests"}},
+                 {"Retry-After": retry_after, "X-RateLimit-Limit": "100",
+                  "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+
+
+@contextmanager
+def fake_provider() -> Iterator[FakeProvider]:
+    provider = FakeProvider()
+    with serve(provider.handle) as server:
+        provider.server = server
+        yield provider

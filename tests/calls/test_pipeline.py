@@ -1,0 +1,172 @@
+"""The call pipeline in-process (hub.calls.execute_call) against a fake provider."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from hub.calls import CallRequest, execute_call
+from hub.config import load_settings
+from hub.dispatch import RecordingDispatcher
+from hub.models import IntegrationLog
+from hub.services import Services
+from tests.calls.fake_provider import Reply, rate_limited
+
+
+def _logs(session, tenant):  # type: ignore[no-untyped-def]
+    return list(session.scalars(select(IntegrationLog).where(IntegrationLog.tenant_id == tenant)
+                                .order_by(IntegrationLog.started_at)))
+
+
+def test_success_envelope_and_audit_row(services, session, tenant, provider, make_integration):
+    make_integration("crm")
+    outcome = execute_call(services, CallRequest(tenant, "crm", "post",
+                                                 {"path": "/v1/tickets", "json": {"a": 1}}))
+    assert outcome.status == "success"
+    result = outcome.result
+    assert set(result) == {"ok", "status_code", "data", "cached", "integration", "operation",
+                           "attempts", "log_id"}
+    assert result["ok"] is True and result["cached"] is False and result["attempts"] == 1
+    assert result["data"] == {"method": "POST", "path": "/v1/tickets", "query": {},
+                              "json": {"a": 1}}
+    [row] = _logs(session, tenant)
+    assert str(row.id) == result["log_id"]
+    assert (row.outcome, row.status_code, row.method) == ("success", 200, "POST")
+    assert row.request_headers["X-Api-Key"] == "[REDACTED]"
+    assert row.estimated_cost == Decimal("0.002")
+    assert provider.api_key not in str(row.request_headers)
+
+
+def test_not_found_is_final_and_not_retried(services, tenant, provider, make_integration):
+    make_integration("crm")
+    provider.script("/v1/missing", Reply(404))
+    outcome = execute_call(services, CallRequest(tenant, "crm", "get", {"path": "/v1/missing"},
+                                                 cache=False))
+    assert outcome.status == "failed"
+    assert outcome.error.code == "UPSTREAM_ERROR"
+    assert outcome.error.details["status_code"] == 404
+    assert provider.hits("/v1/missing") == 1
+
+
+def test_server_error_is_retried_and_429_honours_retry_after(services, tenant, provider,
+                                                             make_integration):
+    make_integration("crm")
+    provider.script("/v1/x", Reply(503), rate_limited("7"))
+    first = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/x"}))
+    assert first.status == "retry" and first.error.code == "UPSTREAM_ERROR"
+    assert 0 <= first.delay <= 0.01  # first backoff ceiling = base
+    second = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/x"}),
+                          attempt=2)
+    assert second.status == "retry" and second.delay >= 7.0
+
+
+def test_retries_exhausted_after_max_attempts(services, tenant, provider, make_integration):
+    make_integration("crm")
+    provider.script("/v1/x", Reply(500), Reply(500), Reply(500))
+    outcomes = [execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/x"}),
+                             attempt=n) for n in (1, 2, 3)]
+    assert [o.status for o in outcomes] == ["retry", "retry", "exhausted"]
+
+
+def test_validation_error_before_any_request(services, tenant, provider, make_integration):
+    make_integration("crm")
+    outcome = execute_call(services, CallRequest(tenant, "crm", "post", {"nopath": 1}))
+    assert outcome.status == "failed" and outcome.error.code == "VALIDATION_ERROR"
+    assert provider.hits() == 0
+
+
+def test_unknown_and_disabled_integration(services, session, tenant, provider,
+                                          make_integration):
+    from hub import integrations
+
+    assert execute_call(services, CallRequest(tenant, "nope", "get", {"path": "/"})) \
+        .error.code == "NOT_FOUND"
+    make_integration("crm")
+    with session.begin():
+        integrations.set_status(session, tenant, "crm", "disabled")
+    outcome = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/"}))
+    assert outcome.error.code == "INTEGRATION_DISABLED"
+    assert provider.hits() == 0
+
+
+def test_401_reauthenticates_once_with_oauth2(services, session, tenant, provider,
+                                              make_integration):
+    make_integration("crm", auth_type="oauth2_client_credentials",
+                     credentials={"client_id": provider.client_id,
+                                  "client_secret": provider.client_secret},
+                     config={"auth": {"token_url": provider.url + "/oauth/token"}})
+    ok = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/a"}))
+    assert ok.status == "success" and provider.token_requests == 1
+    provider.revoke_tokens()  # the cached token is now refused with a 401
+    again = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/a"}))
+    assert again.status == "success", again.error
+    assert provider.token_requests == 2
+    assert again.result["attempts"] == 2
+    outcomes = [r.outcome for r in _logs(session, tenant)]
+    assert outcomes == ["success", "failed", "success"]
+
+
+def test_401_twice_is_an_auth_error(services, tenant, provider, make_integration):
+    make_integration("crm", credentials={"api_key": "wrong-key-value"})
+    outcome = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/a"}))
+    assert outcome.status == "failed" and outcome.error.code == "AUTH_ERROR"
+    assert provider.hits("/v1/a") == 2
+
+
+def test_quota_over_limit_waits_or_fails_fast(services, tenant, provider, make_integration):
+    make_integration("crm", rate_limit_per_minute=2)
+    req = CallRequest(tenant, "crm", "post", {"path": "/v1/q"})
+    assert [execute_call(services, req).status for _ in range(2)] == ["success", "success"]
+    waiting = execute_call(services, req)
+    assert waiting.status == "retry" and waiting.reason == "rate_limited"
+    assert 0 < waiting.delay <= 60
+    failing = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/q"},
+                                                 on_rate_limit="fail"))
+    assert failing.status == "failed" and failing.error.code == "RATE_LIMITED"
+    assert provider.hits("/v1/q") == 2
+
+
+def test_idempotent_write_runs_once_under_a_race(services, tenant, provider, make_integration):
+    make_integration("payments")
+    provider.script("/v1/charges", Reply(200, {"id": "ch_1"}, delay=0.5))
+    req = CallRequest(tenant, "payments", "post", {"path": "/v1/charges", "json": {"amount": 5}},
+                      idempotency_key="order-42")
+    results: list = []
+    barrier = threading.Barrier(2)
+
+    def run(task_id: str) -> None:
+        barrier.wait()
+        results.append(execute_call(services, req, task_id=task_id))
+
+    threads = [threading.Thread(target=run, args=(f"task-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert provider.hits("/v1/charges") == 1
+    assert [o.status for o in results] == ["success", "success"]
+    assert results[0].result == results[1].result
+    assert results[0].result["data"] == {"id": "ch_1"}
+    repeat = execute_call(services, req, task_id="task-later")
+    assert repeat.result == results[0].result and provider.hits("/v1/charges") == 1
+
+
+def test_ssrf_guard_refuses_loopback(settings, tenant, provider, make_integration):
+    make_integration("internal")
+    strict = Services(load_settings(allow_private_networks=False), RecordingDispatcher())
+    try:
+        outcome = execute_call(strict, CallRequest(tenant, "internal", "post", {"path": "/x"}))
+    finally:
+        strict.close()
+    assert outcome.status == "failed" and outcome.error.code == "VALIDATION_ERROR"
+    assert "refusing to connect" in outcome.error.message
+    assert provider.hits() == 0
+
+
+def test_path_cannot_leave_the_base_url(services, tenant, provider, make_integration):
+    make_integration("crm")
+    for path in ("//evil.example/x", "http://evil.example/", "/a/../../etc"):
+        outcome = execute_call(services, CallRequest(tenant, "crm", "post", {"path": path}))
+        assert outcome.error.code == "VALIDATION_ERROR", path
