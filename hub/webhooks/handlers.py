@@ -1,0 +1,121 @@
+"""Handlers: what the hub itself does with an inbound event, by source and event type.
+
+A handler is ``handler(event, ctx)``; it reads the parsed event and may name
+cache prefixes to invalidate through ``ctx`` (processing invalidates them after
+its transaction commits). Handlers run inside the event's processing
+transaction: an exception fails the event, which is retried with backoff. They
+must be idempotent, since a retried or replayed event runs them again::
+
+    @registry.register("*", "transaction_updated")
+    def invalidate_transaction(event, ctx):
+        ctx.invalidate_cache(f"get_transaction_status:{event.payload['transaction_id']}")
+
+Patterns are ``fnmatch``-style and case-sensitive (``stripe``, ``*``, ``invoice.*``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import parse_qsl
+
+from hub.models import WebhookEvent
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """A recorded webhook event as handlers see it (no raw headers, no secrets)."""
+
+    id: uuid.UUID
+    tenant: str
+    source: str
+    event_type: str
+    external_id: str
+    received_at: datetime
+    payload: Any
+
+    @property
+    def qualified_type(self) -> str:
+        """``<source>.<event_type>``: what subscriptions' patterns and channels use."""
+        return f"{self.source}.{self.event_type}"
+
+
+@dataclass
+class HandlerContext:
+    """What a handler may ask the processing step to do."""
+
+    tenant: str
+    cache_prefixes: list[str] = field(default_factory=list)
+
+    def invalidate_cache(self, prefix: str) -> None:
+        """Drop this tenant's cached responses whose key starts with ``prefix``."""
+        if prefix not in self.cache_prefixes:
+            self.cache_prefixes.append(prefix)
+
+
+Handler = Callable[[InboundEvent, HandlerContext], None]
+
+
+def parse_body(body: bytes, headers: Mapping[str, Any]) -> Any:
+    """The event body as JSON, form fields (Slack, some legacy senders) or text."""
+    text = body.decode("utf-8", "replace")
+    content_type = str({k.lower(): v for k, v in headers.items()}.get("content-type", ""))
+    if "application/x-www-form-urlencoded" in content_type:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"raw": text}
+
+
+def inbound_event(row: WebhookEvent) -> InboundEvent:
+    """The handler view of a stored event."""
+    return InboundEvent(
+        id=row.id, tenant=row.tenant_id, source=row.source,
+        event_type=row.event_type or "unknown", external_id=row.external_id,
+        received_at=row.received_at, payload=parse_body(row.body, row.headers or {}))
+
+
+class HandlerRegistry:
+    """Handlers keyed by (source pattern, event-type pattern), run in registration order."""
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[str, str, Handler]] = []
+
+    def register(self, source: str, event_type: str = "*") -> Callable[[Handler], Handler]:
+        """Decorator registering a handler for matching sources and event types."""
+
+        def decorate(handler: Handler) -> Handler:
+            self._entries.append((source, event_type, handler))
+            return handler
+
+        return decorate
+
+    def unregister(self, handler: Handler) -> None:
+        """Remove every registration of ``handler`` (tests, plug-in reloads)."""
+        self._entries = [e for e in self._entries if e[2] is not handler]
+
+    def handlers_for(self, source: str, event_type: str) -> list[Handler]:
+        """The handlers whose patterns match, in registration order."""
+        return [h for s, t, h in self._entries
+                if fnmatchcase(source, s) and fnmatchcase(event_type, t)]
+
+
+#: The hub's built-in handlers; processing uses this registry unless given another.
+registry = HandlerRegistry()
+
+
+@registry.register("*", "transaction_updated")
+@registry.register("*", "transaction.updated")
+def invalidate_transaction_status(event: InboundEvent, ctx: HandlerContext) -> None:
+    """Seed 003: a transaction changed, so its cached status is stale."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    data = payload.get("data") if isinstance(payload.get("data"), dict) else payload
+    transaction_id = data.get("transaction_id") or payload.get("transaction_id")
+    if transaction_id:
+        ctx.invalidate_cache(f"get_transaction_status:{transaction_id}")

@@ -1,0 +1,22 @@
+"""``hub.webhooks.process`` and the beat sweeper of the webhook inbox."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hub.webhooks import processing
+from tasks.app import app, services
+from tasks.base import HubTask
+
+
+@app.task(name="hub.webhooks.process", base=HubTask, ignore_result=True, acks_late=True)
+def process(event_id: str) -> dict[str, Any]:
+    """Process one recorded webhook event (a no-op if it is done or claimed)."""
+    return dataclasses.asdict(processing.process_event(services(), event_id))
+
+
+@app.task(name="hub.maintenance.sweep_webhook_events", ignore_result=True)
+def sweep_webhook_events() -> int:
+    """Re-enqueue pending events nobody picked up and failed events now due."""
+    return processing.sweep(services())

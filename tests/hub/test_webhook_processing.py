@@ -1,0 +1,230 @@
+"""hub.webhooks.processing: claim once, handlers, events, fan-out, retries, sweeper, replay."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from hub import subscriptions
+from hub.config import load_settings
+from hub.dispatch import RecordingDispatcher
+from hub.models import DeadLetter, Delivery, WebhookEvent
+from hub.scheduler import utcnow
+from hub.services import Services
+from hub.webhooks import processing
+from hub.webhooks.handlers import HandlerRegistry
+from tests.hub.inbox import add_event, subscriber, wait_for
+
+
+@pytest.fixture
+def recording_services(settings):
+    """Services whose sends are only recorded, with a short retry budget."""
+    svc = Services(load_settings(webhook_max_attempts=2, webhook_retry_base=1.0),
+                   RecordingDispatcher())
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def worker_services(worker):
+    from tasks.app import services
+
+    return services()
+
+
+def _subscribe(sessions, services, tenant, url, events=()):
+    with sessions() as session, session.begin():
+        new = subscriptions.add(session, services.vault, services.settings, tenant=tenant,
+                                url=url, event_types=events)
+    return new.subscription.id, new.secret.reveal()
+
+
+def _event(sessions, event_id):
+    with sessions() as session:
+        return session.get(WebhookEvent, event_id)
+
+
+def _deliveries(sessions, event_id):
+    with sessions() as session:
+        return list(session.scalars(select(Delivery).where(Delivery.event_id == event_id)))
+
+
+class _PubSub:
+    def __init__(self, redis_client, *channels):
+        self.pubsub = redis_client.pubsub()
+        self.pubsub.subscribe(*channels)
+        wait_for(lambda: self.pubsub.get_message(timeout=0.1))  # the subscribe confirmation
+
+    def collect(self, tenant, count, timeout=10.0):
+        found = []
+
+        def more():
+            message = self.pubsub.get_message(timeout=0.1)
+            if message and message["type"] == "message":
+                event = json.loads(message["data"])
+                if event["tenant"] == tenant:
+                    found.append((message["channel"], event))
+            return len(found) >= count
+
+        wait_for(more, timeout=timeout, interval=0)
+        return found
+
+    def close(self):
+        self.pubsub.close()
+
+
+def test_a_second_worker_skips_an_event_being_processed(recording_services, sessions, tenant):
+    event_id = add_event(sessions, tenant)
+    entered, release = threading.Event(), threading.Event()
+    handlers = HandlerRegistry()
+
+    @handlers.register("stripe", "invoice.*")
+    def slow(event, ctx):
+        entered.set()
+        release.wait(10)
+
+    outcomes = []
+    first = threading.Thread(target=lambda: outcomes.append(
+        processing.process_event(recording_services, event_id, handlers=handlers)))
+    first.start()
+    assert entered.wait(10)
+    second = processing.process_event(recording_services, event_id, handlers=handlers)
+    release.set()
+    first.join(10)
+
+    assert second.status == "skipped"
+    assert [o.status for o in outcomes] == ["processed"]
+    assert processing.process_event(recording_services, event_id).status == "skipped"
+    row = _event(sessions, event_id)
+    assert (row.status, row.attempts) == ("processed", 1)
+
+
+def test_redelivered_message_is_processed_once_by_the_worker(
+        celery_app, worker_services, sessions, tenant, redis_client):
+    with subscriber() as receiver:
+        _, secret = _subscribe(sessions, worker_services, tenant, receiver.url)
+        receiver.secrets.append(secret)
+        event_id = add_event(sessions, tenant)
+        results = [celery_app.send_task("hub.webhooks.process",
+                                        kwargs={"event_id": str(event_id)}, ignore_result=False)
+                   for _ in range(2)]
+        statuses = sorted(r.get(timeout=30)["status"] for r in results)
+
+        assert statuses == ["processed", "skipped"]
+        wait_for(lambda: receiver.count() >= 1)
+        wait_for(lambda: _deliveries(sessions, event_id)[0].status == "succeeded")
+    assert len(_deliveries(sessions, event_id)) == 1
+    assert receiver.count() == 1
+
+
+def test_fan_out_signed_delivery_and_events(worker_services, sessions, tenant, redis_client):
+    bus = _PubSub(redis_client, "integration.webhook.received",
+                  "integration.webhook.stripe.invoice.paid")
+    try:
+        with subscriber() as receiver, subscriber() as other:
+            _, secret = _subscribe(sessions, worker_services, tenant, receiver.url,
+                                   events=["stripe.invoice.*"])
+            receiver.secrets.append(secret)
+            _subscribe(sessions, worker_services, tenant, other.url, events=["github.*"])
+            event_id = add_event(sessions, tenant, payload={"id": "evt_9", "amount": 9})
+            worker_services.dispatcher.send("hub.webhooks.process", {"event_id": str(event_id)})
+
+            wait_for(lambda: receiver.count() == 1)
+            published = bus.collect(tenant, 2)
+            (delivery,) = wait_for(lambda: [d for d in _deliveries(sessions, event_id)
+                                            if d.status == "succeeded"])
+            got = receiver.received[0]
+            assert other.count() == 0
+    finally:
+        bus.close()
+
+    assert got.verified
+    assert got.headers["Webhook-Id"] == delivery.message_id
+    body = json.loads(got.body)
+    assert body["type"] == "stripe.invoice.paid"
+    assert body["data"] == {"id": "evt_9", "amount": 9}
+    assert {channel for channel, _ in published} == {
+        "integration.webhook.received", "integration.webhook.stripe.invoice.paid"}
+    data = published[0][1]["data"]
+    assert data["event_id"] == str(event_id) and data["payload"]["id"] == "evt_9"
+    assert "must-never-leak" not in json.dumps(published) + got.body.decode()
+
+
+def test_handler_failure_retries_with_backoff_then_dead_letters(
+        recording_services, sessions, tenant):
+    event_id = add_event(sessions, tenant)
+    handlers = HandlerRegistry()
+
+    @handlers.register("*")
+    def broken(event, ctx):
+        raise RuntimeError("ledger unavailable")
+
+    first = processing.process_event(recording_services, event_id, handlers=handlers)
+    row = _event(sessions, event_id)
+    assert first.status == "failed" and row.status == "failed" and row.attempts == 1
+    assert utcnow() < row.next_attempt_at <= utcnow() + timedelta(seconds=2)
+    assert "ledger unavailable" in row.last_error
+
+    second = processing.process_event(recording_services, event_id, handlers=handlers)
+    row = _event(sessions, event_id)
+    assert (second.status, row.status, row.attempts) == ("dead", "dead", 2)
+    with sessions() as session:
+        letter = session.scalars(select(DeadLetter).where(
+            DeadLetter.tenant_id == tenant, DeadLetter.origin == "webhook")).one()
+    assert letter.task_name == "hub.webhooks.process"
+    assert letter.kwargs == {"event_id": str(event_id)}
+
+
+def test_sweeper_enqueues_a_lost_pending_event_and_due_failures(
+        recording_services, sessions, tenant):
+    lost = add_event(sessions, tenant, age=120)
+    fresh = add_event(sessions, tenant, age=0)
+    failed = add_event(sessions, tenant, age=5)
+    with sessions() as session, session.begin():
+        session.execute(update(WebhookEvent).where(WebhookEvent.id == failed).values(
+            status="failed", attempts=1, next_attempt_at=utcnow() - timedelta(seconds=1)))
+
+    processing.sweep(recording_services)
+    sent = {kw["event_id"] for name, kw, _ in recording_services.dispatcher.sent
+            if name == "hub.webhooks.process"}
+    assert {str(lost), str(failed)} <= sent and str(fresh) not in sent
+
+    recording_services.dispatcher.sent.clear()
+    processing.sweep(recording_services)  # marked: not flooded again on the next tick
+    sent = {kw["event_id"] for _, kw, _ in recording_services.dispatcher.sent}
+    assert str(lost) not in sent and str(failed) not in sent
+
+
+def test_sweeper_with_a_real_worker_processes_the_lost_event(worker_services, sessions, tenant):
+    lost = add_event(sessions, tenant, age=120)
+
+    processing.sweep(worker_services)
+
+    wait_for(lambda: _event(sessions, lost).status == "processed")
+
+
+def test_replay_runs_a_processed_event_again_and_keeps_webhook_ids(
+        recording_services, sessions, tenant):
+    with subscriber() as receiver:
+        _subscribe(sessions, recording_services, tenant, receiver.url)
+        event_id = add_event(sessions, tenant)
+        processing.process_event(recording_services, event_id)
+        (before,) = _deliveries(sessions, event_id)
+        with pytest.raises(Exception, match="no webhook event"):
+            processing.replay_event(recording_services, event_id, tenant="someone-else")
+
+        result = processing.replay_event(recording_services, event_id, tenant=tenant,
+                                         redeliver=True)
+        again = processing.process_event(recording_services, event_id)
+
+    (after,) = _deliveries(sessions, event_id)
+    assert result["redelivered"] == 1 and again.status == "processed"
+    assert after.message_id == before.message_id and after.status == "pending"
+    with sessions() as session:
+        count = session.scalar(select(func.count()).select_from(Delivery)
+                               .where(Delivery.event_id == event_id))
+    assert count == 1
