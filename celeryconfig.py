@@ -35,7 +35,9 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 task_soft_time_limit = settings.task_soft_time_limit
 task_time_limit = settings.task_time_limit
-task_track_started = True
+# No STARTED write per task: it doubles result-backend writes (see docs/benchmarks.md);
+# Flower sees started tasks through events, and attempts are in integration_logs.
+task_track_started = False
 task_send_sent_event = True
 worker_send_task_events = True
 worker_cancel_long_running_tasks_on_connection_loss = True
@@ -98,6 +100,18 @@ beat_max_loop_interval = 5
 beat_schedule: dict[str, dict[str, Any]] = {
     "enqueue-due-scheduled-tasks": {
         "task": "hub.maintenance.enqueue_due",
+        "schedule": 5.0,
+        "options": {"expires": 30},
+    },
+    # Nothing stays stuck in the inbox: lost enqueues and failed events now due.
+    "sweep-webhook-events": {
+        "task": "hub.maintenance.sweep_webhook_events",
+        "schedule": 10.0,
+        "options": {"expires": 30},
+    },
+    # Delivery retries wait in PostgreSQL (deliveries.next_attempt_at), not in the broker.
+    "send-due-deliveries": {
+        "task": "hub.maintenance.send_due_deliveries",
         "schedule": 5.0,
         "options": {"expires": 30},
     },

@@ -17,6 +17,8 @@ TASK_MODULES = [
     "tasks.maintenance",
     "tasks.calls",
     "tasks.deadletter",
+    "tasks.webhooks",
+    "tasks.deliveries",
 ]
 
 
