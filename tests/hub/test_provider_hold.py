@@ -46,9 +46,10 @@ def test_hold_is_seen_by_another_client_and_expires(services, holds, tenant):
     client = redis.Redis.from_url(services.settings.redis_url, decode_responses=True)
     other_worker = ProviderHold(client, services.settings.redis_key("hold") + ":")
     assert other_worker.held_for(scope) == 0.0
-    held = holds.learn(scope, {"Retry-After": "1"}, status_code=429)
+    held = holds.learn(scope, 429, {"Retry-After": "1"})
     assert held == pytest.approx(1.0, abs=0.05)
     assert 0.5 < other_worker.held_for(scope) <= 1.0
+    assert 0.5 < other_worker.remaining(scope) <= 1.0
     assert holds.held_for(f"{tenant}:other") == 0.0
     deadline = time.monotonic() + 5
     while other_worker.held_for(scope) > 0 and time.monotonic() < deadline:
@@ -70,7 +71,7 @@ def test_hold_extends_but_never_shortens(holds, tenant):
 
 
 def test_no_hold_when_headers_say_nothing(holds, tenant):
-    assert holds.learn(f"{tenant}:crm", {"X-RateLimit-Remaining": "10"}, 200) == 0.0
+    assert holds.learn(f"{tenant}:crm", 200, {"X-RateLimit-Remaining": "10"}) == 0.0
     assert holds.held_for(f"{tenant}:crm") == 0.0
 
 
