@@ -1,0 +1,48 @@
+"""``create_app(settings=None)``: build as many apps as needed (tests build several)."""
+
+from __future__ import annotations
+
+from celery import Celery
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from hub.config import Settings, load_settings
+from hub.services import Services
+from hub.webhooks.intake import Intake
+from tasks.dispatcher import CeleryDispatcher
+from webhooks_web import errors, views
+from webhooks_web.state import WebState
+
+#: A down broker must not hold a request long: the event is already committed and the
+#: sweeper re-enqueues it, so one quick retry covers a stale connection and no more.
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                        "interval_max": 0.2}
+
+
+def _sender(settings: Settings) -> Celery:
+    # Sends by task name only: config from celeryconfig, and no task module is imported
+    # (tasks.app's include list is for workers).
+    celery = Celery("hub-web", config_source="celeryconfig")
+    celery.conf.broker_url = settings.effective_broker_url
+    celery.conf.broker_connection_timeout = 2
+    celery.conf.task_publish_retry_policy = PUBLISH_RETRY_POLICY
+    return celery
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The webhook app for ``settings`` (default: read from the environment)."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    # Werkzeug refuses a larger body before it is read (413); the intake checks again.
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body
+    celery = _sender(settings)
+    services = Services(settings, CeleryDispatcher(celery))
+    services.vault  # noqa: B018 - no encryption key must stop start-up, not the first webhook
+    app.extensions["hub"] = WebState(settings, services, Intake(services), celery)
+    app.register_blueprint(views.bp)
+    errors.register(app)
+    if settings.webhook_trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app,  # type: ignore[method-assign]
+                                x_for=settings.webhook_trusted_proxies)
+    return app
+
