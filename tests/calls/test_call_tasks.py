@@ -1,0 +1,201 @@
+"""hub.call and hub.<adapter>.<operation> through a real worker, sent by name by a
+client that imports nothing from the hub."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from hub import deadletter, scheduler
+from hub.models import DeadLetter, IntegrationLog, ScheduledTask
+from tests.calls.fake_provider import Reply
+
+TIMEOUT = 30
+
+
+def _call(client_app, tenant, integration, operation, params=None, **options):  # type: ignore[no-untyped-def]
+    return client_app.send_task("hub.call", kwargs={
+        "tenant": tenant, "integration": integration, "operation": operation,
+        "params": params, **options})
+
+
+def _wait(predicate, what, timeout=TIMEOUT):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_call_returns_the_success_envelope(worker, client_app, tenant, provider,
+                                           make_integration):
+    make_integration("crm")
+    result = _call(client_app, tenant, "crm", "post", {"path": "/v1/tickets",
+                                                       "json": {"subject": "hi"}})
+    envelope = result.get(timeout=TIMEOUT)
+    assert envelope["ok"] is True and envelope["status_code"] == 200
+    assert envelope["data"]["json"] == {"subject": "hi"}
+    assert (envelope["integration"], envelope["operation"]) == ("crm", "post")
+
+
+def test_operation_task_by_its_own_name(worker, client_app, tenant, provider, make_integration):
+    make_integration("crm")
+    result = client_app.send_task("hub.rest.post", args=[tenant, "crm"],
+                                  kwargs={"path": "/v1/notes", "json": {"n": 1}})
+    envelope = result.get(timeout=TIMEOUT)
+    assert envelope["ok"] and envelope["operation"] == "post"
+    assert envelope["data"]["path"] == "/v1/notes"
+
+
+def test_failure_is_state_failure_with_the_envelope(worker, client_app, tenant, provider,
+                                                    make_integration):
+    make_integration("crm")
+    provider.script("/v1/gone", Reply(404))
+    result = _call(client_app, tenant, "crm", "post", {"path": "/v1/gone"})
+    with pytest.raises(Exception) as caught:
+        result.get(timeout=TIMEOUT)
+    envelope = caught.value.args[0]
+    assert envelope["ok"] is False and envelope["error"]["code"] == "UPSTREAM_ERROR"
+    assert set(envelope["error"]) == {"code", "message", "details"}
+    assert result.state == "FAILURE"
+    assert provider.hits("/v1/gone") == 1  # a 404 is never retried
+
+
+_OUTSIDE_CLIENT = textwrap.dedent("""
+    import builtins, json, sys
+    real_import = builtins.__import__
+    def guarded(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0 and name.split(".")[0] in ("hub", "tasks", "celeryconfig",
+                                                 "webhooks_web"):
+            raise ImportError("the hub is not installed here: " + name)
+        return real_import(name, globals, locals, fromlist, level)
+    builtins.__import__ = guarded
+    from celery import Celery
+    broker, backend, task_id = sys.argv[1:4]
+    app = Celery("outside", broker=broker, backend=backend)
+    result = app.AsyncResult(task_id)
+    exc = result.result
+    print(json.dumps({"state": result.state, "type": type(exc).__name__,
+                      "envelope": exc.args[0], "info": result.info.args[0],
+                      "traceback_has_code": "UPSTREAM_ERROR" in (result.traceback or "")}))
+""")
+
+
+def test_client_without_the_hub_gets_the_envelope(worker, client_app, settings, tenant,
+                                                  provider, make_integration):
+    make_integration("crm")
+    provider.script("/v1/bad", Reply(422, {"error": {"message": "amount must be positive"}}))
+    result = _call(client_app, tenant, "crm", "post", {"path": "/v1/bad"})
+    result.get(timeout=TIMEOUT, propagate=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _OUTSIDE_CLIENT, settings.effective_broker_url,
+         settings.effective_result_backend, result.id],
+        capture_output=True, text=True, timeout=60, cwd="/tmp", check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["state"] == "FAILURE" and seen["type"] == "CallFailed"
+    assert seen["envelope"]["error"]["code"] == "UPSTREAM_ERROR"
+    assert seen["envelope"]["error"]["details"]["status_code"] == 422
+    assert seen["info"] == seen["envelope"] and seen["traceback_has_code"]
+
+
+def test_short_backoff_retries_by_countdown(worker, client_app, tenant, provider,
+                                           make_integration):
+    make_integration("crm")
+    provider.script("/v1/flaky", Reply(503), Reply(502))
+    envelope = _call(client_app, tenant, "crm", "post", {"path": "/v1/flaky"}) \
+        .get(timeout=TIMEOUT)
+    assert envelope["ok"] and envelope["attempts"] == 3
+    assert provider.hits("/v1/flaky") == 3
+
+
+def test_long_backoff_lives_in_postgresql_and_runs_once(worker, celery_app, client_app,
+                                                       sessions, tenant, provider,
+                                                       make_integration):
+    from tasks.dispatcher import CeleryDispatcher
+
+    make_integration("slow", config={"retry": {"base": 1, "cap": 10, "max_attempts": 3}})
+    # Retry-After of an hour: far beyond HUB_MAX_COUNTDOWN (300 s) and any safe countdown.
+    provider.script("/v1/later", Reply(503, headers={"Retry-After": "3600"}))
+    result = _call(client_app, tenant, "slow", "post", {"path": "/v1/later"})
+
+    def scheduled():  # type: ignore[no-untyped-def]
+        with sessions() as s:
+            return s.scalars(select(ScheduledTask).where(
+                ScheduledTask.task_id == result.id)).one_or_none()
+
+    row = _wait(scheduled, "the retry stored in scheduled_tasks")
+    assert row.status == "pending" and row.task_name == "hub.call"
+    assert row.due_at - scheduler.utcnow() > timedelta(minutes=55)
+    _wait(lambda: result.state == "RETRY", "state RETRY")
+    assert provider.hits("/v1/later") == 1
+    # Not due yet: nothing is sent.
+    dispatcher = CeleryDispatcher(celery_app)
+    assert scheduler.enqueue_due(sessions, dispatcher) == 0
+    with sessions() as s, s.begin():
+        s.execute(update(ScheduledTask).where(ScheduledTask.id == row.id)
+                  .values(due_at=scheduler.utcnow()))
+    sent = [scheduler.enqueue_due(sessions, dispatcher) for _ in range(3)]
+    assert sum(sent) == 1
+    envelope = result.get(timeout=TIMEOUT)  # same task id: the caller sees the outcome
+    assert envelope["ok"] and envelope["attempts"] == 2
+    assert provider.hits("/v1/later") == 2
+
+
+def test_exhausted_call_is_dead_lettered_then_replayed(worker, celery_app, client_app,
+                                                      sessions, redis_client, tenant,
+                                                      provider, make_integration, settings):
+    from tasks.dispatcher import CeleryDispatcher
+
+    make_integration("crm", config={"retry": {"base": 0.01, "cap": 0.02, "max_attempts": 2}})
+    provider.script("/v1/down", Reply(500), Reply(500))
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe("integration.dead_letter.added")
+    _wait(lambda: pubsub.get_message(timeout=0.1), "subscription")
+    result = _call(client_app, tenant, "crm", "post", {"path": "/v1/down", "json": {"x": 1}})
+    with pytest.raises(Exception) as caught:
+        result.get(timeout=TIMEOUT)
+    envelope = caught.value.args[0]
+    assert envelope["error"]["code"] == "DEAD_LETTERED"
+    assert envelope["error"]["details"]["last_error"]["code"] == "UPSTREAM_ERROR"
+
+    def letter():  # type: ignore[no-untyped-def]
+        with sessions() as s:
+            return s.scalars(select(DeadLetter).where(DeadLetter.task_id == result.id)) \
+                .one_or_none()
+
+    row = _wait(letter, "the dead letter")
+    assert (row.origin, row.task_name, row.error_code, row.attempts) == \
+        ("call", "hub.call", "UPSTREAM_ERROR", 2)
+    assert row.kwargs["params"] == {"path": "/v1/down", "json": {"x": 1}}
+    event = _wait(lambda: pubsub.get_message(timeout=0.1), "dead_letter.added event")
+    assert json.loads(event["data"])["data"]["task_id"] == result.id
+    pubsub.close()
+    with sessions() as s:
+        dead_rows = s.scalars(select(IntegrationLog.outcome).where(
+            IntegrationLog.task_id == result.id)).all()
+    assert sorted(dead_rows) == ["dead_lettered", "failed"]
+
+    # The provider recovered (its script is used up): replay the tenant's letters.
+    filters = deadletter.Filters(tenant=tenant, include_replayed=False)
+    dispatcher = CeleryDispatcher(celery_app)
+    dry = deadletter.replay(sessions, dispatcher, filters, queue=settings.queue("replay"),
+                            dry_run=True)
+    assert [d["id"] for d in dry] == [str(row.id)] and provider.hits("/v1/down") == 2
+    [replayed] = deadletter.replay(sessions, dispatcher, filters,
+                                   queue=settings.queue("replay"))
+    assert deadletter.replay(sessions, dispatcher, filters,
+                             queue=settings.queue("replay")) == []
+    again = client_app.AsyncResult(replayed["replay_task_id"]).get(timeout=TIMEOUT)
+    assert again["ok"] and again["data"]["json"] == {"x": 1}
+    assert provider.hits("/v1/down") == 3
+    with sessions() as s:
+        assert letter().replayed_at is not None
