@@ -1,0 +1,271 @@
+"""hub.deliveries: status semantics, retry schedule from PostgreSQL, disabling, replay."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from hub import deliveries, subscriptions
+from hub.config import load_settings
+from hub.deliveries import DeliveryFilter
+from hub.dispatch import RecordingDispatcher
+from hub.models import DeadLetter, Delivery, DeliveryAttempt, Subscription
+from hub.scheduler import utcnow
+from hub.services import Services
+from hub.webhooks import processing
+from tests.hub.inbox import add_event, subscriber, wait_for
+
+
+@pytest.fixture
+def svc(settings):
+    """Services with recorded sends and no jitter, so waits can be asserted exactly."""
+    services = Services(load_settings(delivery_jitter=0.0), RecordingDispatcher())
+    yield services
+    services.close()
+
+
+def _subscribe(svc, tenant, url, schedule=None, events=()):
+    with svc.sessions() as session, session.begin():
+        new = subscriptions.add(session, svc.vault, svc.settings, tenant=tenant, url=url,
+                                event_types=events, retry_schedule=schedule)
+    return new.subscription.id, new.secret.reveal()
+
+
+def _deliver_event(svc, tenant, **event):
+    """Record and process an event; return its delivery ids."""
+    event_id = add_event(svc.sessions, tenant, **event)
+    assert processing.process_event(svc, event_id).status == "processed"
+    with svc.sessions() as session:
+        return [d.id for d in session.scalars(select(Delivery).where(Delivery.event_id == event_id))]
+
+
+def _get(svc, model, key):
+    with svc.sessions() as session:
+        return session.get(model, key)
+
+
+def _drive_due(svc, delivery_id):
+    """What beat and the worker do once the wait is over: send_due, then the task body."""
+    wait_for(lambda: _get(svc, Delivery, delivery_id).next_attempt_at <= utcnow())
+    svc.dispatcher.sent.clear()
+    deliveries.send_due(svc)
+    assert ("hub.deliveries.send", {"delivery_id": str(delivery_id)}, None) in svc.dispatcher.sent
+    return deliveries.send_delivery(svc, str(delivery_id))
+
+
+def test_success_is_signed_and_recorded(svc, tenant):
+    with subscriber(default=(200, {})) as receiver:
+        _, secret = _subscribe(svc, tenant, receiver.url)
+        receiver.secrets.append(secret)
+        (delivery_id,) = _deliver_event(svc, tenant)
+
+        outcome = deliveries.send_delivery(svc, str(delivery_id))
+        again = deliveries.send_delivery(svc, str(delivery_id))
+
+    assert (outcome.status, outcome.status_code, again.status) == ("succeeded", 200, "skipped")
+    assert receiver.count() == 1 and receiver.received[0].verified
+    with svc.sessions() as session:
+        (attempt,) = session.scalars(select(DeliveryAttempt)
+                                     .where(DeliveryAttempt.delivery_id == delivery_id))
+    assert (attempt.attempt, attempt.status_code) == (1, 200)
+    assert attempt.duration_ms is not None and attempt.response_excerpt == "ok"
+
+
+def test_failing_subscriber_follows_its_schedule_then_dead_letters(svc, tenant):
+    with subscriber(default=(500, {})) as receiver:
+        sub_id, _ = _subscribe(svc, tenant, receiver.url, schedule=[0.05, 0.1])
+        (delivery_id,) = _deliver_event(svc, tenant)
+
+        first = deliveries.send_delivery(svc, str(delivery_id))
+        assert first.status == "failed" and first.attempt == 1
+        # A short first wait also gets a countdown message (the 5 s case).
+        assert svc.dispatcher.sent[-1][0] == "hub.deliveries.send"
+        second = _drive_due(svc, delivery_id)
+        third = _drive_due(svc, delivery_id)
+
+    assert (second.status, third.status) == ("failed", "dead")
+    assert receiver.count() == 3
+    delivery = _get(svc, Delivery, delivery_id)
+    assert delivery.attempts == 3 and delivery.last_status_code == 500
+    sub = _get(svc, Subscription, sub_id)
+    assert sub.active and sub.consecutive_failures == 3 and sub.failing_since is not None
+    with svc.sessions() as session:
+        letter = session.scalars(select(DeadLetter).where(
+            DeadLetter.tenant_id == tenant, DeadLetter.origin == "delivery")).one()
+    assert letter.kwargs == {"delivery_id": str(delivery_id)}
+
+
+def test_subscription_failing_for_the_whole_period_is_disabled(svc, tenant, redis_client):
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe("integration.subscription.disabled")
+    wait_for(lambda: pubsub.get_message(timeout=0.1))
+    with subscriber(default=(500, {})) as receiver:
+        sub_id, _ = _subscribe(svc, tenant, receiver.url, schedule=[3600] * 5)
+        first, waiting = _deliver_event(svc, tenant)[0], _deliver_event(svc, tenant)[0]
+        deliveries.send_delivery(svc, str(first))
+        with svc.sessions() as session, session.begin():
+            session.execute(update(Subscription).where(Subscription.id == sub_id).values(
+                failing_since=utcnow() - timedelta(days=5, seconds=1)))
+        with svc.sessions() as session, session.begin():
+            session.execute(update(Delivery).where(Delivery.id == first).values(
+                next_attempt_at=utcnow()))
+
+        outcome = deliveries.send_delivery(svc, str(first))
+
+        def disabled_event():
+            message = pubsub.get_message(timeout=0.1)
+            return message and message["type"] == "message" and \
+                json.loads(message["data"])["tenant"] == tenant and json.loads(message["data"])
+
+        event = wait_for(disabled_event)
+    pubsub.close()
+    sub = _get(svc, Subscription, sub_id)
+    assert outcome.status == "cancelled" and not sub.active
+    assert "only failures" in sub.disabled_reason
+    assert _get(svc, Delivery, waiting).status == "cancelled"
+    assert event["data"]["subscription_id"] == str(sub_id)
+
+
+def test_410_gone_disables_the_subscription(svc, tenant):
+    with subscriber(default=(410, {})) as receiver:
+        sub_id, _ = _subscribe(svc, tenant, receiver.url)
+        (delivery_id,) = _deliver_event(svc, tenant)
+        (later,) = _deliver_event(svc, tenant)
+
+        outcome = deliveries.send_delivery(svc, str(delivery_id))
+        after = deliveries.send_delivery(svc, str(later))
+
+    sub = _get(svc, Subscription, sub_id)
+    assert outcome.status == "cancelled" and after.status == "skipped"
+    assert not sub.active and "410" in sub.disabled_reason
+    assert receiver.count() == 1
+
+
+def test_redirect_counts_as_a_failure(svc, tenant):
+    with subscriber(default=(301, {"Location": "http://127.0.0.1:1/elsewhere"})) as receiver:
+        _subscribe(svc, tenant, receiver.url, schedule=[600])
+        (delivery_id,) = _deliver_event(svc, tenant)
+
+        outcome = deliveries.send_delivery(svc, str(delivery_id))
+
+    assert (outcome.status, outcome.status_code) == ("failed", 301)
+    assert receiver.count() == 1
+
+
+@pytest.mark.parametrize("retry_after,expected", [
+    ("150", 150), ("1000", 200), (None, 100), ("5", 100),
+])
+def test_throttle_honours_retry_after_within_the_schedule(svc, tenant, retry_after, expected):
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    with subscriber(default=(429, headers)) as receiver:
+        _subscribe(svc, tenant, receiver.url, schedule=[100])
+        (delivery_id,) = _deliver_event(svc, tenant)
+        before = utcnow()
+
+        outcome = deliveries.send_delivery(svc, str(delivery_id))
+
+    wait = (outcome.next_attempt_at - before).total_seconds()
+    assert outcome.status == "failed" and expected - 1 <= wait <= expected + 2
+    assert not [s for s in svc.dispatcher.sent if s[1] == {"delivery_id": str(delivery_id)}][1:]
+
+
+def test_throttle_waits_at_least_a_minute():
+    assert deliveries.throttled_wait(5, 10) == 60
+    assert deliveries.throttled_wait(5, None) == 60
+    assert deliveries.throttled_wait(300, 1000) == 600
+    assert deliveries.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412400) == 80
+
+
+def test_default_schedule_with_jitter():
+    schedule = load_settings().delivery_retry_schedule
+    rng = random.Random(7)
+
+    waits = [deliveries.scheduled_wait(schedule, n, 0.2, rng) for n in range(1, 9)]
+
+    assert schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert waits[-1] is None
+    for wait, base in zip(waits, schedule):
+        assert 0.8 * base <= wait <= 1.2 * base
+
+
+def test_per_tenant_schedule_setting(tenant):
+    settings = load_settings({"HUB_DELIVERY_TENANT_SCHEDULES": json.dumps({tenant: [1, 2]})})
+
+    assert settings.delivery_schedule(tenant) == (1.0, 2.0)
+    assert settings.delivery_schedule("other") == settings.delivery_retry_schedule
+
+
+def test_rotation_signs_with_both_secrets(svc, tenant):
+    with subscriber() as receiver:
+        sub_id, old = _subscribe(svc, tenant, receiver.url)
+        with svc.sessions() as session, session.begin():
+            sub = subscriptions.get(session, tenant, sub_id, lock=True)
+            new = subscriptions.rotate_secret(svc.vault, sub).reveal()
+        (delivery_id,) = _deliver_event(svc, tenant)
+        deliveries.send_delivery(svc, str(delivery_id))
+
+    got = receiver.received[0]
+    assert len(got.headers["Webhook-Signature"].split(" ")) == 2
+    for secret in (old, new):
+        receiver.secrets[:] = [secret]
+        from standardwebhooks import Webhook
+
+        Webhook(secret).verify(got.body, got.headers)
+
+
+def test_bulk_replay_dry_run_then_real_keeps_webhook_id(svc, tenant):
+    with subscriber() as receiver:
+        _, secret = _subscribe(svc, tenant, receiver.url)
+        receiver.secrets.append(secret)
+        paid = _deliver_event(svc, tenant, event_type="invoice.paid")[0]
+        other = _deliver_event(svc, tenant, event_type="customer.created")[0]
+        for delivery_id in (paid, other):
+            deliveries.send_delivery(svc, str(delivery_id))
+        flt = DeliveryFilter(tenant=tenant, event_type="stripe.invoice.*",
+                             since=utcnow() - timedelta(minutes=5), statuses=("succeeded",))
+
+        svc.dispatcher.sent.clear()
+        dry = deliveries.replay(svc, flt, dry_run=True)
+        assert dry["count"] == 1 and svc.dispatcher.sent == []
+        assert _get(svc, Delivery, paid).status == "succeeded"
+
+        real = deliveries.replay(svc, flt)
+        assert svc.dispatcher.sent == [("hub.deliveries.send", {"delivery_id": str(paid)},
+                                        svc.settings.queue("replay"))]
+        deliveries.send_delivery(svc, str(paid))
+
+    first, replayed = [r for r in receiver.received
+                       if json.loads(r.body)["type"] == "stripe.invoice.paid"]
+    assert real["count"] == 1 and real["deliveries"][0]["id"] == str(paid)
+    assert replayed.headers["Webhook-Id"] == first.headers["Webhook-Id"]
+    assert replayed.body == first.body and replayed.verified
+
+
+def test_lost_delivery_message_is_sent_by_beat(svc, tenant):
+    with subscriber() as receiver:
+        _subscribe(svc, tenant, receiver.url)
+        (delivery_id,) = _deliver_event(svc, tenant)  # its message is only recorded: "lost"
+        with svc.sessions() as session, session.begin():
+            session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+                next_attempt_at=utcnow() - timedelta(seconds=1)))
+
+        outcome = _drive_due(svc, delivery_id)
+
+    assert outcome.status == "succeeded" and receiver.count() == 1
+
+
+def test_disabled_subscription_is_not_delivered(svc, tenant):
+    with subscriber() as receiver:
+        sub_id, _ = _subscribe(svc, tenant, receiver.url)
+        (delivery_id,) = _deliver_event(svc, tenant)
+        with svc.sessions() as session, session.begin():
+            subscriptions.disable(subscriptions.get(session, tenant, sub_id), "operator")
+
+        outcome = deliveries.send_delivery(svc, str(delivery_id))
+
+    assert outcome.status == "skipped" and receiver.count() == 0
+    assert _get(svc, Delivery, delivery_id).status == "cancelled"
