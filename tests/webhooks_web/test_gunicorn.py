@@ -1,0 +1,73 @@
+"""End to end: the real gunicorn command of the Procfile, a signed webhook over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import stripe
+from sqlalchemy import select
+
+from hub.devservices import free_port
+from hub.models import WebhookEvent
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {proc.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)  # polling a starting server, not synchronising on a result
+    raise AssertionError("gunicorn did not answer /health in time")
+
+
+@pytest.fixture
+def server(web_settings, tmp_path):
+    port = free_port()
+    env = dict(os.environ, PORT=str(port), HUB_BROKER_URL=web_settings.broker_url,
+               WEB_CONCURRENCY="2", WEB_THREADS="2",
+               PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "webhooks_web/gunicorn.conf.py",
+         "webhooks_web:create_app()"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base + "/health", proc, time.monotonic() + 30)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_signed_webhook_through_gunicorn_is_stored(server, make_endpoint, sessions, sent):
+    created = make_endpoint(secrets=["whsec_e2e"])
+    body = json.dumps({"id": "evt_e2e", "type": "charge.succeeded"})
+    header = stripe.WebhookSignature.generate_signature_header(body, "whsec_e2e")
+    url = f"{server}/api/v1/webhooks/stripe/{created.token}"
+
+    answers = [requests.post(url, data=body, timeout=10, headers={
+        "Stripe-Signature": header, "Content-Type": "application/json"}) for _ in range(2)]
+
+    assert [a.status_code for a in answers] == [202, 202]
+    assert [a.json()["duplicate"] for a in answers] == [False, True]
+    with sessions() as session:
+        [row] = session.scalars(select(WebhookEvent)
+                                .where(WebhookEvent.endpoint_id == created.id)).all()
+    assert str(row.id) == answers[0].json()["id"]
+    assert sent() == [("hub.webhooks.process", {"event_id": str(row.id)})]
+    metrics = requests.get(server + "/metrics", timeout=10).text
+    assert 'hub_webhooks_received_total{outcome="accepted",source="stripe"} 1.0' in metrics
