@@ -134,6 +134,8 @@ class Attempt:
     secrets: list[str] = field(default_factory=list)
     outbound: requests.PreparedRequest | None = None
     response: requests.Response | None = None
+    #: An expired cache entry with an ETag, revalidated with If-None-Match.
+    stale: Any = None
 
     @property
     def key(self) -> idempotency.Key | None:
@@ -335,10 +337,13 @@ def _cache_lookup(services: Services, run: Attempt) -> CallOutcome | None:
         return None
     from hub import cache
 
-    entry = cache.lookup(services, run.target.row, run.request.operation, run.request.params)
-    _publish(services, run, "cache.hit" if entry is not None else "cache.miss")
-    _metric("cache_hit" if entry is not None else "cache_miss", run)
-    if entry is None:
+    entry = cache.lookup(services, run.target.row, run.request.operation, run.request.params,
+                         allow_stale=True)
+    hit = entry is not None and entry.fresh
+    _publish(services, run, "cache.hit" if hit else "cache.miss")
+    _metric("cache_hit" if hit else "cache_miss", run)
+    if not hit:
+        run.stale = entry
         return None
     row_id = _audit(services, run, "cached", status_code=entry.status_code)
     return CallOutcome("success", result=_envelope(run, entry.status_code, entry.data,
@@ -346,14 +351,20 @@ def _cache_lookup(services: Services, run: Attempt) -> CallOutcome | None:
                        attempt=run.number, integration=run.target.row.name)
 
 
-def _cache_store(services: Services, run: Attempt, status: int, data: Any) -> None:
+def _cache_store(services: Services, run: Attempt, status: int, data: Any) -> Any:
+    """Store a 2xx answer; after a 304 refresh the stale entry and return its data."""
     if not _cacheable(run) or run.response is None:
-        return
+        return data
     from hub import cache
 
     ttl = run.target.adapter.cache_ttl(run.target.op, run.target.row.config or {})
+    if status == 304 and run.stale is not None:
+        entry = cache.refresh(services, run.target.row, run.request.operation,
+                              run.request.params, ttl=ttl, headers=run.response.headers)
+        return (entry or run.stale).data
     cache.store(services, run.target.row, run.request.operation, run.request.params,
                 status_code=status, data=data, headers=run.response.headers, ttl=ttl)
+    return data
 
 
 # --- the provider request ---------------------------------------------------------------
@@ -363,6 +374,8 @@ def build_request(run: Attempt) -> requests.Request:
     out: OutboundRequest = run.target.adapter.build_request(
         run.target.view, run.target.op, run.request.params)
     headers = {"Accept": "application/json", **out.headers}
+    if run.stale is not None and run.stale.etag:
+        headers["If-None-Match"] = run.stale.etag  # RFC 9110 §13.1.2 revalidation
     if run.request.idempotency_key and not run.target.op.is_idempotent:
         # Stripe-style: lets a provider that supports it dedupe our own retries.
         headers.setdefault("Idempotency-Key", run.request.idempotency_key)
@@ -445,11 +458,12 @@ def check_status(response: requests.Response) -> None:
 # --- outcomes -------------------------------------------------------------------------
 
 def _succeed(services: Services, run: Attempt, response: requests.Response) -> CallOutcome:
-    data = _transform(run, response)
-    _cache_store(services, run, response.status_code, data)
+    revalidated = response.status_code == 304 and run.stale is not None
+    data = _cache_store(services, run, response.status_code, _transform(run, response))
+    status = run.stale.status_code if revalidated else response.status_code
     with services.sessions() as session, session.begin():
         row = _write_audit(session, run, "success", status_code=response.status_code)
-        result = _envelope(run, response.status_code, data, cached=False, log_id=row.id)
+        result = _envelope(run, status, data, cached=revalidated, log_id=row.id)
         if run.key is not None:
             idempotency.complete(session, run.key, result)
     _publish(services, run, "request.completed", status_code=response.status_code,

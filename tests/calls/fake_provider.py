@@ -71,6 +71,8 @@ class FakeProvider:
             reply = queue.popleft() if queue else None
         if reply is not None and reply.delay:
             time.sleep(reply.delay)  # the provider being slow is what is simulated
+        if reply is not None and reply.status == 304:
+            return Response(status=304, headers=reply.headers)
         if reply is not None and reply.status != 200:
             return _json(reply.status, reply.body or _error(reply.status), reply.headers)
         if not self._authorised(request):
