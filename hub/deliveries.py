@@ -32,7 +32,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import requests
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -271,16 +271,8 @@ def _record_attempt(session: Session, claim: _Claim, response: _Response,
     delivery.last_duration_ms = response.duration_ms
 
 
-def _cancel_waiting(session: Session, subscription_id: uuid.UUID) -> None:
-    session.execute(update(Delivery)
-                    .where(Delivery.subscription_id == subscription_id,
-                           Delivery.status.in_(("pending", "failed")))
-                    .values(status="cancelled", next_attempt_at=None))
-
-
 def _disable(session: Session, sub: Subscription, delivery: Delivery, reason: str) -> None:
-    subscriptions.disable(sub, reason)
-    _cancel_waiting(session, sub.id)
+    subscriptions.disable(session, sub, reason)
     delivery.status = "cancelled"
     delivery.next_attempt_at = None
 

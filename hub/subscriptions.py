@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub import standard_webhooks
 from hub.config import Settings
 from hub.errors import NotFound, ValidationError
 from hub.http import check_url
-from hub.models import Subscription
+from hub.models import Delivery, Subscription
 from hub.scheduler import utcnow
 from hub.vault import Secret, Vault
 
@@ -111,11 +111,18 @@ def matching(session: Session, tenant: str, qualified_type: str) -> list[Subscri
             if matches(s.event_types or [], qualified_type)]
 
 
-def disable(sub: Subscription, reason: str) -> None:
-    """Stop deliveries to ``sub`` (callers cancel its waiting deliveries)."""
+def disable(session: Session, sub: Subscription, reason: str) -> None:
+    """Stop deliveries to ``sub`` and cancel the ones waiting for a retry.
+
+    Cancelled deliveries can be sent again with a replay once it is enabled.
+    """
     sub.active = False
     sub.disabled_at = utcnow()
     sub.disabled_reason = reason
+    session.execute(update(Delivery)
+                    .where(Delivery.subscription_id == sub.id,
+                           Delivery.status.in_(("pending", "failed")))
+                    .values(status="cancelled", next_attempt_at=None))
 
 
 def enable(sub: Subscription) -> None:

@@ -263,7 +263,8 @@ def test_disabled_subscription_is_not_delivered(svc, tenant):
         sub_id, _ = _subscribe(svc, tenant, receiver.url)
         (delivery_id,) = _deliver_event(svc, tenant)
         with svc.sessions() as session, session.begin():
-            subscriptions.disable(subscriptions.get(session, tenant, sub_id), "operator")
+            subscriptions.disable(session, subscriptions.get(session, tenant, sub_id),
+                                  "operator")
 
         outcome = deliveries.send_delivery(svc, str(delivery_id))
 

@@ -1,0 +1,92 @@
+"""``hub deliveries``: outbound deliveries to subscribers (list, retry, replay)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import click
+
+from hub import deliveries
+from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
+from hub.models import DELIVERY_STATUSES
+
+LIST_COLUMNS = ("id", "event_type", "status", "attempts", "last_status_code",
+                "next_attempt_at", "message_id")
+
+
+def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("expected an ISO-8601 time, e.g. 2026-11-22T10:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _uuid(_ctx: click.Context, _param: click.Parameter, value: str | None) -> uuid.UUID | None:
+    try:
+        return None if value is None else uuid.UUID(value)
+    except ValueError:
+        raise click.BadParameter("not an id") from None
+
+
+def filter_options(func):  # type: ignore[no-untyped-def]
+    """The options shared by ``list`` and ``replay``."""
+    for option in reversed((
+        click.option("--tenant", required=True),
+        click.option("--subscription", "subscription_id", callback=_uuid),
+        click.option("--event-type", help="Pattern over <source>.<event_type>, e.g. stripe.*"),
+        click.option("--since", callback=_when, help="Created at or after (ISO-8601, UTC)."),
+        click.option("--until", callback=_when, help="Created before (ISO-8601, UTC)."),
+        click.option("--status", "statuses", multiple=True,
+                     type=click.Choice(DELIVERY_STATUSES), help="Repeat for several."),
+        click.option("--limit", type=click.IntRange(1, 100000), default=1000, show_default=True),
+    )):
+        func = option(func)
+    return func
+
+
+def _filter(**kwargs: object) -> deliveries.DeliveryFilter:
+    return deliveries.DeliveryFilter(**kwargs)  # type: ignore[arg-type]
+
+
+@cli.group("deliveries")
+def deliveries_group() -> None:
+    """Outbound deliveries of inbound events to subscribers."""
+
+
+@deliveries_group.command("list")
+@filter_options
+@json_option
+@pass_ctx
+def list_(ctx: CliContext, **kwargs: object) -> None:
+    """Deliveries matching the filters, oldest first."""
+    with ctx.services.sessions() as session:
+        rows = [deliveries.view(d) for d in deliveries.find(session, _filter(**kwargs))]
+    emit(ctx, rows, columns=LIST_COLUMNS)
+
+
+@deliveries_group.command()
+@click.option("--tenant", required=True)
+@click.option("--id", "delivery_id", required=True)
+@json_option
+@pass_ctx
+def retry(ctx: CliContext, tenant: str, delivery_id: str) -> None:
+    """Send one delivery again now, with a fresh retry schedule."""
+    document = deliveries.retry(ctx.services, tenant, delivery_id)
+    emit(ctx, document, text=f"delivery {delivery_id} queued")
+
+
+@deliveries_group.command()
+@filter_options
+@click.option("--dry-run", is_flag=True, help="Only list what would be sent.")
+@json_option
+@pass_ctx
+def replay(ctx: CliContext, dry_run: bool, **kwargs: object) -> None:
+    """Send a filtered set again on the replay queue, keeping each webhook-id."""
+    result = deliveries.replay(ctx.services, _filter(**kwargs), dry_run=dry_run)
+    verb = "would replay" if dry_run else "replaying"
+    emit(ctx, result, text=f"{verb} {result['count']} deliveries "
+                           f"({result['skipped_inactive']} of disabled subscriptions skipped)")

@@ -1,0 +1,61 @@
+"""Operator views of the webhook inbox (``hub events list|show``), tenant-scoped."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub import deliveries
+from hub.errors import NotFound
+from hub.models import EVENT_STATUSES, Delivery, WebhookEvent
+from hub.redaction import redact_headers
+from hub.webhooks.handlers import parse_body
+
+#: Status names an operator may filter on.
+STATUSES = EVENT_STATUSES
+
+
+def summary(row: WebhookEvent) -> dict[str, Any]:
+    """One line of ``hub events list``."""
+    return {
+        "id": str(row.id), "tenant": row.tenant_id, "source": row.source,
+        "event_type": row.event_type, "external_id": row.external_id, "status": row.status,
+        "attempts": row.attempts, "received_at": row.received_at,
+        "processed_at": row.processed_at, "next_attempt_at": row.next_attempt_at,
+        "last_error": row.last_error,
+    }
+
+
+def list_events(session: Session, tenant: str, *, status: str | None = None,
+                source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The tenant's most recent events, newest first, optionally filtered."""
+    query = select(WebhookEvent).where(WebhookEvent.tenant_id == tenant)
+    if status:
+        query = query.where(WebhookEvent.status == status)
+    if source:
+        query = query.where(WebhookEvent.source == source)
+    rows = session.scalars(query.order_by(WebhookEvent.received_at.desc()).limit(limit))
+    return [summary(r) for r in rows]
+
+
+def show_event(session: Session, tenant: str, event_id: str) -> dict[str, Any]:
+    """One event with its parsed payload, redacted headers and its deliveries.
+
+    Raises NotFound for an unknown id or another tenant's event.
+    """
+    try:
+        key = uuid.UUID(str(event_id))
+    except ValueError:
+        raise NotFound(f"no webhook event {event_id}") from None
+    row = session.scalars(select(WebhookEvent).where(
+        WebhookEvent.id == key, WebhookEvent.tenant_id == tenant)).one_or_none()
+    if row is None:
+        raise NotFound(f"no webhook event {event_id} for tenant {tenant}")
+    sent = session.scalars(select(Delivery).where(Delivery.event_id == key)
+                           .order_by(Delivery.created_at))
+    return {**summary(row), "endpoint_id": str(row.endpoint_id),
+            "headers": redact_headers(row.headers), "payload": parse_body(row.body, row.headers),
+            "deliveries": [deliveries.view(d) for d in sent]}

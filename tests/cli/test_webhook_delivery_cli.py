@@ -1,0 +1,103 @@
+"""``hub subscriptions``, ``hub events`` and ``hub deliveries`` as scripts use them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from standardwebhooks import Webhook
+
+from hub import deliveries
+from hub.cli import commands  # noqa: F401 - registers the command groups
+from hub.cli.main import CliContext, cli
+from hub.dispatch import RecordingDispatcher
+from hub.webhooks import processing
+from tests.hub.inbox import add_event, subscriber
+
+
+class _Hub:
+    """Runs ``hub --json ...`` in-process with a recording dispatcher."""
+
+    def __init__(self) -> None:
+        self.dispatcher = RecordingDispatcher()
+
+    def __call__(self, *args: str) -> tuple[int, object]:
+        result = CliRunner().invoke(
+            cli, ["--json", *args], obj=CliContext(dispatcher_factory=lambda: self.dispatcher),
+            catch_exceptions=False)
+        return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else None
+
+
+@pytest.fixture
+def hub() -> _Hub:
+    return _Hub()
+
+
+def test_subscription_lifecycle_prints_the_secret_once(hub, tenant):
+    with subscriber() as receiver:
+        code, created = hub("subscriptions", "add", "--tenant", tenant, "--url", receiver.url,
+                            "--events", "stripe.*", "--events", "github.push")
+        assert code == 0 and created["secret"].startswith("whsec_")
+        Webhook(created["secret"])  # a valid Standard Webhooks secret
+
+        code, listed = hub("subscriptions", "list", "--tenant", tenant)
+        assert code == 0 and [s["id"] for s in listed] == [created["id"]]
+        assert listed[0]["events"] == ["stripe.*", "github.push"]
+        assert created["secret"] not in json.dumps(listed)
+
+        code, disabled = hub("subscriptions", "disable", "--tenant", tenant, "--id", created["id"])
+        assert code == 0 and disabled["active"] is False
+        code, enabled = hub("subscriptions", "enable", "--tenant", tenant, "--id", created["id"])
+        assert code == 0 and enabled["active"] is True
+
+        code, rotated = hub("subscriptions", "rotate-secret", "--tenant", tenant,
+                            "--id", created["id"])
+        assert code == 0 and rotated["secret"] != created["secret"]
+
+    code, error = hub("subscriptions", "disable", "--tenant", "someone-else", "--id", created["id"])
+    assert code == 1 and error["error"]["code"] == "NOT_FOUND"
+
+
+def test_events_list_show_replay(hub, services, sessions, tenant):
+    event_id = add_event(sessions, tenant, source="github", event_type="push")
+    processing.process_event(services, event_id)
+
+    code, listed = hub("events", "list", "--tenant", tenant, "--status", "processed",
+                       "--source", "github")
+    assert code == 0 and [e["id"] for e in listed] == [str(event_id)]
+    code, shown = hub("events", "show", "--tenant", tenant, "--id", str(event_id))
+    assert code == 0 and shown["payload"]["type"] == "push"
+    assert "must-never-leak" not in json.dumps(shown)
+
+    code, replayed = hub("events", "replay", "--tenant", tenant, "--id", str(event_id))
+    assert code == 0 and replayed["status"] == "pending"
+    assert ("hub.webhooks.process", {"event_id": str(event_id)}, None) in hub.dispatcher.sent
+    code, error = hub("events", "show", "--tenant", "someone-else", "--id", str(event_id))
+    assert code == 1 and error["error"]["code"] == "NOT_FOUND"
+
+
+def test_deliveries_list_retry_and_replay_dry_run(hub, services, sessions, tenant):
+    with subscriber(default=(500, {})) as receiver:
+        code, created = hub("subscriptions", "add", "--tenant", tenant, "--url", receiver.url,
+                            "--retry-schedule", "600")
+        event_id = add_event(sessions, tenant)
+        processing.process_event(services, event_id)
+        code, (listed,) = hub("deliveries", "list", "--tenant", tenant)
+        deliveries.send_delivery(services, listed["id"])
+
+        code, failed = hub("deliveries", "list", "--tenant", tenant, "--status", "failed",
+                           "--event-type", "stripe.invoice.*", "--since", "2000-01-01T00:00:00")
+        assert code == 0 and [d["id"] for d in failed] == [listed["id"]]
+
+        code, retried = hub("deliveries", "retry", "--tenant", tenant, "--id", listed["id"])
+        assert code == 0 and retried["status"] == "pending"
+
+        hub.dispatcher.sent.clear()
+        code, dry = hub("deliveries", "replay", "--tenant", tenant, "--subscription",
+                        created["id"], "--dry-run")
+        assert code == 0 and dry["count"] == 1 and dry["dry_run"] is True
+        assert dry["deliveries"][0]["message_id"] == listed["message_id"]
+        assert hub.dispatcher.sent == []
+        code, none = hub("deliveries", "replay", "--tenant", tenant, "--event-type", "github.*")
+        assert code == 0 and none["count"] == 0
