@@ -5,3 +5,6 @@ from hub.cli import dev as _dev  # noqa: F401
 from hub.cli import integrations as _integrations  # noqa: F401
 from hub.cli import keys as _keys  # noqa: F401
 from hub.cli import webhooks as _webhooks  # noqa: F401
+from hub.cli import events as _events  # noqa: F401
+from hub.cli import subscriptions as _subscriptions  # noqa: F401
+from hub.cli import deliveries as _deliveries  # noqa: F401
