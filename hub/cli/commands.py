@@ -8,3 +8,4 @@ from hub.cli import webhooks as _webhooks  # noqa: F401
 from hub.cli import events as _events  # noqa: F401
 from hub.cli import subscriptions as _subscriptions  # noqa: F401
 from hub.cli import deliveries as _deliveries  # noqa: F401
+from hub.cli import cache as _cache  # noqa: F401
