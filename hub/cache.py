@@ -18,8 +18,8 @@ fall back to L2 or a miss, PostgreSQL errors to a miss, each with a log line.
 
 Hit/miss counters per tenant and namespace (integration/operation) are Redis
 hashes read by :func:`stats` (``hub cache stats``); :func:`invalidate` drops
-entries by key or prefix from both layers (``hub cache invalidate``, webhook
-handlers).
+entries by key, prefix or param value from both layers (``hub cache
+invalidate``); :func:`invalidate_prefix` is the webhook handlers' shorthand.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub import integrations
 from hub.models import CacheEntry, Integration
+from hub.redaction import redact_json
 from hub.services import Services
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ def store(services: Services, integration: _IntegrationLike, operation: str,
     key = cache_key(integration.tenant_id, integration.id, operation, params)
     entry = CachedResponse(key=key, status_code=status_code, data=data, etag=etag,
                            expires_at=time.time() + seconds, fresh=True, layer="redis")
-    _to_database(services, integration, operation, entry)
+    _to_database(services, integration, operation, entry, params)
     _to_redis(services, integration, operation, entry)
     _count(services, integration.tenant_id, integration.id, operation, "stores")
     return key
@@ -247,7 +248,7 @@ def refresh(services: Services, integration: _IntegrationLike, operation: str,
     entry = CachedResponse(key=key, status_code=current.status_code, data=current.data,
                            etag=_etag(headers) or current.etag,
                            expires_at=time.time() + seconds, fresh=True, layer=current.layer)
-    _to_database(services, integration, operation, entry)
+    _to_database(services, integration, operation, entry, params)
     _to_redis(services, integration, operation, entry)
     _count(services, integration.tenant_id, integration.id, operation, "revalidated")
     return entry
@@ -273,11 +274,12 @@ def _to_redis(services: Services, integration: _IntegrationLike, operation: str,
 
 
 def _to_database(services: Services, integration: _IntegrationLike, operation: str,
-                 entry: CachedResponse) -> None:
+                 entry: CachedResponse, params: Mapping[str, Any] | None) -> None:
     expires_at = datetime.fromtimestamp(entry.expires_at, UTC)
     values = {"tenant_id": integration.tenant_id, "key_hash": entry.key,
               "integration_id": _uuid(integration.id), "operation": operation,
-              "response": {"status_code": entry.status_code, "data": entry.data},
+              "response": {"status_code": entry.status_code, "data": entry.data,
+                           "params": redact_json(params or {})},
               "etag": entry.etag, "expires_at": expires_at}
     statement = insert(CacheEntry).values(**values).on_conflict_do_update(
         index_elements=["tenant_id", "key_hash"],
@@ -366,26 +368,45 @@ def _stat_row(key: tuple[str, str, str], counters: dict[str, Any],
 
 def invalidate(services: Services, tenant: str, integration: Any = None,
                operation: str | None = None, *, key: str | None = None,
-               params: Mapping[str, Any] | None = None) -> dict[str, int]:
+               params: Mapping[str, Any] | None = None, param_value: Any = None,
+               sweep: bool = True) -> dict[str, int]:
     """Drop cached answers of ``tenant`` from both layers; returns
     ``{"redis": n, "database": m}`` entries removed.
 
-    - ``key``: that one entry (the hex key shown by stats/logs);
-    - ``integration`` + ``operation`` + ``params``: the entry of exactly that call;
-    - else every entry under the prefix tenant [/ integration [/ operation]].
+    Selects, within the tenant:
 
-    ``integration`` is an integration id or name (names are resolved within the
-    tenant; NotFound if unknown). Raises ValueError for ``operation`` or
-    ``params`` without ``integration``. For webhook handlers: call it after the
-    event says the provider's data changed.
+    - ``key``: that one entry (the hex key shown by stats and logs);
+    - ``integration`` + ``operation`` + ``params``: the entry of exactly that call;
+    - ``param_value``: entries one of whose top-level params equals it (e.g. a
+      transaction id named by a webhook), narrowed by integration/operation;
+    - else everything under tenant [/ integration] [/ operation].
+
+    ``integration`` is an id or a name (resolved within the tenant; NotFound if
+    unknown). L1 keys are found through the deleted L2 rows; ``sweep`` also scans
+    Redis for L1 entries whose L2 write had failed (thorough, O(keyspace): the
+    CLI sweeps, webhook handlers need not).
     """
-    if (operation or params is not None) and integration is None:
-        raise ValueError("operation/params need an integration")
     integration_id = _integration_id(services, tenant, integration) if integration else None
-    if key is None and params is not None and operation:
+    if key is None and params is not None:
+        if integration_id is None or not operation:
+            raise ValueError("params need an integration and an operation")
         key = cache_key(tenant, integration_id, operation, params)
-    return {"redis": _invalidate_redis(services, tenant, integration_id, operation, key),
-            "database": _invalidate_database(services, tenant, integration_id, operation, key)}
+    deleted = _invalidate_database(services, tenant, integration_id, operation, key,
+                                   param_value)
+    redis_keys = [_redis_key(services, tenant, i, o, k) for i, o, k in deleted]
+    removed = _delete_redis(services, redis_keys)
+    if sweep and param_value is None:
+        removed += _sweep_redis(services, tenant, integration_id, operation, key)
+    return {"redis": removed, "database": len(deleted)}
+
+
+def invalidate_prefix(services: Services, tenant: str, prefix: str) -> dict[str, int]:
+    """Webhook handlers' entry point: ``prefix`` is ``"<operation>"`` or
+    ``"<operation>:<param value>"`` (seed 003: ``get_transaction_status:TXN-1``),
+    across all the tenant's integrations. See :func:`invalidate`."""
+    operation, _, value = prefix.partition(":")
+    return invalidate(services, tenant, operation=operation or None,
+                      param_value=value if value else None, sweep=False)
 
 
 def _integration_id(services: Services, tenant: str, integration: Any) -> uuid.UUID:
@@ -395,28 +416,32 @@ def _integration_id(services: Services, tenant: str, integration: Any) -> uuid.U
         return integrations.get(session, tenant, str(integration)).id
 
 
-def _invalidate_redis(services: Services, tenant: str, integration_id: uuid.UUID | None,
-                      operation: str | None, key: str | None) -> int:
-    parts = [_glob(tenant), str(integration_id) if integration_id else "*",
-             _glob(operation) if operation else "*", key or "*"]
-    pattern = services.settings.redis_key("cache", *parts)
+def _delete_redis(services: Services, keys: list[str]) -> int:
     removed = 0
     try:
-        batch: list[str] = []
-        for found in services.redis.scan_iter(pattern, count=1000):
-            batch.append(found)
-            if len(batch) >= 500:
-                removed += int(services.redis.delete(*batch))
-                batch = []
-        if batch:
-            removed += int(services.redis.delete(*batch))
+        for start in range(0, len(keys), 500):
+            removed += int(services.redis.delete(*keys[start:start + 500]))
     except (redis.RedisError, OSError):
         log.warning("cache L1 (Redis) unavailable; invalidated L2 only", exc_info=True)
     return removed
 
 
+def _sweep_redis(services: Services, tenant: str, integration_id: uuid.UUID | None,
+                 operation: str | None, key: str | None) -> int:
+    parts = [_glob(tenant), str(integration_id) if integration_id else "*",
+             _glob(operation) if operation else "*", key or "*"]
+    pattern = services.settings.redis_key("cache", *parts)
+    try:
+        found = list(services.redis.scan_iter(pattern, count=1000))
+    except (redis.RedisError, OSError):
+        log.warning("cache L1 (Redis) unavailable; invalidated L2 only", exc_info=True)
+        return 0
+    return _delete_redis(services, found)
+
+
 def _invalidate_database(services: Services, tenant: str, integration_id: uuid.UUID | None,
-                         operation: str | None, key: str | None) -> int:
+                         operation: str | None, key: str | None,
+                         param_value: Any) -> list[tuple[str, str, str]]:
     statement = delete(CacheEntry).where(CacheEntry.tenant_id == tenant)
     if key:
         statement = statement.where(CacheEntry.key_hash == key)
@@ -424,8 +449,15 @@ def _invalidate_database(services: Services, tenant: str, integration_id: uuid.U
         statement = statement.where(CacheEntry.integration_id == integration_id)
     if operation:
         statement = statement.where(CacheEntry.operation == operation)
+    if param_value is not None:
+        params = func.jsonb_each_text(CacheEntry.response["params"]) \
+            .table_valued("key", "value").alias("p")
+        statement = statement.where(
+            select(1).select_from(params).where(params.c.value == str(param_value)).exists())
+    statement = statement.returning(CacheEntry.integration_id, CacheEntry.operation,
+                                    CacheEntry.key_hash)
     with services.sessions() as session, session.begin():
-        return int(session.execute(statement).rowcount or 0)
+        return [(str(i), o, k) for i, o, k in session.execute(statement)]
 
 
 def expire_before(services: Services, cutoff: datetime, batch: int = 1000) -> int:
@@ -445,4 +477,4 @@ def expire_before(services: Services, cutoff: datetime, batch: int = 1000) -> in
 
 
 __all__ = ["CachedResponse", "cache_key", "canonical_json", "effective_ttl", "expire_before",
-           "invalidate", "lookup", "refresh", "stats", "store"]
+           "invalidate", "invalidate_prefix", "lookup", "refresh", "stats", "store"]

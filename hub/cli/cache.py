@@ -30,16 +30,14 @@ def stats(ctx: CliContext, tenant: str | None) -> None:
 @cache_group.command("invalidate")
 @click.option("--tenant", required=True)
 @click.option("--integration", help="Integration name or id (default: every integration).")
-@click.option("--operation", help="Operation name (needs --integration).")
+@click.option("--operation", help="Operation name (default: every operation).")
 @click.option("--key", help="One entry's key (sha256 hex), as shown in logs.")
 @json_option
 @pass_ctx
 def invalidate(ctx: CliContext, tenant: str, integration: str | None, operation: str | None,
                key: str | None) -> None:
     """Drop cached answers from both layers: one --key, or everything under
-    TENANT [/ INTEGRATION [/ OPERATION]]."""
-    if operation and not integration:
-        raise click.UsageError("--operation needs --integration")
+    TENANT [/ INTEGRATION] [/ OPERATION]."""
     removed = response_cache.invalidate(ctx.services, tenant, integration, operation, key=key)
     document: dict[str, Any] = {"tenant": tenant, "integration": integration,
                                 "operation": operation, "key": key, "removed": removed}

@@ -45,6 +45,6 @@ def test_stats_and_invalidate(hub, services, tenant):
 
 
 def test_invalidate_usage_errors(hub, tenant):
-    assert hub("cache", "invalidate", "--tenant", tenant, "--operation", "get").exit_code == 2
+    assert hub("cache", "invalidate", "--integration", "crm").exit_code == 2  # no --tenant
     code, out = hub.json("cache", "invalidate", "--tenant", tenant, "--integration", "nope")
     assert code == 1 and out["error"]["code"] == "NOT_FOUND"

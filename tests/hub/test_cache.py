@@ -173,3 +173,36 @@ def test_redis_down_falls_back_to_l2(services, tenant):
         assert cache.lookup(down, row, "get", {"id": 2}) is None
     finally:
         down.close()
+
+
+def test_invalidate_prefix_by_operation_and_param_value(services, tenant):
+    # Seed 003: a transaction_updated webhook drops get_transaction_status:<id>.
+    row = make(services, tenant)
+    billing = make(services, tenant, "billing")
+    put(services, row, {"transaction_id": "TXN-1"}, "t1", operation="get_transaction_status")
+    put(services, row, {"transaction_id": "TXN-2"}, "t2", operation="get_transaction_status")
+    put(services, billing, {"transaction_id": "TXN-1", "expand": True}, "b1",
+        operation="get_transaction_status")
+    put(services, row, {"transaction_id": "TXN-1"}, "h", operation="get_history")
+
+    removed = cache.invalidate_prefix(services, tenant, "get_transaction_status:TXN-1")
+    assert removed == {"redis": 2, "database": 2}
+    assert cache.lookup(services, row, "get_transaction_status", {"transaction_id": "TXN-1"}) \
+        is None
+    assert cache.lookup(services, billing, "get_transaction_status",
+                        {"transaction_id": "TXN-1", "expand": True}) is None
+    assert cache.lookup(services, row, "get_transaction_status",
+                        {"transaction_id": "TXN-2"}).data == "t2"
+    assert cache.lookup(services, row, "get_history", {"transaction_id": "TXN-1"}).data == "h"
+    assert cache.invalidate_prefix(services, tenant, "get_transaction_status") == {
+        "redis": 1, "database": 1}
+    assert cache.invalidate_prefix(services, tenant + "-other", "get_history") == {
+        "redis": 0, "database": 0}
+
+
+def test_params_kept_in_l2_are_redacted(services, tenant):
+    row = make(services, tenant)
+    put(services, row, {"id": 1, "access_token": "tok-secret-1"}, "x")
+    with services.sessions() as session:
+        entry = session.scalars(select(CacheEntry).where(CacheEntry.tenant_id == tenant)).one()
+    assert "tok-secret-1" not in str(entry.response)
