@@ -59,6 +59,12 @@ def _keys(value: str) -> tuple[str, ...]:
     return keys
 
 
+def _log_format(value: str) -> str:
+    if value not in ("json", "text"):
+        raise ValueError("expected json or text")
+    return value
+
+
 def _database_url(value: str) -> str:
     # SQLAlchemy would pick psycopg2 for a bare postgresql:// URL; the hub ships psycopg 3.
     for bare in ("postgresql://", "postgres://"):
@@ -162,6 +168,9 @@ class Settings:
     log_retention_days: int = _env(
         "HUB_LOG_RETENTION_DAYS", _int, 90, "Days integration_logs rows are kept.")
     log_level: str = _env("HUB_LOG_LEVEL", str, "INFO", "Log level of every process.")
+    log_format: str = _env(
+        "HUB_LOG_FORMAT", _log_format, "json",
+        "json (one object per line, with task id, tenant, correlation id) or text.")
     webhook_pending_after: int = _env(
         "HUB_WEBHOOK_PENDING_AFTER", _int, 60,
         "Seconds a webhook event may stay pending before beat re-enqueues it (lost enqueue).")

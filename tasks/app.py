@@ -35,6 +35,8 @@ def _create_app() -> Celery:
 
 app = _create_app()
 
+import tasks.logsetup  # noqa: E402,F401 - connects the logging signals
+
 
 _services = None
 _services_pid = None
