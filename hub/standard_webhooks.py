@@ -54,7 +54,7 @@ def secret_key(secret: str) -> bytes:
     Raises ValueError for a secret that is not base64 or is empty; the message
     does not repeat the secret.
     """
-    encoded = secret[len(SECRET_PREFIX):] if secret.startswith(SECRET_PREFIX) else secret
+    encoded = secret.removeprefix(SECRET_PREFIX)
     try:
         # Tolerate unpadded secrets, as the reference libraries do.
         key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)

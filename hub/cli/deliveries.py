@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -22,7 +22,7 @@ def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> da
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter("expected an ISO-8601 time, e.g. 2026-11-22T10:00:00Z") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _uuid(_ctx: click.Context, _param: click.Parameter, value: str | None) -> uuid.UUID | None:

@@ -1,14 +1,15 @@
 """Handlers: what the hub itself does with an inbound event, by source and event type.
 
 A handler is ``handler(event, ctx)``; it reads the parsed event and may name
-cache prefixes to invalidate through ``ctx`` (processing invalidates them after
-its transaction commits). Handlers run inside the event's processing
+cached answers to invalidate through ``ctx`` (processing drops them from both
+cache layers, :func:`hub.cache.invalidate`, after its transaction commits). Handlers run inside the event's processing
 transaction: an exception fails the event, which is retried with backoff. They
 must be idempotent, since a retried or replayed event runs them again::
 
-    @registry.register("*", "transaction_updated")
+    @registry.register("payments", "transaction_updated")
     def invalidate_transaction(event, ctx):
-        ctx.invalidate_cache(f"get_transaction_status:{event.payload['transaction_id']}")
+        ctx.invalidate_cache("payments", "get_transaction_status",
+                             params={"transaction_id": event.payload["transaction_id"]})
 
 Patterns are ``fnmatch``-style and case-sensitive (``stripe``, ``*``, ``invoice.*``).
 """
@@ -45,17 +46,30 @@ class InboundEvent:
         return f"{self.source}.{self.event_type}"
 
 
+@dataclass(frozen=True)
+class CacheInvalidation:
+    """Cached answers of one integration of the event's tenant: all of them, one
+    operation's (a prefix), or exactly one call's (``params``)."""
+
+    integration: str
+    operation: str | None = None
+    params: dict[str, Any] | None = None
+
+
 @dataclass
 class HandlerContext:
     """What a handler may ask the processing step to do."""
 
     tenant: str
-    cache_prefixes: list[str] = field(default_factory=list)
+    invalidations: list[CacheInvalidation] = field(default_factory=list)
 
-    def invalidate_cache(self, prefix: str) -> None:
-        """Drop this tenant's cached responses whose key starts with ``prefix``."""
-        if prefix not in self.cache_prefixes:
-            self.cache_prefixes.append(prefix)
+    def invalidate_cache(self, integration: str, operation: str | None = None, *,
+                         params: dict[str, Any] | None = None) -> None:
+        """Drop this tenant's cached answers of ``integration`` (a name or id),
+        narrowed to ``operation`` and to the call with exactly ``params``."""
+        wanted = CacheInvalidation(integration, operation, params)
+        if wanted not in self.invalidations:
+            self.invalidations.append(wanted)
 
 
 Handler = Callable[[InboundEvent, HandlerContext], None]
@@ -113,9 +127,14 @@ registry = HandlerRegistry()
 @registry.register("*", "transaction_updated")
 @registry.register("*", "transaction.updated")
 def invalidate_transaction_status(event: InboundEvent, ctx: HandlerContext) -> None:
-    """Seed 003: a transaction changed, so its cached status is stale."""
+    """Seed 003: a transaction changed, so its cached status is stale.
+
+    The integration is the one named like the event's source (an endpoint for
+    source ``payments`` invalidates the tenant's ``payments`` integration).
+    """
     payload = event.payload if isinstance(event.payload, dict) else {}
-    data = payload.get("data") if isinstance(payload.get("data"), dict) else payload
-    transaction_id = data.get("transaction_id") or payload.get("transaction_id")
+    data = payload.get("data")
+    transaction_id = (data if isinstance(data, dict) else payload).get("transaction_id")
     if transaction_id:
-        ctx.invalidate_cache(f"get_transaction_status:{transaction_id}")
+        ctx.invalidate_cache(event.source, "get_transaction_status",
+                             params={"transaction_id": transaction_id})

@@ -5,7 +5,7 @@ One event is processed in one transaction that holds its row lock
 message, finds the row locked or no longer pending and does nothing, and a
 worker that dies mid-way leaves the row pending for the sweeper. Inside the
 transaction: handlers run, deliveries are created for matching subscriptions,
-the row is marked processed. After the commit: cache prefixes named by the
+the row is marked processed. After the commit: cached answers named by the
 handlers are invalidated, the events are published and the deliveries enqueued.
 
 A failure rolls that transaction back and records the attempt in a new one:
@@ -25,15 +25,17 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hub import deadletter, deliveries, events
+from hub import cache, deadletter, deliveries, events
 from hub.dispatch import send_after_commit
 from hub.errors import HubError, NotFound, ValidationError
 from hub.models import WebhookEvent
 from hub.scheduler import utcnow
 from hub.services import Services
 from hub.webhooks.handlers import (
+    CacheInvalidation,
     HandlerContext,
     HandlerRegistry,
     InboundEvent,
@@ -125,22 +127,24 @@ def event_data(inbound: InboundEvent, deliveries_created: int) -> dict[str, Any]
 
 def _after_commit(services: Services, inbound: InboundEvent, ctx: HandlerContext,
                   created: int) -> None:
-    for prefix in ctx.cache_prefixes:
-        _invalidate(services, inbound.tenant, prefix)
+    for wanted in ctx.invalidations:
+        _invalidate(services, inbound.tenant, wanted)
     events.publish(services.redis, "webhook.received", inbound.tenant,
                    event_data(inbound, created),
                    extra_channels=(f"integration.webhook.{inbound.qualified_type}",))
 
 
-def _invalidate(services: Services, tenant: str, prefix: str) -> None:
+def _invalidate(services: Services, tenant: str, wanted: CacheInvalidation) -> None:
     # Fails open: the event is processed and committed; a stale cache entry
     # expires on its own, while raising here would re-run the whole event.
-    from hub import cache  # noqa: PLC0415 - issue 3's module, loaded only when a handler asks
-
     try:
-        cache.invalidate_prefix(services, tenant, prefix)
-    except Exception:  # noqa: BLE001
-        log.warning("cache invalidation of %s for %s failed", prefix, tenant, exc_info=True)
+        removed = cache.invalidate(services, tenant, wanted.integration, wanted.operation,
+                                   params=wanted.params)
+    except (HubError, ValueError, SQLAlchemyError):
+        log.warning("cache invalidation %s for %s failed", wanted, tenant, exc_info=True)
+        return
+    log.info("webhook invalidated %s cached answers of %s/%s", removed, tenant,
+             wanted.integration)
 
 
 # --- failures ---------------------------------------------------------------------

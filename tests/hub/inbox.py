@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,7 +48,7 @@ def add_event(sessions: sessionmaker[Session], tenant: str, *, source: str = "st
                            headers={"content-type": "application/json",
                                     "stripe-signature": "t=1,v1=must-never-leak"},
                            body=body,
-                           received_at=datetime.now(timezone.utc) - timedelta(seconds=age))
+                           received_at=datetime.now(UTC) - timedelta(seconds=age))
         session.add(row)
         session.flush()
         return row.id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks import Webhook
@@ -18,7 +18,7 @@ BODY = json.dumps({"type": "invoice.paid", "data": {"id": "in_1", "amount": 4200
 
 
 def _reference_headers(secret: str, msg_id: str, body: bytes, ts: int) -> dict[str, str]:
-    signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, tz=timezone.utc),
+    signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, tz=UTC),
                                      body.decode())
     return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": signature}
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from hub import subscriptions
+from hub import cache, integrations, subscriptions
 from hub.config import load_settings
 from hub.dispatch import RecordingDispatcher
 from hub.models import DeadLetter, Delivery, WebhookEvent
@@ -228,3 +228,29 @@ def test_replay_runs_a_processed_event_again_and_keeps_webhook_ids(
         count = session.scalar(select(func.count()).select_from(Delivery)
                                .where(Delivery.event_id == event_id))
     assert count == 1
+
+
+def test_transaction_updated_invalidates_the_cached_status(recording_services, sessions, tenant):
+    """Seed 003: a transaction_updated webhook drops the cached get_transaction_status."""
+    with sessions() as session, session.begin():
+        payments = integrations.create(session, integrations.IntegrationSpec(
+            tenant_id=tenant, name="payments", adapter="rest", base_url="https://pay.example"))
+    params = {"transaction_id": "tx_42"}
+    for transaction_params in (params, {"transaction_id": "tx_7"}):
+        cache.store(recording_services, payments, "get_transaction_status", transaction_params,
+                    status_code=200, data={"status": "pending"}, ttl=600)
+    event_id = add_event(sessions, tenant, source="payments", event_type="transaction_updated",
+                         payload={"transaction_id": "tx_42", "status": "settled"})
+
+    assert processing.process_event(recording_services, event_id).status == "processed"
+
+    assert cache.lookup(recording_services, payments, "get_transaction_status", params) is None
+    assert cache.lookup(recording_services, payments, "get_transaction_status",
+                        {"transaction_id": "tx_7"}) is not None
+
+
+def test_invalidation_of_an_unknown_integration_fails_open(recording_services, sessions, tenant):
+    event_id = add_event(sessions, tenant, source="nowhere", event_type="transaction_updated",
+                         payload={"transaction_id": "tx_1"})
+
+    assert processing.process_event(recording_services, event_id).status == "processed"
