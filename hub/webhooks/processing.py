@@ -46,7 +46,9 @@ from hub.webhooks.handlers import (
 log = logging.getLogger(__name__)
 
 PROCESS_TASK = "hub.webhooks.process"
-CLAIMABLE = ("pending", "failed")
+#: ``dead`` too: nothing enqueues a dead event except a dead-letter replay
+#: (``hub dlq replay``), which must run it once more.
+CLAIMABLE = ("pending", "failed", "dead")
 MAX_RETRY_WAIT = 3600.0
 ERROR_LIMIT = 2000
 
@@ -86,8 +88,8 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
                   handlers: HandlerRegistry = registry) -> ProcessOutcome:
     """Process one recorded event at most once at a time, and once successfully.
 
-    An event that is already processed, dead, or being processed by another
-    worker is skipped. Handler and fan-out failures are recorded on the row
+    An event that is already processed, or being processed by another worker,
+    is skipped; a dead one runs again (only a dead-letter replay sends it). Handler and fan-out failures are recorded on the row
     (retry or dead letter) and reported in the outcome, not raised. Raises
     ValidationError for a malformed id; database errors propagate (the row
     stays as it was and the sweeper retries it).

@@ -178,6 +178,11 @@ def test_handler_failure_retries_with_backoff_then_dead_letters(
     assert letter.task_name == "hub.webhooks.process"
     assert letter.kwargs == {"event_id": str(event_id)}
 
+    # `hub dlq replay` sends the letter's task and kwargs: the handler is fixed by now.
+    handlers.unregister(broken)
+    replayed = processing.process_event(recording_services, **letter.kwargs, handlers=handlers)
+    assert replayed.status == "processed" and _event(sessions, event_id).status == "processed"
+
 
 def test_sweeper_enqueues_a_lost_pending_event_and_due_failures(
         recording_services, sessions, tenant):
