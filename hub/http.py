@@ -19,6 +19,8 @@ switches the guard off (tests and local development).
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 import socket
 import threading
 from collections import OrderedDict
@@ -33,7 +35,7 @@ from urllib3.util import connection as u3connection
 
 from hub.config import Settings
 from hub.errors import ResponseTooLarge, RetryableError, SSRFRefused, TimeoutError_, ValidationError
-from hub.redaction import redact_url
+from hub.redaction import MASK, is_sensitive_name, redact_url
 
 #: Sessions kept per process; the least recently used is dropped beyond this.
 MAX_SESSIONS = 256
@@ -279,3 +281,31 @@ def _read_limited(response: requests.Response, limit: int, where: str | None) ->
     finally:
         response.close()
     response._content = bytes(body)  # noqa: SLF001 - the documented way to pre-load a body
+
+
+# --- library logs -----------------------------------------------------------------
+
+_QUERY_PAIR = re.compile(r"([?&])([^=&\s\"]+)=([^&\s\"]*)")
+
+
+def _mask_pair(match: re.Match[str]) -> str:
+    value = MASK if is_sensitive_name(match.group(2)) else match.group(3)
+    return f"{match.group(1)}{match.group(2)}={value}"
+
+
+class RedactQueryFilter(logging.Filter):
+    """Masks credential-bearing query parameters in a logger's messages.
+
+    urllib3 logs every request line (with its query string) at DEBUG, so an API
+    key sent as a query parameter would reach the logs of anyone debugging.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _QUERY_PAIR.sub(_mask_pair, message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(RedactQueryFilter())
