@@ -39,6 +39,7 @@ class FakeProvider:
     client_id: str = "hub-client"
     client_secret: str = field(default_factory=lambda: "cs_" + secrets.token_hex(12))
     tokens: set[str] = field(default_factory=set)
+    issued: list[str] = field(default_factory=list)
     scripts: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
     lock: threading.Lock = field(default_factory=threading.Lock)
     token_requests: int = 0
@@ -84,7 +85,7 @@ class FakeProvider:
 
     def _authorised(self, request: Request) -> bool:
         auth = request.headers.get("Authorization", "")
-        if request.headers.get("X-Api-Key") == self.api_key:
+        if self.api_key in (request.headers.get("X-Api-Key"), request.args.get("api_key")):
             return True
         if auth.startswith("Bearer "):
             with self.lock:
@@ -102,6 +103,7 @@ class FakeProvider:
         token = "at_" + secrets.token_hex(16)
         with self.lock:
             self.tokens.add(token)
+            self.issued.append(token)
             self.token_requests += 1
         return _json(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
 
