@@ -101,3 +101,53 @@ def _error(error: str | None, secrets: list[str]) -> str | None:
     if error is None:
         return None
     return redaction.truncate(redaction.redact_text(error, secrets) or "", ERROR_LIMIT)
+
+
+# --- reading the trail (``hub logs``) ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogFilters:
+    tenant: str | None = None
+    integration_id: uuid.UUID | None = None
+    operation: str | None = None
+    outcome: str | None = None
+    task_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def clauses(self) -> list[Any]:
+        pairs = [(self.tenant, IntegrationLog.tenant_id),
+                 (self.integration_id, IntegrationLog.integration_id),
+                 (self.operation, IntegrationLog.operation),
+                 (self.outcome, IntegrationLog.outcome), (self.task_id, IntegrationLog.task_id)]
+        clauses: list[Any] = [column == value for value, column in pairs if value is not None]
+        if self.since is not None:
+            clauses.append(IntegrationLog.started_at >= self.since)
+        if self.until is not None:
+            clauses.append(IntegrationLog.started_at < self.until)
+        return clauses
+
+
+def query(session: Session, filters: LogFilters, *, limit: int = 100) -> list[IntegrationLog]:
+    """Audit rows matching ``filters``, newest first."""
+    from sqlalchemy import select
+
+    return list(session.scalars(select(IntegrationLog).where(*filters.clauses())
+                                .order_by(IntegrationLog.started_at.desc()).limit(limit)))
+
+
+def describe(row: IntegrationLog, *, full: bool = False) -> dict[str, Any]:
+    """A JSON-able view of an (already redacted) audit row; ``full`` adds headers/bodies."""
+    view: dict[str, Any] = {
+        "id": str(row.id), "tenant": row.tenant_id,
+        "integration_id": str(row.integration_id) if row.integration_id else None,
+        "operation": row.operation, "method": row.method, "url": row.url,
+        "status_code": row.status_code, "outcome": row.outcome, "error": row.error,
+        "attempt": row.attempt, "task_id": row.task_id, "idempotency_key": row.idempotency_key,
+        "duration_ms": row.duration_ms, "estimated_cost": str(row.estimated_cost),
+        "started_at": row.started_at,
+    }
+    if full:
+        view.update(request_headers=row.request_headers, request_body=row.request_body,
+                    response_headers=row.response_headers, response_body=row.response_body)
+    return view

@@ -637,3 +637,40 @@ def dead_letter(services: Services, *, task_name: str, kwargs: dict[str, Any],
         f"{last.message if last else 'unknown error'}",
         details={"attempts": outcome.attempt, "last_error": last.envelope()["error"]
                  if last else None})
+
+
+# --- health check through the adapter ---------------------------------------------------
+
+def probe(services: Services, tenant: str, name: str) -> dict[str, Any]:
+    """Send the adapter's health request (authenticated) to the integration, bypassing
+    quota, breaker and cache, and report ``{"integration", "ok", "status_code",
+    "duration_ms", "error"}``. A provider failure is reported, not raised; raises
+    NotFound for an unknown integration.
+    """
+    with services.sessions() as session:
+        row = integrations.get(session, tenant, name)
+    adapter = adapters.get(row.adapter)
+    started = time.monotonic()
+    status, error = None, None
+    try:
+        status = _probe_status(services, row, adapter)
+    except HubError as exc:
+        error = f"{exc.code}: {exc.message}"
+    ok = status is not None and 200 <= status < 400
+    if status is not None and not ok:
+        error = f"provider answered {status}"
+    return {"integration": row.name, "tenant": tenant, "ok": ok, "status_code": status,
+            "duration_ms": int((time.monotonic() - started) * 1000), "error": error}
+
+
+def _probe_status(services: Services, row: Integration, adapter: Adapter) -> int:
+    from hub import auth
+
+    out = adapter.health_request(IntegrationView(row.name, row.base_url, row.config or {}))
+    session = http.session_for(str(row.id), services.settings)
+    prepared = session.prepare_request(requests.Request(out.method, out.url,
+                                                        params=out.params or None,
+                                                        headers=out.headers))
+    credentials = integrations.credentials_of(services.vault, row)
+    auth.strategy_for(services, row, credentials).apply(prepared)
+    return http.send(session, prepared, services.settings, timeout=10).status_code

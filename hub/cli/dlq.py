@@ -1,0 +1,116 @@
+"""``hub dlq list|show|replay|purge``: the dead-letter table (DESIGN §4, §8)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+
+from hub import deadletter
+from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
+from hub.cli.timefilters import time_options
+from hub.db import transaction
+
+COLUMNS = ("id", "tenant", "origin", "task_name", "integration", "error_code", "attempts",
+           "last_failed_at", "replayed_at")
+
+
+def _filter_options(func):  # type: ignore[no-untyped-def]
+    for option in (
+        click.option("--origin", type=click.Choice(["call", "webhook", "delivery", "poison"])),
+        click.option("--code", help="Error code, e.g. UPSTREAM_ERROR, TIMEOUT."),
+        click.option("--endpoint", help="Webhook endpoint id."),
+        click.option("--integration", help="Integration name."),
+        click.option("--tenant"),
+    ):
+        func = option(func)
+    return time_options(func)
+
+
+def _filters(tenant: str | None, integration: str | None, endpoint: str | None,
+             code: str | None, origin: str | None, since: datetime | None,
+             until: datetime | None, include_replayed: bool = True) -> deadletter.Filters:
+    import uuid
+
+    try:
+        endpoint_id = uuid.UUID(endpoint) if endpoint else None
+    except ValueError:
+        raise click.BadParameter("not a UUID", param_hint="--endpoint") from None
+    return deadletter.Filters(tenant=tenant, integration=integration, endpoint_id=endpoint_id,
+                              code=code, origin=origin, since=since, until=until,
+                              include_replayed=include_replayed)
+
+
+@cli.group()
+def dlq() -> None:
+    """Dead letters: work whose retries are exhausted."""
+
+
+@dlq.command("list")
+@_filter_options
+@click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True)
+@json_option
+@pass_ctx
+def list_(ctx: CliContext, limit: int, **options: Any) -> None:
+    """Dead letters matching the filters, newest failure first."""
+    with ctx.services.sessions() as session:
+        rows = [deadletter.describe(r)
+                for r in deadletter.list_letters(session, _filters(**options), limit=limit)]
+    emit(ctx, rows, columns=COLUMNS)
+
+
+@dlq.command()
+@click.argument("letter_id")
+@click.option("--tenant", help="Refuse a letter of another tenant.")
+@json_option
+@pass_ctx
+def show(ctx: CliContext, letter_id: str, tenant: str | None) -> None:
+    """One dead letter with its original arguments and traceback excerpt."""
+    with ctx.services.sessions() as session:
+        emit(ctx, deadletter.describe(deadletter.get(session, letter_id, tenant), full=True))
+
+
+@dlq.command()
+@_filter_options
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed; send nothing.")
+@click.option("--rate", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
+              help="Replays per second at most.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=1000, show_default=True)
+@click.option("--again", is_flag=True, help="Also replay letters replayed before.")
+@json_option
+@pass_ctx
+def replay(ctx: CliContext, dry_run: bool, rate: float, limit: int, again: bool,
+           **options: Any) -> None:
+    """Re-enqueue matching dead letters with their original arguments on the replay queue."""
+    filters = _filters(**options, include_replayed=again)
+    done = deadletter.replay(ctx.services.sessions, ctx.services.dispatcher, filters,
+                             queue=ctx.settings.queue("replay"), dry_run=dry_run, rate=rate,
+                             limit=limit)
+    verb = "would replay" if dry_run else "replayed"
+    emit(ctx, {"dry_run": dry_run, "count": len(done), "letters": done} if ctx.json else done,
+         columns=None if ctx.json else ("id", "task_name", "integration", "error_code",
+                                        "replay_task_id"))
+    if not ctx.json:
+        click.echo(f"{verb} {len(done)} dead letter(s)")
+
+
+@dlq.command()
+@_filter_options
+@click.option("--all", "everything", is_flag=True, help="Allow purging without any filter.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@json_option
+@pass_ctx
+def purge(ctx: CliContext, everything: bool, dry_run: bool, **options: Any) -> None:
+    """Delete matching dead letters (refuses to delete everything without --all)."""
+    filters = _filters(**options)
+    if not filters.clauses() and not everything:
+        raise click.UsageError("give at least one filter, or --all to purge every dead letter")
+    if dry_run:
+        with ctx.services.sessions() as session:
+            count = deadletter.count(session, filters)
+    else:
+        with transaction(ctx.services.sessions) as session:
+            count = deadletter.purge(session, filters)
+    emit(ctx, {"dry_run": dry_run, "purged": 0 if dry_run else count, "matched": count},
+         text=f"{'would purge' if dry_run else 'purged'} {count} dead letter(s)")
