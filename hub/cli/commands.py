@@ -9,3 +9,6 @@ from hub.cli import events as _events  # noqa: F401
 from hub.cli import subscriptions as _subscriptions  # noqa: F401
 from hub.cli import deliveries as _deliveries  # noqa: F401
 from hub.cli import cache as _cache  # noqa: F401
+from hub.cli import dlq as _dlq  # noqa: F401
+from hub.cli import logs as _logs  # noqa: F401
+from hub.cli import integration_test as _integration_test  # noqa: F401
