@@ -28,7 +28,7 @@ from typing import Any, Literal
 import requests
 from sqlalchemy import func, select
 
-from hub import adapters, audit, events, http, idempotency, integrations, redaction
+from hub import adapters, audit, events, http, idempotency, integrations, metrics, redaction
 from hub.adapters.base import Adapter, IntegrationView, Operation, OutboundRequest
 from hub.errors import (
     AuthError,
@@ -269,6 +269,7 @@ def check_quota(services: Services, run: Attempt) -> CallOutcome | None:
                       details={"retry_after": round(wait, 3)})
     _audit(services, run, "rate_limited", error=exc.message)
     _metric("rate_limited", run)
+    metrics.record_rate_limited(run.target.row.name)
     if run.request.on_rate_limit == "fail":
         return CallOutcome("failed", error=exc, attempt=run.number)
     return CallOutcome("retry", error=exc, delay=wait, attempt=run.number,
@@ -341,11 +342,12 @@ def _cache_lookup(services: Services, run: Attempt) -> CallOutcome | None:
                          allow_stale=True)
     hit = entry is not None and entry.fresh
     _publish(services, run, "cache.hit" if hit else "cache.miss")
-    _metric("cache_hit" if hit else "cache_miss", run)
+    metrics.record_cache(run.target.row.name, run.request.operation, hit)
     if not hit:
         run.stale = entry
         return None
     row_id = _audit(services, run, "cached", status_code=entry.status_code)
+    _metric("cached", run)
     return CallOutcome("success", result=_envelope(run, entry.status_code, entry.data,
                                                    cached=True, log_id=row_id),
                        attempt=run.number, integration=run.target.row.name)
@@ -469,6 +471,7 @@ def _succeed(services: Services, run: Attempt, response: requests.Response) -> C
     _publish(services, run, "request.completed", status_code=response.status_code,
              log_id=str(row.id), duration_ms=run.elapsed_ms())
     _metric("success", run)
+    metrics.set_breaker_open(run.target.row.name, False)
     return CallOutcome("success", result=result, attempt=run.number,
                        integration=run.target.row.name)
 
@@ -498,7 +501,9 @@ def _fail(services: Services, run: Attempt, exc: HubError, *,
             idempotency.release(session, run.key, run.task_id)
     _publish(services, run, "request.failed", code=exc.code, error=exc.message,
              retryable=exc.retryable, exhausted=exhausted)
-    _metric(exc.code.lower(), run)
+    _metric(outcome if outcome != "failed" else exc.code.lower(), run)
+    if isinstance(exc, CircuitOpen):
+        metrics.set_breaker_open(run.target.row.name, True)
     if not exc.retryable:
         return CallOutcome("failed", error=exc, attempt=run.number)
     if exhausted:
@@ -557,13 +562,8 @@ def _publish(services: Services, run: Attempt, event_type: str, **data: Any) -> 
 
 
 def _metric(outcome: str, run: Attempt) -> None:
-    try:
-        from hub import metrics
-    except ImportError:
-        return
-    record = getattr(metrics, "record_call", None)
-    if record is not None:
-        record(run.target.row.name, run.request.operation, outcome, run.elapsed_ms() / 1000.0)
+    metrics.record_call(run.target.row.name, run.request.operation, outcome,
+                        time.monotonic() - run.started)
 
 
 # --- redaction helpers -----------------------------------------------------------------

@@ -57,9 +57,12 @@ def record_and_announce(services: Any, **fields: Any) -> uuid.UUID:
     """
     from hub import events
 
+    from hub import metrics
+
     with services.sessions() as session, session.begin():
         row = record(session, **fields)
         row_id = row.id
+        metrics.set_dead_letters(count(session))
     events.publish(services.redis, "dead_letter.added", fields.get("tenant_id"),
                    {"id": str(row_id), "task_name": fields.get("task_name"),
                     "origin": fields.get("origin"), "integration": fields.get("integration"),

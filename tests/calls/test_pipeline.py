@@ -170,3 +170,22 @@ def test_path_cannot_leave_the_base_url(services, tenant, provider, make_integra
     for path in ("//evil.example/x", "http://evil.example/", "/a/../../etc"):
         outcome = execute_call(services, CallRequest(tenant, "crm", "post", {"path": path}))
         assert outcome.error.code == "VALIDATION_ERROR", path
+
+
+def test_call_metrics(services, tenant, provider, make_integration):
+    from hub import metrics
+
+    make_integration("metered", rate_limit_per_minute=1)
+
+    def value(metric, *labels):  # type: ignore[no-untyped-def]
+        return metric.labels(*labels)._value.get()
+
+    execute_call(services, CallRequest(tenant, "metered", "get", {"path": "/v1/m"}))
+    execute_call(services, CallRequest(tenant, "metered", "get", {"path": "/v1/m"}))
+    execute_call(services, CallRequest(tenant, "metered", "post", {"path": "/v1/m"}))
+    assert value(metrics.CALLS, "metered", "get", "success") >= 1
+    assert value(metrics.CALLS, "metered", "get", "cached") >= 1
+    assert value(metrics.CACHE_LOOKUPS, "metered", "get", "hit") >= 1
+    assert value(metrics.CACHE_LOOKUPS, "metered", "get", "miss") >= 1
+    assert value(metrics.RATE_LIMIT_REJECTIONS, "metered") >= 1
+    assert b"hub_call_duration_seconds_bucket" in metrics.render()[0]
