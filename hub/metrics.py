@@ -14,6 +14,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -30,6 +31,60 @@ WEBHOOK_INGEST_SECONDS = Histogram(
     "hub_webhook_ingest_seconds",
     "Time to verify, record and enqueue one inbound webhook.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+
+
+# --- outbound calls (hub.calls) ---------------------------------------------------------------
+
+CALLS = Counter(
+    "hub_calls_total",
+    "Outbound call attempts by integration, operation and outcome (success, cached, "
+    "rate_limited, circuit_open, retry, or the lower-cased error code).",
+    ["integration", "operation", "outcome"])
+
+CALL_SECONDS = Histogram(
+    "hub_call_duration_seconds",
+    "Duration of one outbound call attempt through the pipeline (cache hits included).",
+    ["integration", "operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+
+CACHE_LOOKUPS = Counter(
+    "hub_cache_lookups_total", "Response cache lookups by integration, operation and result "
+    "(hit, miss).", ["integration", "operation", "result"])
+
+RATE_LIMIT_REJECTIONS = Counter(
+    "hub_rate_limit_rejections_total",
+    "Calls held back by a quota (the hub's own or one learned from the provider).",
+    ["integration"])
+
+BREAKER_OPEN = Gauge(
+    "hub_breaker_open", "1 while an integration's circuit was last seen open, else 0.",
+    ["integration"], multiprocess_mode="mostrecent")
+
+DEAD_LETTERS = Gauge(
+    "hub_dead_letters", "Dead letters in the table (DLQ size), as last counted.",
+    multiprocess_mode="mostrecent")
+
+
+def record_call(integration: str, operation: str, outcome: str, seconds: float) -> None:
+    """Count one call attempt and its latency."""
+    CALLS.labels(integration, operation, outcome).inc()
+    CALL_SECONDS.labels(integration, operation).observe(seconds)
+
+
+def record_cache(integration: str, operation: str, hit: bool) -> None:
+    CACHE_LOOKUPS.labels(integration, operation, "hit" if hit else "miss").inc()
+
+
+def record_rate_limited(integration: str) -> None:
+    RATE_LIMIT_REJECTIONS.labels(integration).inc()
+
+
+def set_breaker_open(integration: str, is_open: bool) -> None:
+    BREAKER_OPEN.labels(integration).set(1 if is_open else 0)
+
+
+def set_dead_letters(count: int) -> None:
+    DEAD_LETTERS.set(count)
 
 
 def render() -> tuple[bytes, str]:
