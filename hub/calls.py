@@ -28,7 +28,17 @@ from typing import Any, Literal
 import requests
 from sqlalchemy import func, select
 
-from hub import adapters, audit, events, http, idempotency, integrations, metrics, redaction
+from hub import (
+    adapters,
+    audit,
+    events,
+    http,
+    idempotency,
+    integrations,
+    metrics,
+    redaction,
+    transform,
+)
 from hub.adapters.base import Adapter, IntegrationView, Operation, OutboundRequest
 from hub.errors import (
     AuthError,
@@ -480,8 +490,6 @@ def _transform(run: Attempt, response: requests.Response) -> Any:
     data = run.target.adapter.parse_response(run.target.op, response.status_code,
                                              response.headers, response.content)
     if run.target.op.response_map and data is not None:
-        from hub import transform
-
         data = transform.apply(run.target.op.response_map, data)
     return _scrub(data, run.secrets)
 

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import jsonschema
-
+from hub import transform
 from hub.errors import NotFound, ValidationError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -124,15 +123,10 @@ class Adapter:
                        details={"operations": [o.name for o in self.operations]})
 
     def validate(self, op: Operation, params: Mapping[str, Any]) -> None:
-        """Check ``params`` against the operation's JSON Schema. Raises ValidationError
-        listing every problem (paths and messages, never the offending values)."""
-        validator = jsonschema.Draft202012Validator(op.params_schema)
-        problems = sorted(validator.iter_errors(dict(params)), key=lambda e: list(e.path))
-        if problems:
-            raise ValidationError(
-                f"invalid params for {self.name}.{op.name}",
-                details={"errors": [{"path": "/".join(map(str, e.path)) or "/",
-                                     "problem": str(e.message)[:200]} for e in problems]})
+        """Check ``params`` against the operation's JSON Schema (``hub.transform``).
+        Raises ValidationError listing the problems, never secret values."""
+        transform.validate(dict(params), op.params_schema,
+                           what=f"params of {self.name}.{op.name}")
 
     def build_request(self, integration: IntegrationView, op: Operation,
                       params: Mapping[str, Any]) -> OutboundRequest:
@@ -147,6 +141,8 @@ class Adapter:
         if op.body is not None:
             rest = {k: v for k, v in rest.items() if k in op.body}
         body = rest if op.method.upper() not in ("GET", "HEAD", "DELETE") and rest else None
+        if body is not None and op.request_map:
+            body = transform.apply(op.request_map, body)
         return OutboundRequest(method=op.method.upper(),
                                url=join_url(integration.base_url, path),
                                params=query, json=body)
