@@ -32,7 +32,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import requests
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -165,24 +165,24 @@ class DeliveryOutcome:
 def _claim(session: Session, services: Services, delivery_id: uuid.UUID) -> _Claim | None:
     now = utcnow()
     due = Delivery.next_attempt_at <= now + timedelta(seconds=EARLY_SLACK)
-    delivery = session.scalars(
-        select(Delivery)
+    found = session.execute(
+        select(Delivery, Subscription, WebhookEvent)
+        .join(Subscription, Subscription.id == Delivery.subscription_id)
+        .join(WebhookEvent, WebhookEvent.id == Delivery.event_id)
         .where(Delivery.id == delivery_id, Delivery.status.in_(CLAIMABLE),
                or_(Delivery.status.in_(("pending", "dead")), Delivery.next_attempt_at.is_(None),
                    due))
-        .with_for_update(skip_locked=True)).one_or_none()
-    if delivery is None:
+        .with_for_update(of=Delivery, skip_locked=True)).one_or_none()
+    if found is None:
         return None
-    sub = session.get(Subscription, delivery.subscription_id)
-    if sub is None or not sub.active:
+    delivery, sub, event = found
+    if not sub.active:
         delivery.status = "cancelled"
         delivery.next_attempt_at = None
         return None
     delivery.status = "delivering"
     delivery.attempts += 1
     delivery.next_attempt_at = _lease(services)
-    event = session.get(WebhookEvent, delivery.event_id)
-    assert event is not None  # the foreign key cascades deletes
     return _Claim(delivery.id, sub.id, sub.tenant_id, delivery.attempts, delivery.message_id,
                   sub.url, subscriptions.secrets_of(services.vault, sub), payload(event),
                   subscriptions.schedule_for(sub, services.settings))
@@ -304,14 +304,21 @@ def _retry_or_bury(session: Session, services: Services, claim: _Claim,
     return wait
 
 
-def _apply(session: Session, services: Services, claim: _Claim, response: _Response,
-           delivery: Delivery, sub: Subscription) -> str | None:
+def _succeeded(session: Session, delivery: Delivery) -> None:
+    delivery.status, delivery.delivered_at, delivery.next_attempt_at = "succeeded", utcnow(), None
+    # Touch the subscription only when it has a failure record to clear: locking
+    # it on every success would serialise all deliveries to a busy subscriber.
+    session.execute(update(Subscription)
+                    .where(Subscription.id == delivery.subscription_id,
+                           or_(Subscription.consecutive_failures != 0,
+                               Subscription.failing_since.is_not(None)))
+                    .values(consecutive_failures=0, failing_since=None))
+
+
+def _failed(session: Session, services: Services, claim: _Claim, response: _Response,
+            delivery: Delivery, sub: Subscription) -> str | None:
     """Update delivery and subscription; return a reason when the subscription got disabled."""
     code = response.status_code
-    if code is not None and 200 <= code < 300:
-        delivery.status, delivery.delivered_at, delivery.next_attempt_at = "succeeded", utcnow(), None
-        sub.consecutive_failures, sub.failing_since = 0, None
-        return None
     if code == 410:
         reason = "receiver answered 410 Gone"
         _disable(session, sub, delivery, reason)
@@ -330,10 +337,15 @@ def _apply(session: Session, services: Services, claim: _Claim, response: _Respo
 def _finish(services: Services, claim: _Claim, response: _Response) -> DeliveryOutcome:
     with services.sessions() as session, session.begin():
         delivery = session.get(Delivery, claim.delivery_id, with_for_update=True)
-        sub = session.get(Subscription, claim.subscription_id, with_for_update=True)
-        assert delivery is not None and sub is not None  # claimed rows are not deleted
+        assert delivery is not None  # a claimed row is not deleted
         _record_attempt(session, claim, response, delivery)
-        disabled = _apply(session, services, claim, response, delivery, sub)
+        disabled = None
+        if response.status_code is not None and 200 <= response.status_code < 300:
+            _succeeded(session, delivery)
+        else:
+            sub = session.get(Subscription, claim.subscription_id, with_for_update=True)
+            assert sub is not None
+            disabled = _failed(session, services, claim, response, delivery, sub)
         outcome = DeliveryOutcome(str(delivery.id), delivery.status, claim.attempt,
                                   response.status_code, delivery.next_attempt_at)
     if disabled:

@@ -270,3 +270,20 @@ def test_disabled_subscription_is_not_delivered(svc, tenant):
 
     assert outcome.status == "skipped" and receiver.count() == 0
     assert _get(svc, Delivery, delivery_id).status == "cancelled"
+
+
+def test_a_success_clears_the_failure_record(svc, tenant):
+    with subscriber(answers=[(503, {})], default=(200, {})) as receiver:
+        sub_id, _ = _subscribe(svc, tenant, receiver.url, schedule=[0.05])
+        (delivery_id,) = _deliver_event(svc, tenant)
+        deliveries.send_delivery(svc, str(delivery_id))
+        assert _get(svc, Subscription, sub_id).consecutive_failures == 1
+        with svc.sessions() as session, session.begin():
+            session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+                next_attempt_at=utcnow()))
+
+        outcome = deliveries.send_delivery(svc, str(delivery_id))
+
+    sub = _get(svc, Subscription, sub_id)
+    assert outcome.status == "succeeded" and receiver.count() == 2
+    assert (sub.consecutive_failures, sub.failing_since) == (0, None)
