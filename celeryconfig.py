@@ -98,6 +98,11 @@ redbeat_lock_timeout = 5 * 60
 beat_max_loop_interval = 5
 
 beat_schedule: dict[str, dict[str, Any]] = {
+    "retention": {
+        "task": "hub.maintenance.retention",
+        "schedule": 3600.0,
+        "options": {"expires": 1800},
+    },
     "enqueue-due-scheduled-tasks": {
         "task": "hub.maintenance.enqueue_due",
         "schedule": 5.0,

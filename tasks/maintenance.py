@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from hub import scheduler
+from hub import retention, scheduler
 from tasks.app import app, services
 
 
@@ -19,3 +19,9 @@ def enqueue_due() -> int:
     """Send scheduled tasks whose wait (kept in PostgreSQL) is over."""
     svc = services()
     return scheduler.enqueue_due(svc.sessions, svc.dispatcher)
+
+
+@app.task(name="hub.maintenance.retention", ignore_result=True)
+def apply_retention() -> dict[str, int]:
+    """Delete audit rows past HUB_LOG_RETENTION_DAYS, expired cache rows, old schedule rows."""
+    return retention.run(services())
