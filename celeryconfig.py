@@ -98,6 +98,11 @@ redbeat_lock_timeout = 5 * 60
 beat_max_loop_interval = 5
 
 beat_schedule: dict[str, dict[str, Any]] = {
+    "health-checks": {
+        "task": "hub.maintenance.health_checks",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "retention": {
         "task": "hub.maintenance.retention",
         "schedule": 3600.0,

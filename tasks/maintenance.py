@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from hub import retention, scheduler
+from hub import healthchecks, retention, scheduler
 from tasks.app import app, services
 
 
@@ -25,3 +25,9 @@ def enqueue_due() -> int:
 def apply_retention() -> dict[str, int]:
     """Delete audit rows past HUB_LOG_RETENTION_DAYS, expired cache rows, old schedule rows."""
     return retention.run(services())
+
+
+@app.task(name="hub.maintenance.health_checks", ignore_result=True)
+def health_checks() -> int:
+    """Probe every active integration; status changes emit health.degraded/recovered."""
+    return len(healthchecks.check_all(services()))

@@ -1,0 +1,42 @@
+"""Health checks record each integration's status and announce changes once."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from hub import healthchecks, integrations
+from tests.calls.fake_provider import Reply
+
+
+def _events(pubsub, deadline_s=5.0):
+    found, deadline = [], time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.2)
+        if message and message["type"] == "message":
+            found.append(json.loads(message["data"]))
+        elif found:
+            break
+    return found
+
+
+def test_degraded_then_recovered_each_announced_once(services, sessions, tenant, provider,
+                                                      make_integration):
+    row = make_integration("crm", config={"health_path": "/status"})
+    pubsub = services.redis.pubsub()
+    pubsub.subscribe("integration.health.degraded", "integration.health.recovered")
+    pubsub.get_message(timeout=1)
+    pubsub.get_message(timeout=1)
+
+    assert healthchecks.check_one(services, tenant, "crm")["health_status"] == "healthy"
+    provider.script("/status", Reply(503), Reply(503))
+    assert healthchecks.check_one(services, tenant, "crm")["health_status"] == "degraded"
+    assert healthchecks.check_one(services, tenant, "crm")["health_status"] == "degraded"
+    assert healthchecks.check_one(services, tenant, "crm")["health_status"] == "healthy"
+
+    seen = [(e["type"], e["tenant"], e["data"]["integration"]) for e in _events(pubsub)]
+    assert seen == [("health.degraded", tenant, "crm"), ("health.recovered", tenant, "crm")]
+    with sessions() as session:
+        stored = integrations.get(session, tenant, row.name)
+        assert stored.health_status == "healthy" and stored.last_health_check_at is not None
+    pubsub.close()
