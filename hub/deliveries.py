@@ -36,7 +36,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from hub import deadletter, events, http, standard_webhooks, subscriptions
+from hub import deadletter, events, http, metrics, standard_webhooks, subscriptions
 from hub.dispatch import send_after_commit
 from hub.errors import Conflict, HubError, NotFound, ValidationError
 from hub.models import Delivery, DeliveryAttempt, Subscription, WebhookEvent
@@ -348,6 +348,7 @@ def _finish(services: Services, claim: _Claim, response: _Response) -> DeliveryO
             disabled = _failed(session, services, claim, response, delivery, sub)
         outcome = DeliveryOutcome(str(delivery.id), delivery.status, claim.attempt,
                                   response.status_code, delivery.next_attempt_at)
+    _count(response, outcome.status)
     if disabled:
         events.publish(services.redis, "subscription.disabled", claim.tenant,
                        {"subscription_id": str(claim.subscription_id), "reason": disabled})
@@ -355,6 +356,15 @@ def _finish(services: Services, claim: _Claim, response: _Response) -> DeliveryO
         events.publish(services.redis, "dead_letter.added", claim.tenant,
                        {"origin": "delivery", "delivery_id": outcome.delivery_id})
     return outcome
+
+
+def _count(response: _Response, status: str) -> None:
+    code = response.status_code
+    label = ("dead" if status == "dead" else "error" if code is None
+             else "succeeded" if 200 <= code < 300 else "gone" if code == 410
+             else "throttled" if code in THROTTLE_STATUSES else "failed")
+    metrics.DELIVERIES.labels(label).inc()
+    metrics.DELIVERY_SECONDS.observe(response.duration_ms / 1000)
 
 
 # --- beat -------------------------------------------------------------------------

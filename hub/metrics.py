@@ -33,6 +33,20 @@ WEBHOOK_INGEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
 
 
+WEBHOOK_EVENTS_PROCESSED = Counter(
+    "hub_webhook_events_processed_total",
+    "Processing attempts of recorded webhook events by source and outcome "
+    "(processed, skipped, failed, dead).", ["source", "outcome"])
+
+DELIVERIES = Counter(
+    "hub_deliveries_total",
+    "Outbound delivery attempts to subscribers by outcome (succeeded, failed, throttled, "
+    "gone, dead, error).", ["outcome"])
+
+DELIVERY_SECONDS = Histogram(
+    "hub_delivery_duration_seconds", "Duration of one outbound delivery POST.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0))
+
 # --- outbound calls (hub.calls) ---------------------------------------------------------------
 
 CALLS = Counter(

@@ -28,7 +28,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hub import cache, deadletter, deliveries, events
+from hub import cache, deadletter, deliveries, events, metrics
 from hub.dispatch import send_after_commit
 from hub.errors import HubError, NotFound, ValidationError
 from hub.models import WebhookEvent
@@ -99,6 +99,7 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
         with services.sessions() as session, session.begin():
             row = _claim(session, key)
             if row is None:
+                metrics.WEBHOOK_EVENTS_PROCESSED.labels("unknown", "skipped").inc()
                 return ProcessOutcome(str(key), "skipped")
             inbound = inbound_event(row)
             ctx = _run_handlers(handlers, inbound)
@@ -107,6 +108,7 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
     except Exception as exc:  # noqa: BLE001 - any handler error fails the event, not the worker
         return _record_failure(services, key, exc)
     _after_commit(services, inbound, ctx, created)
+    metrics.WEBHOOK_EVENTS_PROCESSED.labels(inbound.source, "processed").inc()
     return ProcessOutcome(str(key), "processed", deliveries=created)
 
 
@@ -178,6 +180,7 @@ def _record_failure(services: Services, key: uuid.UUID, exc: Exception) -> Proce
             row.next_attempt_at = utcnow() + timedelta(
                 seconds=retry_wait(services.settings.webhook_retry_base, row.attempts))
         status, tenant = row.status, row.tenant_id
+        metrics.WEBHOOK_EVENTS_PROCESSED.labels(row.source, status).inc()
     if status == "dead":
         events.publish(services.redis, "dead_letter.added", tenant,
                        {"origin": "webhook", "event_id": str(key), "error_code": code})

@@ -7,6 +7,7 @@ import random
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
 from hub import deliveries, subscriptions
@@ -130,7 +131,12 @@ def test_subscription_failing_for_the_whole_period_is_disabled(svc, tenant, redi
     assert event["data"]["subscription_id"] == str(sub_id)
 
 
+def _metric(outcome):
+    return REGISTRY.get_sample_value("hub_deliveries_total", {"outcome": outcome}) or 0
+
+
 def test_410_gone_disables_the_subscription(svc, tenant):
+    gone_before = _metric("gone")
     with subscriber(default=(410, {})) as receiver:
         sub_id, _ = _subscribe(svc, tenant, receiver.url)
         (delivery_id,) = _deliver_event(svc, tenant)
@@ -143,6 +149,7 @@ def test_410_gone_disables_the_subscription(svc, tenant):
     assert outcome.status == "cancelled" and after.status == "skipped"
     assert not sub.active and "410" in sub.disabled_reason
     assert receiver.count() == 1
+    assert _metric("gone") == gone_before + 1
 
 
 def test_redirect_counts_as_a_failure(svc, tenant):
