@@ -51,10 +51,17 @@ return 0
 
 
 class _IntegrationLike(Protocol):
-    id: Any
-    tenant_id: str
-    name: str
-    config: Mapping[str, Any]
+    @property
+    def id(self) -> Any: ...
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> Mapping[str, Any] | None: ...
 
 
 class _ServicesLike(Protocol):
@@ -105,7 +112,7 @@ class Breaker:
         """Seconds until an open circuit lets a trial through (0 when not open)."""
         if self.state != pybreaker.STATE_OPEN:
             return 0.0
-        opened_at = self.circuit._state_storage.opened_at  # noqa: SLF001 - no public getter
+        opened_at = self.circuit._state_storage.opened_at
         if opened_at is None:
             return 0.0
         reopen = opened_at + timedelta(seconds=self.circuit.reset_timeout)
@@ -159,7 +166,7 @@ class Breaker:
     def reset(self) -> None:
         """Close the circuit and zero its counters (operators, tests)."""
         self.circuit.close()
-        self.circuit._state_storage.reset_counter()  # noqa: SLF001
+        self.circuit._state_storage.reset_counter()
 
 
 def namespace_for(settings: Any, tenant: str, integration_id: str) -> str:

@@ -52,8 +52,11 @@ COUNTERS = ("hits", "misses", "stale", "stores", "revalidated")
 
 
 class _IntegrationLike(Protocol):
-    id: Any
-    tenant_id: str
+    @property
+    def id(self) -> Any: ...
+
+    @property
+    def tenant_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ def lookup(services: Services, integration: _IntegrationLike, operation: str,
     return None
 
 
-def _decode(key: str, raw: str, layer: str) -> CachedResponse:
+def _decode(key: str, raw: str | bytes, layer: str) -> CachedResponse:
     doc = json.loads(raw)
     return CachedResponse(key=key, status_code=int(doc["status_code"]), data=doc["data"],
                           etag=doc.get("etag"), expires_at=float(doc["expires_at"]),
@@ -313,8 +316,9 @@ def stats(services: Services, tenant: str | None = None) -> list[dict[str, Any]]
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     pattern = _stats_key(services, _glob(tenant) if tenant else "*")
     for stats_key in services.redis.scan_iter(pattern, count=500):
-        owner = stats_key[len(_stats_key(services, "")):]
-        for field, value in services.redis.hgetall(stats_key).items():
+        owner = str(stats_key)[len(_stats_key(services, "")):]
+        counters: dict[str, str] = services.redis.hgetall(stats_key)  # type: ignore[assignment]
+        for field, value in counters.items():
             integration_id, operation, counter = field.rsplit("|", 2)
             row = rows.setdefault((owner, integration_id, operation),
                                   {c: 0 for c in COUNTERS} | {"entries": 0})
@@ -454,10 +458,10 @@ def _invalidate_database(services: Services, tenant: str, integration_id: uuid.U
             .table_valued("key", "value").alias("p")
         statement = statement.where(
             select(1).select_from(params).where(params.c.value == str(param_value)).exists())
-    statement = statement.returning(CacheEntry.integration_id, CacheEntry.operation,
+    returning = statement.returning(CacheEntry.integration_id, CacheEntry.operation,
                                     CacheEntry.key_hash)
     with services.sessions() as session, session.begin():
-        return [(str(i), o, k) for i, o, k in session.execute(statement)]
+        return [(str(i), o, k) for i, o, k in session.execute(returning)]
 
 
 def expire_before(services: Services, cutoff: datetime, batch: int = 1000) -> int:
@@ -469,8 +473,8 @@ def expire_before(services: Services, cutoff: datetime, batch: int = 1000) -> in
         with services.sessions() as session, session.begin():
             ids = select(CacheEntry.id).where(CacheEntry.expires_at < cutoff).limit(batch) \
                 .with_for_update(skip_locked=True).scalar_subquery()
-            deleted = int(session.execute(delete(CacheEntry).where(CacheEntry.id.in_(ids)))
-                          .rowcount or 0)
+            result = session.execute(delete(CacheEntry).where(CacheEntry.id.in_(ids)))
+            deleted = int(getattr(result, "rowcount", 0) or 0)
         total += deleted
         if deleted < batch:
             return total

@@ -25,16 +25,27 @@ import socket
 import threading
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+)
 from urllib3.util import connection as u3connection
 
 from hub.config import Settings
-from hub.errors import ResponseTooLarge, RetryableError, SSRFRefused, TimeoutError_, ValidationError
+from hub.errors import (
+    ResponseTooLarge,
+    RetryableError,
+    SSRFRefused,
+    TimeoutError_,
+    ValidationError,
+)
 from hub.redaction import MASK, is_sensitive_name, redact_url
 
 #: Sessions kept per process; the least recently used is dropped beyond this.
@@ -102,7 +113,7 @@ def check_url(url: str, settings: Settings) -> None:
     networks), RetryableError when the name does not resolve right now. The
     connection-level guard of :func:`session_for` re-checks at connect time.
     """
-    parts = requests.utils.urlparse(url)
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(f"not an absolute http(s) URL: {redact_url(url)}")
     if settings.allow_private_networks:
@@ -138,10 +149,11 @@ class _GuardedConnectionMixin:
                     socket_options=self.socket_options)
             except TimeoutError as exc:
                 raise ConnectTimeoutError(
-                    self, f"Connection to {self.host} timed out") from exc
+                    self, f"Connection to {self.host} timed out") from exc  # type: ignore
             except OSError as exc:
                 last = exc
-        raise NewConnectionError(self, f"Failed to establish a new connection: {last}")
+        raise NewConnectionError(self,  # type: ignore[arg-type]
+                                 f"Failed to establish a new connection: {last}")
 
 
 class GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
@@ -280,7 +292,7 @@ def _read_limited(response: requests.Response, limit: int, where: str | None) ->
                 raise ResponseTooLarge(f"response of {where} exceeds the {limit}-byte limit")
     finally:
         response.close()
-    response._content = bytes(body)  # noqa: SLF001 - the documented way to pre-load a body
+    response._content = bytes(body)
 
 
 # --- library logs -----------------------------------------------------------------

@@ -117,7 +117,7 @@ def redact_body(body: bytes | str | None, *, fields: Iterable[str] = (),
         text = json.dumps(redact_json(json.loads(body), fields), separators=(",", ":"))
     except ValueError:
         text = body
-    return truncate(redact_text(text, secrets), limit)
+    return truncate(redact_text(text, secrets) or "", limit)
 
 
 def secret_values(credentials: Any) -> list[str]:

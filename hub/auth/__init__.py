@@ -31,8 +31,14 @@ from hub.models import Integration
 from hub.services import Services
 from hub.vault import Secret
 
-__all__ = ["AuthContext", "AuthStrategy", "STRATEGIES", "context_for", "strategy_for",
-           "build"]
+__all__ = [
+    "STRATEGIES",
+    "AuthContext",
+    "AuthStrategy",
+    "build",
+    "context_for",
+    "strategy_for",
+]
 
 STRATEGIES: dict[str, Callable[[AuthContext], AuthStrategy]] = {
     "none": NoAuth,

@@ -18,13 +18,12 @@ from hub import integrations
 from hub.auth import strategy_for
 from hub.errors import AuthError
 from hub.integrations import IntegrationSpec, credentials_of
-
 from tests.hub.fake_http import serve
 
 
 def make_integration(services, tenant, base_url, auth_type, credentials, config=None):
     with services.sessions() as session, session.begin():
-        row = integrations.create(session, IntegrationSpec(
+        integrations.create(session, IntegrationSpec(
             tenant_id=tenant, name="svc", adapter="rest", base_url=base_url,
             auth_type=auth_type, config={"auth": config or {}}))
         integrations.set_credentials(session, services.vault, tenant, "svc", credentials)

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from hub import cache, integrations
-from hub.integrations import IntegrationSpec
 from hub.dispatch import RecordingDispatcher
+from hub.integrations import IntegrationSpec
 from hub.models import CacheEntry
 from hub.services import Services
 

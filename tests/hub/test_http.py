@@ -22,7 +22,6 @@ from hub.redaction import (
     redact_url,
     secret_values,
 )
-
 from tests.hub.fake_http import serve
 
 
