@@ -44,6 +44,7 @@ from hub.errors import (
     RetryableError,
     SSRFRefused,
     TimeoutError_,
+    UpstreamError,
     ValidationError,
 )
 from hub.redaction import MASK, is_sensitive_name, redact_url
@@ -253,6 +254,7 @@ def send(session: requests.Session, request: requests.PreparedRequest | requests
     - SSRFRefused: the destination (or a redirect) resolves to a forbidden address
     - TimeoutError_: connect or read timeout (retryable)
     - RetryableError: connection refused/reset, DNS failure, broken response
+    - UpstreamError: TLS certificate verification failed (not retryable)
     - ResponseTooLarge: body over the limit (not retryable)
     - ValidationError: malformed URL, too many redirects
     """
@@ -265,6 +267,10 @@ def send(session: requests.Session, request: requests.PreparedRequest | requests
         _read_limited(response, settings.http_max_response_bytes, where)
     except requests.Timeout as exc:
         raise TimeoutError_(f"{prepared.method} {where} timed out",
+                            details={"url": where}) from exc
+    except requests.exceptions.SSLError as exc:
+        # A certificate that does not verify will not verify on a retry either.
+        raise UpstreamError(f"{prepared.method} {where}: TLS verification failed",
                             details={"url": where}) from exc
     except requests.TooManyRedirects as exc:
         raise ValidationError(f"{prepared.method} {where}: more than {MAX_REDIRECTS} "

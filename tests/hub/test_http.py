@@ -12,7 +12,13 @@ import requests
 from werkzeug.wrappers import Response
 
 from hub import http
-from hub.errors import ResponseTooLarge, RetryableError, SSRFRefused, TimeoutError_
+from hub.errors import (
+    ResponseTooLarge,
+    RetryableError,
+    SSRFRefused,
+    TimeoutError_,
+    UpstreamError,
+)
 from hub.redaction import (
     MASK,
     redact_body,
@@ -178,3 +184,64 @@ def test_redact_text_removes_every_known_secret_value():
     out = redact_text(message, values)
     assert "my-client" not in out and "s3cr3t-value" not in out
     assert out.endswith("(retry 1)")  # short values (the 1) are left alone
+
+
+def _self_signed(tmp_path, hostname):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_guarded_https_connects_to_checked_ip_and_verifies_the_hostname(guarded, tmp_path,
+                                                                       monkeypatch):
+    # The guard connects to the resolved IP, but TLS must still verify the certificate
+    # against the host name (SNI + hostname check), not against the IP.
+    import ssl
+
+    from werkzeug.serving import make_server
+
+    cert, key = _self_signed(tmp_path, "localhost")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = make_server("127.0.0.1", 0, lambda env, start: _ok_wsgi(env, start),
+                        ssl_context=context, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(http, "is_forbidden_address", lambda address: False)
+    try:
+        session = http.new_session(guarded)
+        session.verify = cert
+        url = f"https://localhost:{httpd.server_port}/tls"
+        assert http.send(session, requests.Request("GET", url), guarded).text == "tls ok"
+        with pytest.raises(UpstreamError) as info:  # the certificate is not for 127.0.0.1
+            http.send(session, requests.Request("GET", url.replace("localhost", "127.0.0.1")),
+                      guarded)
+        assert not info.value.retryable
+    finally:
+        httpd.shutdown()
+        thread.join(5)
+
+
+def _ok_wsgi(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"tls ok"]
