@@ -80,6 +80,17 @@ def counts_as_failure(exc: BaseException) -> bool:
     return isinstance(exc, (RetryableError, requests.RequestException, OSError))
 
 
+def _storage(client: redis.Redis, namespace: str) -> pybreaker.CircuitBreakerStorage:
+    try:
+        return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=namespace)
+    except (redis.RedisError, OSError):
+        # Fail open, as pybreaker's Redis storage itself does once built: a breaker
+        # protects the provider, and refusing every call because Redis blinked
+        # would turn a Redis outage into a provider outage.
+        log.warning("breaker state store unavailable; %s runs closed, unshared", namespace)
+        return pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+
+
 class Breaker:
     """A pybreaker circuit with Redis storage plus a one-trial half-open gate."""
 
@@ -91,8 +102,7 @@ class Breaker:
         self._client = client
         self.namespace = namespace
         self.name = name or namespace
-        storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client,
-                                                namespace=namespace)
+        storage = _storage(client, namespace)
         # throw_new_error_on_trip=False: the call that trips the breaker re-raises its
         # own error (e.g. TIMEOUT), so retries and dead letters see the real cause.
         self.circuit = pybreaker.CircuitBreaker(

@@ -69,7 +69,18 @@ class TokenCache:
     def get(self, fetch: Callable[[], Token]) -> str:
         """The cached access token, fetching it with ``fetch`` (once across all
         workers) when missing. Raises what ``fetch`` raises, or RetryableError when
-        another worker holds the lock for too long."""
+        another worker holds the lock for too long. When Redis is unavailable the
+        token is fetched for this call alone (fail open: a token request per call
+        beats failing every call)."""
+        try:
+            return self._get_shared(fetch)
+        except (redis.RedisError, OSError):
+            log.warning("token cache %s unavailable; fetching a token for this call",
+                        self.key, exc_info=True)
+            self._used = None
+            return fetch().access_token
+
+    def _get_shared(self, fetch: Callable[[], Token]) -> str:
         deadline = time.monotonic() + 2 * LOCK_TTL_MS / 1000
         while True:
             raw = self._client.get(self.key)
@@ -108,7 +119,10 @@ class TokenCache:
         """Drop the cached token if it is still the one :meth:`get` returned, so a
         burst of 401s does not throw away the fresh token one of them fetched."""
         if self._used is not None:
-            self._cad(keys=[self.key], args=[self._used])
+            try:
+                self._cad(keys=[self.key], args=[self._used])
+            except (redis.RedisError, OSError):
+                log.warning("token cache %s unavailable; nothing to invalidate", self.key)
             self._used = None
 
     def clear(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac as std_hmac
 import json
@@ -16,8 +17,10 @@ from werkzeug.wrappers import Response
 
 from hub import integrations
 from hub.auth import strategy_for
+from hub.dispatch import RecordingDispatcher
 from hub.errors import AuthError
 from hub.integrations import IntegrationSpec, credentials_of
+from hub.services import Services
 from tests.hub.fake_http import serve
 
 
@@ -234,3 +237,17 @@ def test_refresh_token_rotation_is_stored_encrypted(services, tenant):
         strategy.apply(second)
         assert second.headers["Authorization"] == "Bearer at-2"
         assert [s.form["refresh_token"] for s in server.seen] == ["rt-0", "rt-1"]
+
+
+def test_token_fetched_per_call_when_redis_is_down(services, tenant):
+    with serve(TokenServer()) as server:
+        row = make_integration(services, tenant, server.url, "oauth2_client_credentials", CC)
+        down = Services(dataclasses.replace(services.settings,
+                                            redis_url="redis://127.0.0.1:1/0"),
+                        RecordingDispatcher())
+        try:
+            for expected in ("Bearer at-1", "Bearer at-2"):
+                assert apply(down, row).headers["Authorization"] == expected
+            strategy_for(down, row, credentials_of(down.vault, row)).invalidate()
+        finally:
+            down.close()

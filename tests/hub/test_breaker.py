@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -11,8 +12,10 @@ import pytest
 
 from hub import integrations
 from hub.breaker import breaker_for
+from hub.dispatch import RecordingDispatcher
 from hub.errors import CircuitOpen, NotFound, RateLimited, TimeoutError_
 from hub.integrations import IntegrationSpec
+from hub.services import Services
 
 # Another worker process: loads the integration from PostgreSQL and fails calls
 # through its own breaker_for() until the circuit trips.
@@ -137,3 +140,13 @@ def test_tenants_do_not_share_breakers(services, tenant):
         breaker_for(services, row).call(fail_with(TimeoutError_("t")))
     assert breaker_for(services, row).state == "open"
     assert breaker_for(services, other).state == "closed"
+
+
+def test_redis_down_fails_open(services, tenant):
+    row = make(services, tenant, failure_threshold=1)
+    down = Services(dataclasses.replace(services.settings, redis_url="redis://127.0.0.1:1/0"),
+                    RecordingDispatcher())
+    try:
+        assert breaker_for(down, row).call(lambda: "called") == "called"
+    finally:
+        down.close()
