@@ -82,6 +82,8 @@ def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
         "HUB_PUBLIC_URL": env.get("HUB_PUBLIC_URL", f"http://{host}:{web_port}"),
         # honcho stops a process group with SIGTERM and SIGKILLs after 5 s.
         "HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT": env.get("HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT", "3"),
+        # Local development calls local fake providers; production keeps the SSRF guard.
+        "HUB_ALLOW_PRIVATE_NETWORKS": env.get("HUB_ALLOW_PRIVATE_NETWORKS", "1"),
         "PORT": str(web_port),
         "PYTHONUNBUFFERED": "1",
     })
