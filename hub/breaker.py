@@ -80,9 +80,21 @@ def counts_as_failure(exc: BaseException) -> bool:
     return isinstance(exc, (RetryableError, requests.RequestException, OSError))
 
 
+class _RedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage, initialised in one round trip instead of three
+    (a breaker is built per call)."""
+
+    def _initialize_redis_state(self, state: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.setnx(self._namespace("fail_counter"), 0)
+        pipe.setnx(self._namespace("success_counter"), 0)
+        pipe.setnx(self._namespace("state"), state)
+        pipe.execute()
+
+
 def _storage(client: redis.Redis, namespace: str) -> pybreaker.CircuitBreakerStorage:
     try:
-        return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=namespace)
+        return _RedisStorage(pybreaker.STATE_CLOSED, client, namespace=namespace)
     except (redis.RedisError, OSError):
         # Fail open, as pybreaker's Redis storage itself does once built: a breaker
         # protects the provider, and refusing every call because Redis blinked
