@@ -206,3 +206,18 @@ def test_params_kept_in_l2_are_redacted(services, tenant):
     with services.sessions() as session:
         entry = session.scalars(select(CacheEntry).where(CacheEntry.tenant_id == tenant)).one()
     assert "tok-secret-1" not in str(entry.response)
+
+
+def test_expire_before_deletes_only_old_rows_in_batches(services, tenant):
+    from datetime import UTC, datetime, timedelta
+
+    row = make(services, tenant)
+    for i in range(5):
+        put(services, row, {"id": i}, i, ttl=1)
+    put(services, row, {"id": "keep"}, "keep", ttl=3600)
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    assert cache.expire_before(services, later, batch=2) >= 5
+    with services.sessions() as session:
+        left = session.scalars(select(CacheEntry.key_hash)
+                               .where(CacheEntry.tenant_id == tenant)).all()
+    assert left == [cache.cache_key(tenant, row.id, "get", {"id": "keep"})]
