@@ -17,7 +17,7 @@ from requests.auth import HTTPBasicAuth
 
 from hub import http
 from hub.auth.base import AuthContext
-from hub.auth.tokens import DEFAULT_MARGIN, Token, TokenCache
+from hub.auth.tokens import DEFAULT_MARGIN, LOCK_TTL_MS, Token, TokenCache
 from hub.errors import AuthError, RetryableError, UpstreamError
 
 
@@ -35,7 +35,15 @@ def token_cache(ctx: AuthContext, *identity: str) -> TokenCache:
     digest = hashlib.sha256("\0".join((token_url(ctx),) + identity).encode()).hexdigest()[:16]
     key = ctx.settings.redis_key("oauth2", ctx.tenant, ctx.integration_id, digest)
     return TokenCache(ctx.redis, ctx.vault, key,
-                      margin=float(ctx.config.get("margin", DEFAULT_MARGIN)))
+                      margin=float(ctx.config.get("margin", DEFAULT_MARGIN)),
+                      lock_ttl_ms=_lock_ttl_ms(ctx))
+
+
+def _lock_ttl_ms(ctx: AuthContext) -> int:
+    # The lock outlives the slowest token request (connect + read timeouts), so no
+    # second worker takes over while the first may still spend the refresh token.
+    request = ctx.settings.http_connect_timeout + ctx.settings.http_read_timeout
+    return int(max(request + 5, LOCK_TTL_MS / 1000) * 1000)
 
 
 def request_token(ctx: AuthContext, form: dict[str, str]) -> dict[str, Any]:

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a token is considered expired before its real expiry (clock skew, slow calls).
 DEFAULT_MARGIN = 60
-#: How long one fetch may hold the lock; waiters give up after twice this.
+#: How long one fetch may hold the lock by default; waiters give up after twice this.
+#: It must outlast the token request itself (see :func:`hub.auth.oauth2.token_cache`),
+#: or a second worker could spend the same rotating refresh token.
 LOCK_TTL_MS = 15_000
 POLL_INTERVAL = 0.05
 
@@ -57,12 +59,13 @@ class TokenCache:
     """One cached token under ``key`` (a Redis key in the hub's namespace)."""
 
     def __init__(self, client: redis.Redis, vault: Vault, key: str, *,
-                 margin: float = DEFAULT_MARGIN) -> None:
+                 margin: float = DEFAULT_MARGIN, lock_ttl_ms: int = LOCK_TTL_MS) -> None:
         self._client = client
         self._vault = vault
         self.key = key
         self.lock_key = key + ":lock"
         self._margin = margin
+        self._lock_ttl_ms = lock_ttl_ms
         self._cad: Any = client.register_script(_COMPARE_AND_DELETE)
         self._used: str | None = None  # the ciphertext of the token we handed out
 
@@ -81,13 +84,13 @@ class TokenCache:
             return fetch().access_token
 
     def _get_shared(self, fetch: Callable[[], Token]) -> str:
-        deadline = time.monotonic() + 2 * LOCK_TTL_MS / 1000
+        deadline = time.monotonic() + 2 * self._lock_ttl_ms / 1000
         while True:
             raw = self._client.get(self.key)
             if raw is not None:
                 return self._open(raw)
             lock = secrets.token_hex(16)
-            if self._client.set(self.lock_key, lock, nx=True, px=LOCK_TTL_MS):
+            if self._client.set(self.lock_key, lock, nx=True, px=self._lock_ttl_ms):
                 try:
                     return self._fetch_and_store(fetch)
                 finally:
