@@ -40,7 +40,7 @@ def guarded(settings):
     "http://127.0.0.1/", "http://10.1.2.3/x", "http://169.254.169.254/latest/meta-data/",
     "http://[::1]:8080/", "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/",
     "http://192.168.0.1/", "http://100.64.0.1/", "http://224.0.0.1/", "http://[fe80::1]/",
-    "http://localhost:1234/",
+    "http://localhost:1234/", "http://2130706433/", "http://0x7f.1/", "http://127.1/",
 ])
 def test_check_url_refuses_private_destinations(guarded, url):
     with pytest.raises(SSRFRefused) as info:
