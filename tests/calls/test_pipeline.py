@@ -189,3 +189,43 @@ def test_call_metrics(services, tenant, provider, make_integration):
     assert value(metrics.CACHE_LOOKUPS, "metered", "get", "miss") >= 1
     assert value(metrics.RATE_LIMIT_REJECTIONS, "metered") >= 1
     assert b"hub_call_duration_seconds_bucket" in metrics.render()[0]
+
+
+def test_open_circuit_uses_the_fallback_integration(services, session, tenant, provider,
+                                                    make_integration):
+    from hub.breaker import breaker_for
+
+    make_integration("backup")
+    primary = make_integration("primary", fallback="backup", config={
+        "retry": {"base": 0.01, "cap": 0.02, "max_attempts": 3},
+        "breaker": {"failure_threshold": 1, "recovery_timeout": 60}})
+    provider.script("/v1/geo", Reply(503))
+    first = execute_call(services, CallRequest(tenant, "primary", "post", {"path": "/v1/geo"}))
+    assert first.status == "retry" and breaker_for(services, primary).state == "open"
+    served = execute_call(services, CallRequest(tenant, "primary", "post", {"path": "/v1/geo"}))
+    assert served.status == "success" and served.result["integration"] == "backup"
+    assert provider.hits("/v1/geo") == 2
+    outcomes = [(r.integration_id, r.outcome) for r in _logs(session, tenant)]
+    assert outcomes[-1][1] == "success" and outcomes[-2][1] == "failed"
+
+
+def test_events_of_a_call(services, redis_client, tenant, provider, make_integration):
+    import json
+
+    make_integration("crm")
+    pubsub = redis_client.pubsub()
+    pubsub.psubscribe("integration.*")
+    assert pubsub.get_message(timeout=1)["type"] == "psubscribe"
+    execute_call(services, CallRequest(tenant, "crm", "get", {"path": "/v1/e"}))
+    execute_call(services, CallRequest(tenant, "crm", "get", {"path": "/v1/e"}))
+    provider.script("/v1/f", Reply(404))
+    execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/f"}))
+    seen = []
+    while (message := pubsub.get_message(timeout=0.5)) is not None:
+        event = json.loads(message["data"])
+        if event["tenant"] == tenant:
+            seen.append((message["channel"], event["data"]["operation"]))
+    pubsub.close()
+    assert seen == [("integration.cache.miss", "get"), ("integration.request.sent", "get"),
+                    ("integration.request.completed", "get"), ("integration.cache.hit", "get"),
+                    ("integration.request.sent", "post"), ("integration.request.failed", "post")]
