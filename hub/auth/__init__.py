@@ -58,10 +58,12 @@ class Signed:
         self.inner, self.signer = inner, signer
 
     def apply(self, request: requests.PreparedRequest) -> None:
+        """Authenticate with the inner strategy, then sign the final request."""
         self.inner.apply(request)
         self.signer.apply(request)
 
     def invalidate(self) -> None:
+        """Invalidate the inner strategy (the HMAC secret is static)."""
         self.inner.invalidate()
 
 
