@@ -53,10 +53,10 @@ class Attempt:
 
 def estimated_cost(outcome: str, reached_provider: bool, cost_per_call: Decimal) -> Decimal:
     """``cost_per_call`` for an attempt the provider served, else zero."""
-    return cost_per_call if reached_provider and outcome in BILLED_OUTCOMES else Decimal("0")
+    return cost_per_call if reached_provider and outcome in BILLED_OUTCOMES else Decimal(0)
 
 
-def write(session: Session, attempt: Attempt, *, cost_per_call: Decimal = Decimal("0"),
+def write(session: Session, attempt: Attempt, *, cost_per_call: Decimal = Decimal(0),
           ) -> IntegrationLog:
     """Add the attempt's redacted row to ``session`` (flushed, not committed).
 

@@ -353,7 +353,7 @@ def _cache_lookup(services: Services, run: Attempt) -> CallOutcome | None:
     hit = entry is not None and entry.fresh
     _publish(services, run, "cache.hit" if hit else "cache.miss")
     metrics.record_cache(run.target.row.name, run.request.operation, hit)
-    if not hit:
+    if entry is None or not entry.fresh:
         run.stale = entry
         return None
     row_id = _audit(services, run, "cached", status_code=entry.status_code)
@@ -560,7 +560,7 @@ def _write_audit(session: Any, run: Attempt, outcome: str, *, status_code: int |
         sensitive_fields=tuple((run.target.row.config or {}).get("sensitive_fields", ())),
     )
     return audit.write(session, attempt, cost_per_call=run.target.row.cost_per_call
-                       or Decimal("0"))
+                       or Decimal(0))
 
 
 def _publish(services: Services, run: Attempt, event_type: str, **data: Any) -> None:
@@ -634,7 +634,7 @@ def dead_letter(services: Services, *, task_name: str, kwargs: dict[str, Any],
     try:
         services.dispatcher.send("hub.dead_letter.record", fields,
                                  queue=services.settings.queue("dead_letter"))
-    except Exception:  # noqa: BLE001 - any broker failure: keep the dead letter anyway
+    except Exception:  # any broker failure: keep the dead letter anyway
         log.warning("dead_letter queue unavailable; recording %s directly", task_id,
                     exc_info=True)
         from hub import deadletter as dl

@@ -55,9 +55,7 @@ def record_and_announce(services: Any, **fields: Any) -> uuid.UUID:
 
     ``services`` is a :class:`hub.services.Services`; ``fields`` are :func:`record`'s.
     """
-    from hub import events
-
-    from hub import metrics
+    from hub import events, metrics
 
     with services.sessions() as session, session.begin():
         row = record(session, **fields)
@@ -180,7 +178,7 @@ def _replay_one(factory: sessionmaker[Session], dispatcher: Dispatcher, letter_i
 def purge(session: Session, filters: Filters) -> int:
     """Delete matching dead letters (in ``session``'s transaction); return how many."""
     result = session.execute(delete(DeadLetter).where(*filters.clauses()))
-    return int(result.rowcount or 0)
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def count(session: Session, filters: Filters | None = None) -> int:

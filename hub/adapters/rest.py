@@ -15,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hub.adapters.base import Adapter, IntegrationView, Operation, OutboundRequest, join_url
+from hub.adapters.base import (
+    Adapter,
+    IntegrationView,
+    Operation,
+    OutboundRequest,
+    join_url,
+)
 from hub.errors import ValidationError
 
 DEFAULT_CACHE_TTL = 60

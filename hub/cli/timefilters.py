@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -19,13 +19,13 @@ def parse_when(_ctx: click.Context | None, _param: click.Parameter | None,
     age = _AGE.match(value.strip())
     if age:
         delta = timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})
-        return datetime.now(timezone.utc) - delta
+        return datetime.now(UTC) - delta
     try:
         when = datetime.fromisoformat(value.strip())
     except ValueError:
         raise click.BadParameter("expected an ISO 8601 time or an age like 30m, 2h, 7d") \
             from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def time_options(func):  # type: ignore[no-untyped-def]

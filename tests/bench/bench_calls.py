@@ -39,13 +39,13 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hub import integrations, migrate  # noqa: E402
-from hub.calls import CallRequest, execute_call  # noqa: E402
-from hub.config import load_settings  # noqa: E402
-from hub.devservices import create_database, drop_database, with_database  # noqa: E402
-from hub.dispatch import RecordingDispatcher  # noqa: E402
-from hub.integrations import IntegrationSpec  # noqa: E402
-from hub.services import Services  # noqa: E402
+from hub import integrations, migrate
+from hub.calls import CallRequest, execute_call
+from hub.config import load_settings
+from hub.devservices import create_database, drop_database, with_database
+from hub.dispatch import RecordingDispatcher
+from hub.integrations import IntegrationSpec
+from hub.services import Services
 
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -78,7 +78,7 @@ class _Provider(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(BODY)
 
-    do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
+    do_GET = do_POST = _answer
 
     def log_message(self, *args: object) -> None:
         pass

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 
 from hub.errors import ValidationError
-from hub.retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable_status, parse_retry_after
+from hub.retry import (
+    MAX_RETRY_AFTER,
+    RetryPolicy,
+    is_retryable_status,
+    parse_retry_after,
+)
 
 
 def test_backoff_ceiling_doubles_up_to_the_cap():
@@ -34,7 +39,7 @@ def test_retry_after_is_a_floor():
 
 
 def test_parse_retry_after_seconds_and_http_date():
-    now = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
     assert parse_retry_after("120") == 120
     assert parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True),
                              now=now) == 90
