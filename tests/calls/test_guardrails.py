@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,3 +50,30 @@ def test_poison_message_is_dead_lettered_after_max_receives(client_app, settings
         assert caught.value.args[0]["error"]["code"] == "DEAD_LETTERED"
         log = proc.log_path.read_text()
         assert log.count("hub.test.suicide") >= settings.max_receives  # it did loop, then stopped
+
+
+def test_soft_shutdown_returns_running_work_to_the_queue(client_app, settings, tenant, provider,
+                                                         make_integration):
+    from tests.calls.fake_provider import Reply
+
+    make_integration("slowapi")
+    provider.script("/v1/slow", Reply(200, {"late": True}, delay=15))
+    queue = settings.queue(f"soft-{uuid.uuid4().hex[:6]}")
+    # As under Kubernetes: SIGTERM starts the soft shutdown (REMAP_SIGTERM), which gives
+    # running tasks HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT seconds, then requeues them.
+    env = {"REMAP_SIGTERM": "SIGQUIT", "HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT": "1"}
+    with worker_process(client_app, [queue], app="tasks", env=env) as first:
+        result = client_app.send_task("hub.call", queue=queue, kwargs={
+            "tenant": tenant, "integration": "slowapi", "operation": "post",
+            "params": {"path": "/v1/slow"}})
+        deadline = time.monotonic() + 30
+        while provider.hits("/v1/slow") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert provider.hits("/v1/slow") == 1  # the task is running mid-call
+        os.kill(first.pid, signal.SIGTERM)
+        first.wait(timeout=30)
+    assert result.state != "SUCCESS"
+    with worker_process(client_app, [queue], app="tasks"):
+        envelope = result.get(timeout=60)
+    assert envelope["ok"] and envelope["data"]["path"] == "/v1/slow"
+    assert provider.hits("/v1/slow") == 2
