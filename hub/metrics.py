@@ -22,10 +22,14 @@ from prometheus_client import (
 
 WEBHOOKS_RECEIVED = Counter(
     "hub_webhooks_received_total",
-    "Inbound webhook requests by endpoint source and outcome "
-    "(accepted, duplicate, ignored, not_found, forbidden, too_large, rate_limited, "
-    "invalid_signature, malformed, unavailable).",
+    "Inbound webhook requests by endpoint source and outcome (accepted, duplicate, "
+    "ignored, or the lower-cased error code: not_found, forbidden, payload_too_large, "
+    "rate_limited, invalid_signature, malformed_body, service_unavailable...).",
     ["source", "outcome"])
+
+WEBHOOK_ENQUEUE_FAILURES = Counter(
+    "hub_webhook_enqueue_failures_total",
+    "Webhook events committed but not enqueued (broker down); the sweeper re-enqueues them.")
 
 WEBHOOK_INGEST_SECONDS = Histogram(
     "hub_webhook_ingest_seconds",
