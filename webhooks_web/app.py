@@ -9,8 +9,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from hub.config import Settings, load_settings
 from hub.services import Services
 from hub.webhooks.intake import Intake
-from tasks.dispatcher import CeleryDispatcher
 from webhooks_web import errors, views
+from webhooks_web.publisher import RedisTaskPublisher
 from webhooks_web.state import WebState
 
 #: A down broker must not hold a request long: the event is already committed and the
@@ -26,6 +26,9 @@ def _sender(settings: Settings) -> Celery:
     celery.conf.broker_url = settings.effective_broker_url
     celery.conf.broker_connection_timeout = 2
     celery.conf.task_publish_retry_policy = PUBLISH_RETRY_POLICY
+    # No "task-sent" monitoring event: it is a second publish per webhook on the hot path,
+    # and Flower still sees the task when a worker receives it.
+    celery.conf.task_send_sent_event = False
     return celery
 
 
@@ -36,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Werkzeug refuses a larger body before it is read (413); the intake checks again.
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body
     celery = _sender(settings)
-    services = Services(settings, CeleryDispatcher(celery))
+    services = Services(settings, RedisTaskPublisher(celery))
     services.vault  # noqa: B018 - no encryption key must stop start-up, not the first webhook
     app.extensions["hub"] = WebState(settings, services, Intake(services), celery)
     app.register_blueprint(views.bp)

@@ -31,6 +31,7 @@ def side_redis_url(url: str) -> str:
 def close_app(app: Flask) -> None:
     state = app.extensions["hub"]
     state.services.close()
+    state.services.dispatcher.close()
     state.celery.close()
 
 

@@ -25,9 +25,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], deadline: float) -> Non
         if proc.poll() is not None:
             raise AssertionError(f"gunicorn exited with {proc.returncode}")
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            if requests.get(url, timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         time.sleep(0.1)  # polling a starting server, not synchronising on a result
     raise AssertionError("gunicorn did not answer /health in time")

@@ -1,0 +1,54 @@
+"""webhooks_web.publisher: the one-LPUSH dispatcher produces what Celery's send_task does,
+and a real worker runs what it sends."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from tasks.dispatcher import CeleryDispatcher
+from webhooks_web.app import _sender
+from webhooks_web.publisher import RedisTaskPublisher
+
+VARYING_HEADERS = {"id", "root_id"}
+VARYING_PROPERTIES = {"correlation_id", "delivery_tag"}
+
+
+def _read(broker, queue):
+    message = json.loads(broker.rpop(queue))
+    message["body"] = json.loads(base64.b64decode(message["body"]))
+    return message
+
+
+def test_envelope_is_the_one_send_task_produces(web_settings, broker, settings):
+    celery = _sender(web_settings)
+    publisher = RedisTaskPublisher(celery)
+    queue = settings.queue("webhooks")
+    broker.delete(queue)
+    try:
+        CeleryDispatcher(celery).send("hub.webhooks.process", {"event_id": "e-1"},
+                                      task_id="by-celery")
+        publisher.send("hub.webhooks.process", {"event_id": "e-1"}, task_id="by-publisher")
+        theirs, ours = _read(broker, queue), _read(broker, queue)  # FIFO: LPUSH, RPOP
+    finally:
+        broker.delete(queue)
+        publisher.close()
+        celery.close()
+
+    assert theirs["headers"]["id"] == "by-celery" and ours["headers"]["id"] == "by-publisher"
+    assert ours.keys() == theirs.keys()
+    assert ours["body"] == theirs["body"]
+    assert {k: v for k, v in ours["headers"].items() if k not in VARYING_HEADERS} == \
+        {k: v for k, v in theirs["headers"].items() if k not in VARYING_HEADERS}
+    assert {k: v for k, v in ours["properties"].items() if k not in VARYING_PROPERTIES} == \
+        {k: v for k, v in theirs["properties"].items() if k not in VARYING_PROPERTIES}
+
+
+def test_a_real_worker_runs_a_published_task(celery_app, worker):
+    publisher = RedisTaskPublisher(celery_app)
+    try:
+        task_id = publisher.send("celery.ping", {})
+    finally:
+        publisher.close()
+
+    assert celery_app.AsyncResult(task_id).get(timeout=30) == "pong"
