@@ -1,0 +1,230 @@
+"""Sustained webhook ingest through gunicorn: the hub versus two references.
+
+    python tests/bench/bench_ingest.py [--duration 30] [--connections 32] [--rounds 2]
+
+Three targets, one after the other, under the same gunicorn config
+(webhooks_web/gunicorn.conf.py, WEB_CONCURRENCY x WEB_THREADS) and the same wrk load
+(tests/bench/post.lua: every request a distinct, freshly signed Stripe event):
+
+* ``bare``: a Flask endpoint answering 202 (HTTP ceiling);
+* ``raw``: one INSERT of the body + one Redis LPUSH (durable ceiling);
+* ``hub``: ``webhooks_web:create_app()`` - endpoint lookup (cached), Stripe signature,
+  JSON parse, INSERT ... ON CONFLICT into webhook_events, COMMIT, Celery send_task.
+
+Reports accepted/s, p50/p90/p99 latency, and for the durable targets the rows stored
+against the 2xx answers (stored may exceed answered only by requests in flight when
+wrk stopped; it must never be lower). Uses its own database ``hub_bench`` and Redis
+database 12 on the local servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import redis
+import requests
+import stripe
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from hub import endpoints, migrate  # noqa: E402
+from hub.config import Settings, load_settings  # noqa: E402
+from hub.db import transaction  # noqa: E402
+from hub.devservices import create_database, drop_database, free_port, libpq_url  # noqa: E402
+from hub.dispatch import RecordingDispatcher  # noqa: E402
+from hub.services import Services  # noqa: E402
+
+SECRET = "whsec_bench_secret"
+APPS = {
+    "bare": "tests.bench.ref_apps:bare_app()",
+    "raw": "tests.bench.ref_apps:raw_app()",
+    "hub": "webhooks_web:create_app()",
+}
+
+
+@dataclass
+class Result:
+    target: str
+    rate: float
+    ok: int
+    other: int
+    errors: int
+    wrapped: int
+    p50: float
+    p90: float
+    p99: float
+    stored: int | None
+
+
+def bench_env(args: argparse.Namespace) -> dict[str, str]:
+    return dict(
+        os.environ,
+        HUB_DATABASE_URL=args.database_url, HUB_REDIS_URL=args.redis_url,
+        HUB_BROKER_URL=args.redis_url, HUB_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        HUB_QUEUE_PREFIX="bench.", HUB_REDIS_PREFIX="hubbench:", HUB_LOG_LEVEL="WARNING",
+        WEB_CONCURRENCY=str(args.workers), WEB_THREADS=str(args.threads))
+
+
+def prepare(settings: Settings) -> str:
+    """Fresh hub_bench database at head, the raw table, one Stripe endpoint; its token."""
+    name = settings.database_url.rsplit("/", 1)[1]
+    drop_database(settings.database_url, name)
+    create_database(settings.database_url, name)
+    migrate.upgrade(settings)
+    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_raw (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+                     "body bytea NOT NULL, received_at timestamptz NOT NULL DEFAULT now())")
+    services = Services(settings, RecordingDispatcher())
+    try:
+        spec = endpoints.EndpointSpec(tenant="bench", source="stripe", scheme="stripe",
+                                      secrets=[SECRET])
+        with transaction(services.sessions) as session:
+            return endpoints.create(session, services.vault, settings, spec).token
+    finally:
+        services.close()
+
+
+def write_requests(path: Path, count: int) -> None:
+    """``count`` distinct Stripe events, signed now, as "<signature>\\t<body>" lines."""
+    now = int(time.time())
+    with path.open("w") as out:
+        for _ in range(count):
+            body = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "type": "charge.succeeded",
+                               "object": "event", "data": {"object": {
+                                   "id": f"ch_{uuid.uuid4().hex[:24]}", "amount": 4200,
+                                   "currency": "eur", "status": "succeeded"}}})
+            header = stripe.WebhookSignature.generate_signature_header(body, SECRET, now)
+            out.write(f"{header}\t{body}\n")
+
+
+def stored(settings: Settings, target: str) -> int | None:
+    table = {"raw": "bench_raw", "hub": "webhook_events"}.get(target)
+    if table is None:
+        return None
+    with psycopg.connect(libpq_url(settings.database_url)) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+def start_gunicorn(app: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    metrics_dir = tempfile.mkdtemp(prefix="hub-bench-metrics-")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "webhooks_web/gunicorn.conf.py", app],
+        cwd=ROOT, env=dict(env, PORT=str(port), PROMETHEUS_MULTIPROC_DIR=metrics_dir))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=5).ok:
+                return proc
+        except requests.RequestException:
+            time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit(f"{app} did not start")
+
+
+def wrk(port: int, path: str, lines: Path, args: argparse.Namespace,
+        duration: int) -> dict[str, float]:
+    env = dict(os.environ, BENCH_REQUESTS=str(lines), BENCH_PATH=path,
+               BENCH_THREADS=str(args.wrk_threads))
+    out = subprocess.run(
+        ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{duration}s",
+         "--timeout", "10s", "--latency", "-s", str(ROOT / "tests/bench/post.lua"),
+         f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, check=True).stdout
+    found = {k: float(v) for k, v in re.findall(r"BENCH (\w+)=([\d.]+)", out)}
+    found.update({k: float(v) for k, v in re.findall(r"BENCH .*?(\w+)=(\d+)", out)})
+    found["rate"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    for key in ("ok", "other", "wrapped", "requests", "errors"):
+        found[key] = float(re.search(rf"{key}=(\d+)", out).group(1))
+    return found
+
+
+def run(target: str, settings: Settings, env: dict[str, str], token: str,
+        args: argparse.Namespace, workdir: Path) -> Result:
+    port = free_port()
+    path = f"/api/v1/webhooks/stripe/{token}"
+    per_run = int(args.max_rate * args.duration)
+    proc = start_gunicorn(APPS[target], env, port)
+    try:  # noqa: SIM105 - the server must stop whatever fails
+        write_requests(workdir / "warm.txt", int(args.max_rate * args.warmup))
+        wrk(port, path, workdir / "warm.txt", args, args.warmup)
+        write_requests(workdir / "run.txt", per_run)
+        before = stored(settings, target)
+        found = wrk(port, path, workdir / "run.txt", args, args.duration)
+        time.sleep(1)  # let requests in flight when wrk stopped finish before counting
+        after = stored(settings, target)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return Result(target, found["ok"] / args.duration, int(found["ok"]), int(found["other"]),
+                  int(found["errors"]), int(found["wrapped"]), found["p50"], found["p90"],
+                  found["p99"], None if before is None else after - before)
+
+
+def report(results: list[Result], args: argparse.Namespace) -> str:
+    lines = ["| target | accepted/s | p50 ms | p90 ms | p99 ms | 2xx | non-2xx | "
+             "socket errors | stored |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.target} | {r.rate:.0f} | {r.p50:.1f} | {r.p90:.1f} | {r.p99:.1f} | "
+                     f"{r.ok} | {r.other} | {r.errors} | "
+                     f"{'-' if r.stored is None else r.stored} |")
+    best = {t: max(r.rate for r in results if r.target == t) for t in {r.target for r in results}}
+    med = {t: statistics.median(r.rate for r in results if r.target == t) for t in best}
+    lines.append("")
+    lines.append(f"best: bare {best.get('bare', 0):.0f}/s, raw {best.get('raw', 0):.0f}/s, "
+                 f"hub {best.get('hub', 0):.0f}/s; hub/raw = "
+                 f"{best.get('hub', 0) / max(best.get('raw', 1), 1):.0%} (best), "
+                 f"{med.get('hub', 0) / max(med.get('raw', 1), 1):.0%} (median)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 4)))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", 4)))
+    parser.add_argument("--max-rate", type=int, default=3000,
+                        help="Distinct requests generated per second of run (no repeats).")
+    parser.add_argument("--targets", default="bare,raw,hub")
+    parser.add_argument("--database-url",
+                        default="postgresql+psycopg://postgres@127.0.0.1:5432/hub_bench")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install -y wrk")
+    env = bench_env(args)
+    settings = load_settings(env)
+    token = prepare(settings)
+    results = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for _ in range(args.rounds):
+            for target in args.targets.split(","):
+                result = run(target, settings, env, token, args, Path(workdir))
+                print(result, flush=True)
+                results.append(result)
+    redis.Redis.from_url(args.redis_url).flushdb()
+    print(f"\n{os.cpu_count()} cores; gunicorn {args.workers} workers x {args.threads} threads; "
+          f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s\n")
+    print(report(results, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Reference apps for bench_ingest.py, served by the same gunicorn config as the hub.
+
+``bare_app``: a Flask endpoint that answers 202 and does nothing (the HTTP ceiling).
+``raw_app``: one INSERT of the body and one Redis LPUSH per request, nothing else
+(the durable ceiling the hub's ingest is compared with).
+"""
+
+from __future__ import annotations
+
+import redis
+from flask import Flask, request
+from sqlalchemy import text
+
+from hub.config import load_settings
+from hub.db import make_engine
+
+ROUTE = "/api/v1/webhooks/<source>/<token>"
+RAW_TABLE = "bench_raw"
+RAW_QUEUE = "bench:raw"
+
+
+def _health(app: Flask) -> None:
+    app.add_url_rule("/health", "health", lambda: {"status": "ok"})
+
+
+def bare_app() -> Flask:
+    app = Flask(__name__)
+    _health(app)
+
+    @app.post(ROUTE)
+    def receive(source: str, token: str) -> tuple[dict[str, object], int]:
+        request.get_data(cache=False)
+        return {"id": None, "duplicate": False}, 202
+
+    return app
+
+
+def raw_app() -> Flask:
+    settings = load_settings()
+    engine = make_engine(settings)
+    client = redis.Redis.from_url(settings.effective_broker_url)
+    insert = text(f"INSERT INTO {RAW_TABLE} (body) VALUES (:body) RETURNING id")
+    app = Flask(__name__)
+    _health(app)
+
+    @app.post(ROUTE)
+    def receive(source: str, token: str) -> tuple[dict[str, object], int]:
+        with engine.begin() as conn:
+            row_id = conn.execute(insert, {"body": request.get_data(cache=False)}).scalar()
+        client.lpush(RAW_QUEUE, str(row_id))
+        return {"id": str(row_id), "duplicate": False}, 202
+
+    return app
