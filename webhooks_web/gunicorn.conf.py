@@ -1,3 +1,4 @@
+# ruff: noqa: N999 - the file name is the command line's (Procfile, hub dev)
 """Gunicorn settings for the webhook app.
 
     gunicorn -c webhooks_web/gunicorn.conf.py "webhooks_web:create_app()"

@@ -21,9 +21,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import LargeBinary, bindparam, func, text, update
 from sqlalchemy import exc as sa_exc
@@ -40,7 +40,11 @@ from hub.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from hub.metrics import WEBHOOK_ENQUEUE_FAILURES, WEBHOOK_INGEST_SECONDS, WEBHOOKS_RECEIVED
+from hub.metrics import (
+    WEBHOOK_ENQUEUE_FAILURES,
+    WEBHOOK_INGEST_SECONDS,
+    WEBHOOKS_RECEIVED,
+)
 from hub.models import WebhookEndpoint
 from hub.ratelimit import QuotaLimiter
 from hub.redaction import redact_headers
@@ -65,6 +69,12 @@ _EXISTING = text("SELECT id FROM webhook_events WHERE endpoint_id = :endpoint_id
 
 #: SQLAlchemy failures that mean "the database cannot take this now": answer 503.
 DATABASE_DOWN = (sa_exc.DBAPIError, sa_exc.TimeoutError)
+
+
+class HeaderItems(Protocol):
+    """Any header collection with ``items()`` (a dict, werkzeug's Headers)."""
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -171,7 +181,7 @@ class Intake:
         self._limiter = QuotaLimiter(services.redis,
                                      services.settings.redis_key("webhooks", "ratelimit") + ":")
 
-    def receive(self, source: str, token: str, body: bytes, headers: Mapping[str, str],
+    def receive(self, source: str, token: str, body: bytes, headers: HeaderItems,
                 remote_addr: str | None = None) -> Receipt:
         """Verify and durably record one provider request; enqueue its processing.
 
@@ -213,7 +223,7 @@ class Intake:
             raise NotFound("unknown webhook endpoint")
         return endpoint
 
-    def _accept(self, endpoint: IngressEndpoint, body: bytes, headers: Mapping[str, str],
+    def _accept(self, endpoint: IngressEndpoint, body: bytes, headers: HeaderItems,
                 remote_addr: str | None) -> Receipt:
         try:
             self._check(endpoint, body, remote_addr)
@@ -268,7 +278,7 @@ class Intake:
     def _enqueue(self, event_id: uuid.UUID) -> None:
         try:
             self._services.dispatcher.send(PROCESS_TASK, {"event_id": str(event_id)})
-        except Exception:  # noqa: BLE001 - the event is committed: answer 202 regardless
+        except Exception:
             WEBHOOK_ENQUEUE_FAILURES.inc()
             log.warning("event %s committed but not enqueued; the sweeper will enqueue it",
                         event_id, exc_info=True)

@@ -42,12 +42,12 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hub import endpoints, migrate  # noqa: E402
-from hub.config import Settings, load_settings  # noqa: E402
-from hub.db import transaction  # noqa: E402
-from hub.devservices import create_database, drop_database, free_port, libpq_url  # noqa: E402
-from hub.dispatch import RecordingDispatcher  # noqa: E402
-from hub.services import Services  # noqa: E402
+from hub import endpoints, migrate
+from hub.config import Settings, load_settings
+from hub.db import transaction
+from hub.devservices import create_database, drop_database, free_port, libpq_url
+from hub.dispatch import RecordingDispatcher
+from hub.services import Services
 
 SECRET = "whsec_bench_secret"
 APPS = {
@@ -158,7 +158,7 @@ def run(target: str, settings: Settings, env: dict[str, str], token: str,
     path = f"/api/v1/webhooks/stripe/{token}"
     per_run = int(args.max_rate * args.duration)
     proc = start_gunicorn(APPS[target], env, port)
-    try:  # noqa: SIM105 - the server must stop whatever fails
+    try:
         write_requests(workdir / "warm.txt", int(args.max_rate * args.warmup))
         wrk(port, path, workdir / "warm.txt", args, args.warmup)
         write_requests(workdir / "run.txt", per_run)
@@ -175,8 +175,8 @@ def run(target: str, settings: Settings, env: dict[str, str], token: str,
 
 
 def report(results: list[Result], args: argparse.Namespace) -> str:
-    lines = ["| target | accepted/s | p50 ms | p90 ms | p99 ms | 2xx | non-2xx | "
-             "socket errors | stored |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| target | accepted/s | p50 ms | p90 ms | p99 ms | 2xx | non-2xx | "
+              "socket errors | stored |"), "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.target} | {r.rate:.0f} | {r.p50:.1f} | {r.p90:.1f} | {r.p99:.1f} | "
                      f"{r.ok} | {r.other} | {r.errors} | "
@@ -199,8 +199,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 4)))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", 4)))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "4")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", "4")))
     parser.add_argument("--max-rate", type=int, default=3000,
                         help="Distinct requests generated per second of run (no repeats).")
     parser.add_argument("--targets", default="bare,raw,hub")

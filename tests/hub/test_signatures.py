@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import stripe
@@ -59,14 +59,14 @@ def slack_headers(secret: str, body: bytes, ts: int) -> dict[str, str]:
 
 
 def standard_headers(secret: str, body: bytes, ts: int) -> dict[str, str]:
-    signature = Webhook(secret).sign("msg_1", datetime.fromtimestamp(ts, tz=timezone.utc),
+    signature = Webhook(secret).sign("msg_1", datetime.fromtimestamp(ts, tz=UTC),
                                      body.decode())
     return {"webhook-id": "msg_1", "webhook-timestamp": str(ts), "webhook-signature": signature}
 
 
 def svix_headers(secret: str, body: bytes, ts: int) -> dict[str, str]:
     signature = svix.webhooks.Webhook(secret).sign(
-        "msg_2", datetime.fromtimestamp(ts, tz=timezone.utc), body.decode())
+        "msg_2", datetime.fromtimestamp(ts, tz=UTC), body.decode())
     return {"svix-id": "msg_2", "svix-timestamp": str(ts), "svix-signature": signature}
 
 
