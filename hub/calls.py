@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import requests
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from hub import (
     adapters,
@@ -169,11 +170,11 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
     resent from PostgreSQL keeps its number.
     """
     try:
-        target = resolve(services, request)
+        with services.sessions() as session:
+            target = resolve(session, request)
+            prior = failed_attempts(session, task_id)
         params = validate_params(target, request.params)
-        request = replace(request, params=params)
-        number = max(attempt, attempt_number(services, task_id))
-        run = Attempt(request, target, number, task_id)
+        run = Attempt(replace(request, params=params), target, max(attempt, prior + 1), task_id)
         return _run(services, run)
     except HubError as exc:
         return CallOutcome("failed", error=exc, attempt=attempt)
@@ -209,7 +210,7 @@ def _through_provider(services: Services, run: Attempt) -> CallOutcome:
 
 # --- resolve and validate -----------------------------------------------------------
 
-def resolve(services: Services, request: CallRequest) -> Target:
+def resolve(session: Session, request: CallRequest) -> Target:
     """The tenant's active integration and its adapter operation.
 
     Raises NotFound (unknown integration, adapter or operation), IntegrationDisabled,
@@ -217,8 +218,7 @@ def resolve(services: Services, request: CallRequest) -> Target:
     """
     if request.on_rate_limit not in RATE_LIMIT_MODES:
         raise ValidationError(f"on_rate_limit must be one of {', '.join(RATE_LIMIT_MODES)}")
-    with services.sessions() as session:
-        row = integrations.get_active(session, request.tenant, request.integration)
+    row = integrations.get_active(session, request.tenant, request.integration)
     adapter = adapters.get(row.adapter)
     return Target(row, adapter, adapter.operation(request.operation))
 
@@ -230,14 +230,13 @@ def validate_params(target: Target, params: Mapping[str, Any] | None) -> dict[st
     return value
 
 
-def attempt_number(services: Services, task_id: str | None) -> int:
-    """1 + the failed attempts already audited for ``task_id`` (1 without a task id)."""
+def failed_attempts(session: Session, task_id: str | None) -> int:
+    """Failed attempts already audited for ``task_id`` (0 without a task id)."""
     if task_id is None:
-        return 1
-    with services.sessions() as session:
-        failed = session.scalar(select(func.count()).select_from(IntegrationLog).where(
-            IntegrationLog.task_id == task_id, IntegrationLog.outcome == "failed"))
-    return 1 + int(failed or 0)
+        return 0
+    failed = session.scalar(select(func.count()).select_from(IntegrationLog).where(
+        IntegrationLog.task_id == task_id, IntegrationLog.outcome == "failed"))
+    return int(failed or 0)
 
 
 # --- idempotency --------------------------------------------------------------------
