@@ -15,7 +15,10 @@ from sqlalchemy import select
 
 from hub import endpoints
 from hub.db import transaction
+from hub.dispatch import RecordingDispatcher
 from hub.models import WebhookEndpoint, WebhookEvent
+from hub.services import Services
+from hub.webhooks import processing
 from tests.webhooks_web.conftest import close_app, new_id, url_of
 from webhooks_web import create_app
 
@@ -251,6 +254,15 @@ def test_broker_down_after_commit_still_202_and_the_row_is_pending(web_settings,
     assert response.status_code == 202
     [row] = rows(sessions, created.id)
     assert (str(row.id), row.status) == (response.json["id"], "pending")
+    # ...and beat's sweeper enqueues it once it has waited HUB_WEBHOOK_PENDING_AFTER.
+    sweeper = Services(dataclasses.replace(web_settings, webhook_pending_after=0),
+                       RecordingDispatcher())
+    try:
+        processing.sweep(sweeper)
+    finally:
+        sweeper.close()
+    assert ("hub.webhooks.process", {"event_id": str(row.id)}) in [
+        (name, kwargs) for name, kwargs, _queue in sweeper.dispatcher.sent]
 
 
 def test_schemes_other_than_stripe_go_through_the_same_path(client, make_endpoint, sessions):
