@@ -450,7 +450,8 @@ def _secrets_of(run: Attempt, prepared: requests.PreparedRequest) -> list[str]:
 def check_status(response: requests.Response) -> None:
     """Raise the hub error a non-2xx provider answer means (2xx and 304 pass).
 
-    401/403: AuthError. 429 and 5xx: RetryableError with the Retry-After delay.
+    401/403: AuthError. 429: RateLimited, 5xx: RetryableError (both retried, with the
+    Retry-After delay).
     Any other 4xx (or 3xx not followed): UpstreamError, final.
     """
     status = response.status_code
@@ -458,6 +459,10 @@ def check_status(response: requests.Response) -> None:
         return
     details = {"status_code": status}
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status == 429:
+        # Not a sign of an unhealthy provider: RateLimited does not count for the breaker.
+        raise RateLimited("provider answered 429 (its rate limit)", details=details,
+                          retry_after=retry_after)
     if is_retryable_status(status):
         raise RetryableError(f"provider answered {status}", details=details,
                              retry_after=retry_after)

@@ -60,6 +60,7 @@ def test_server_error_is_retried_and_429_honours_retry_after(services, tenant, p
     second = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/x"}),
                           attempt=2)
     assert second.status == "retry" and second.delay >= 7.0
+    assert second.error.code == "RATE_LIMITED"
 
 
 def test_retries_exhausted_after_max_attempts(services, tenant, provider, make_integration):
