@@ -153,7 +153,11 @@ def end_to_end(app: Celery, tenant: str, latency_calls: int, throughput_calls: i
         result = app.send_task("hub.call", kwargs=kwargs, queue=queue)
         assert result.get(timeout=30, interval=0.005)["ok"]
 
+    def ping() -> None:
+        assert app.send_task("hub.ping", queue=queue).get(timeout=30, interval=0.005)
+
     _timed(one, 20)
+    baseline = _timed(ping, latency_calls)
     latency = _timed(one, latency_calls)
     started = time.perf_counter()
     results = [app.send_task("hub.call", kwargs=kwargs, queue=queue)
@@ -162,7 +166,8 @@ def end_to_end(app: Celery, tenant: str, latency_calls: int, throughput_calls: i
         assert result.get(timeout=300, interval=0.01)["ok"]
     elapsed = time.perf_counter() - started
     print("| end to end, 2 prefork processes | mean | p50 | p95 |\n|---|---|---|---|")
-    print(_row("send_task -> result, one at a time (ms)", latency))
+    print(_row("hub.ping (no-op task) -> result, one at a time (ms)", baseline))
+    print(_row("hub.call POST -> result, one at a time (ms)", latency))
     print(f"\nthroughput, {throughput_calls} calls in flight: "
           f"{throughput_calls / elapsed:,.0f} calls/s ({elapsed:.1f} s)")
 
