@@ -312,7 +312,8 @@ def _succeeded(session: Session, delivery: Delivery) -> None:
                     .where(Subscription.id == delivery.subscription_id,
                            or_(Subscription.consecutive_failures != 0,
                                Subscription.failing_since.is_not(None)))
-                    .values(consecutive_failures=0, failing_since=None))
+                    .values(consecutive_failures=0, failing_since=None)
+                    .execution_options(synchronize_session=False))
 
 
 def _failed(session: Session, services: Services, claim: _Claim, response: _Response,
