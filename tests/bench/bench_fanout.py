@@ -35,13 +35,15 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hub import subscriptions  # noqa: E402
-from hub import migrate  # noqa: E402
-from hub.config import load_settings  # noqa: E402
-from hub.devservices import create_database, drop_database, with_database  # noqa: E402
-from hub.dispatch import RecordingDispatcher  # noqa: E402
-from hub.models import Delivery, WebhookEndpoint, WebhookEvent  # noqa: E402
-from hub.services import Services  # noqa: E402
+from hub import (
+    migrate,
+    subscriptions,
+)
+from hub.config import load_settings
+from hub.devservices import create_database, drop_database, with_database
+from hub.dispatch import RecordingDispatcher
+from hub.models import Delivery, WebhookEndpoint, WebhookEvent
+from hub.services import Services
 
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -58,7 +60,7 @@ def _env() -> dict[str, str]:
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(204)
         self.end_headers()
