@@ -251,6 +251,13 @@ def _nothing(headers: Headers, payload: Any) -> str | None:
     return None
 
 
+def slack_handshake(payload: Any) -> dict[str, Any] | None:
+    """Slack's Events API ``url_verification``: answer the challenge, store nothing."""
+    if isinstance(payload, dict) and payload.get("type") == "url_verification":
+        return {"challenge": str(payload.get("challenge", ""))}
+    return None
+
+
 def _hex_secret() -> str:
     return _secrets.token_hex(32)
 
@@ -266,6 +273,8 @@ class Scheme:
     event_type: Callable[[Headers, Any], str | None] = _nothing
     needs_secret: bool = True
     new_secret: Callable[[], str] = field(default=_hex_secret)
+    #: A provider's set-up request that expects an answer instead of being an event.
+    handshake: Callable[[Any], dict[str, Any] | None] = lambda payload: None
 
 
 SCHEMES: dict[str, Scheme] = {s.name: s for s in (
@@ -276,7 +285,7 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme("shopify", verify_shopify, parse_json, _header("x-shopify-webhook-id"),
            _header("x-shopify-topic")),
     Scheme("slack", verify_slack, parse_json_or_form, _field("event_id"),
-           _first(_field("event", "type"), _field("type"))),
+           _first(_field("event", "type"), _field("type")), handshake=slack_handshake),
     Scheme("standard-webhooks", verify_standard, parse_json,
            _first(_header("webhook-id"), _header("svix-id")), _field("type"),
            new_secret=standard_webhooks.generate_secret),

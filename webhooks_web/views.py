@@ -17,6 +17,8 @@ def receive(source: str, endpoint_token: str) -> tuple[dict[str, Any], int]:
     """Verify, record and enqueue one provider event; 202 once it is committed."""
     receipt = state().intake.receive(source, endpoint_token, request.get_data(cache=False),
                                      request.headers, request.remote_addr)
+    if receipt.reply is not None:
+        return receipt.reply, 200
     answer: dict[str, Any] = {"id": str(receipt.id) if receipt.id else None,
                               "duplicate": receipt.duplicate}
     if receipt.ignored:

@@ -85,6 +85,8 @@ class Receipt:
     duplicate: bool = False
     #: True when the endpoint's event-type filter dropped the event (nothing stored).
     ignored: bool = False
+    #: A provider handshake's answer (Slack's url_verification), sent instead of a receipt.
+    reply: dict[str, Any] | None = None
 
 
 class EndpointCache:
@@ -234,6 +236,9 @@ class Intake:
         except HubError:
             self.counters.add(endpoint.id, "rejected_count")
             raise
+        reply = scheme.handshake(payload)
+        if reply is not None:
+            return Receipt(None, ignored=True, reply=reply)
         event_type = signatures.event_type(scheme, lowered, payload)
         if not _wanted(endpoint, event_type):
             return Receipt(None, ignored=True)

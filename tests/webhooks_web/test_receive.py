@@ -291,3 +291,20 @@ def test_metrics_count_outcomes_by_source(client, make_endpoint):
     assert 'hub_webhooks_received_total{outcome="accepted",source="metrics-src"}' in text
     assert "hub_webhook_ingest_seconds_bucket" in text
 
+
+
+def test_slack_url_verification_is_answered_with_the_challenge(client, make_endpoint, sessions):
+    from slack_sdk.signature import SignatureVerifier
+
+    created = make_endpoint(source="slack", scheme="slack", secrets=["slack-signing"])
+    body = json.dumps({"type": "url_verification", "challenge": "3eZbrw1aB",
+                       "token": "legacy"}).encode()
+    ts = str(int(time.time()))
+    signature = SignatureVerifier("slack-signing").generate_signature(timestamp=ts, body=body)
+
+    response = client.post(url_of(created, "slack"), data=body, headers={
+        "X-Slack-Signature": signature, "X-Slack-Request-Timestamp": ts,
+        "Content-Type": "application/json"})
+
+    assert (response.status_code, response.json) == (200, {"challenge": "3eZbrw1aB"})
+    assert rows(sessions, created.id) == []
