@@ -14,6 +14,7 @@ from hub import deliveries, subscriptions
 from hub.config import load_settings
 from hub.deliveries import DeliveryFilter
 from hub.dispatch import RecordingDispatcher
+from hub.errors import SSRFRefused
 from hub.models import DeadLetter, Delivery, DeliveryAttempt, Subscription
 from hub.scheduler import utcnow
 from hub.services import Services
@@ -294,3 +295,41 @@ def test_a_success_clears_the_failure_record(svc, tenant):
     sub = _get(svc, Subscription, sub_id)
     assert outcome.status == "succeeded" and receiver.count() == 2
     assert (sub.consecutive_failures, sub.failing_since) == (0, None)
+
+
+def test_a_delivery_whose_worker_died_is_sent_again_after_its_lease(svc, tenant):
+    with subscriber() as receiver:
+        _subscribe(svc, tenant, receiver.url)
+        (delivery_id,) = _deliver_event(svc, tenant)
+        with svc.sessions() as session, session.begin():  # claimed, then the worker vanished
+            session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+                status="delivering", attempts=1, next_attempt_at=utcnow() + timedelta(minutes=5)))
+        assert deliveries.send_delivery(svc, str(delivery_id)).status == "skipped"
+        with svc.sessions() as session, session.begin():
+            session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+                next_attempt_at=utcnow() - timedelta(seconds=1)))
+
+        outcome = _drive_due(svc, delivery_id)
+
+    assert (outcome.status, outcome.attempt) == ("succeeded", 2) and receiver.count() == 1
+
+
+def test_private_destinations_are_refused_when_not_allowed(tenant):
+    guarded = Services(load_settings(allow_private_networks=False), RecordingDispatcher())
+    try:
+        with guarded.sessions() as session, session.begin(), pytest.raises(SSRFRefused):
+            subscriptions.add(session, guarded.vault, guarded.settings, tenant=tenant,
+                              url="http://127.0.0.1:9/hooks")
+        with guarded.sessions() as session, session.begin():  # e.g. DNS changed since
+            sub = Subscription(tenant_id=tenant, url="http://127.0.0.1:9/hooks",
+                               secret=guarded.vault.encrypt(["whsec_" + "A" * 32]))
+            session.add(sub)
+        (delivery_id,) = _deliver_event(guarded, tenant)
+
+        outcome = deliveries.send_delivery(guarded, str(delivery_id))
+        delivery = _get(guarded, Delivery, delivery_id)
+    finally:
+        guarded.close()
+
+    assert outcome.status == "failed" and outcome.status_code is None
+    assert "refusing to connect" in delivery.last_error
