@@ -259,3 +259,16 @@ def test_invalidation_of_an_unknown_integration_fails_open(recording_services, s
                          payload={"transaction_id": "tx_1"})
 
     assert processing.process_event(recording_services, event_id).status == "processed"
+
+
+def test_beat_runs_the_sweeper_and_the_due_delivery_sender(celery_app):
+    import celeryconfig
+
+    celery_app.loader.import_default_modules()
+    tasks = {entry["task"] for entry in celeryconfig.beat_schedule.values()}
+
+    assert {"hub.maintenance.sweep_webhook_events", "hub.maintenance.send_due_deliveries"} <= tasks
+    assert tasks <= set(celery_app.tasks)
+    assert celeryconfig.route_task("hub.maintenance.send_due_deliveries", (), {}, {}) == {
+        "queue": celeryconfig.settings.queue("maintenance"),
+        "routing_key": celeryconfig.settings.queue("maintenance")}
