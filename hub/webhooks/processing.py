@@ -89,10 +89,11 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
     """Process one recorded event at most once at a time, and once successfully.
 
     An event that is already processed, or being processed by another worker,
-    is skipped; a dead one runs again (only a dead-letter replay sends it). Handler and fan-out failures are recorded on the row
-    (retry or dead letter) and reported in the outcome, not raised. Raises
-    ValidationError for a malformed id; database errors propagate (the row
-    stays as it was and the sweeper retries it).
+    is skipped; a dead one runs again (only a dead-letter replay sends it).
+    Handler and fan-out failures are recorded on the row (retry or dead letter)
+    and reported in the outcome, not raised. Raises ValidationError for a
+    malformed id; database errors propagate (the row stays as it was and the
+    sweeper retries it).
     """
     key = _event_key(event_id)
     try:
