@@ -355,7 +355,8 @@ def _finish(services: Services, claim: _Claim, response: _Response) -> DeliveryO
                        {"subscription_id": str(claim.subscription_id), "reason": disabled})
     if outcome.status == "dead":
         events.publish(services.redis, "dead_letter.added", claim.tenant,
-                       {"origin": "delivery", "delivery_id": outcome.delivery_id})
+                       {"task_name": SEND_TASK, "origin": "delivery",
+                        "error_code": "DELIVERY_FAILED", "delivery_id": outcome.delivery_id})
     return outcome
 
 

@@ -184,7 +184,8 @@ def _record_failure(services: Services, key: uuid.UUID, exc: Exception) -> Proce
         metrics.WEBHOOK_EVENTS_PROCESSED.labels(row.source, status).inc()
     if status == "dead":
         events.publish(services.redis, "dead_letter.added", tenant,
-                       {"origin": "webhook", "event_id": str(key), "error_code": code})
+                       {"task_name": PROCESS_TASK, "origin": "webhook", "error_code": code,
+                        "event_id": str(key)})
     return ProcessOutcome(str(key), status, error=message)
 
 
