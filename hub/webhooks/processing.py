@@ -242,7 +242,9 @@ def replay_event(services: Services, event_id: str | uuid.UUID, *, tenant: str |
         row = session.scalars(query.with_for_update()).one_or_none()
         if row is None:
             raise NotFound(f"no webhook event {event_id}")
-        row.status, row.attempts, row.next_attempt_at = "pending", 0, None
+        # The deadline keeps the sweeper from sending a second copy meanwhile.
+        row.status, row.attempts = "pending", 0
+        row.next_attempt_at = utcnow() + timedelta(seconds=services.settings.webhook_pending_after)
         row.last_error = None
         send_after_commit(session, services.dispatcher, PROCESS_TASK, {"event_id": str(key)})
         redelivered = deliveries.requeue_event(session, services, key) if redeliver else 0
