@@ -272,3 +272,23 @@ def test_beat_runs_the_sweeper_and_the_due_delivery_sender(celery_app):
     assert celeryconfig.route_task("hub.maintenance.send_due_deliveries", (), {}, {}) == {
         "queue": celeryconfig.settings.queue("maintenance"),
         "routing_key": celeryconfig.settings.queue("maintenance")}
+
+
+def test_duplicate_messages_racing_on_worker_threads_process_each_event_once(
+        celery_app, worker_services, sessions, tenant):
+    with subscriber() as receiver:
+        _, secret = _subscribe(sessions, worker_services, tenant, receiver.url)
+        receiver.secrets.append(secret)
+        event_ids = [add_event(sessions, tenant) for _ in range(6)]
+        results = [celery_app.send_task("hub.webhooks.process", kwargs={"event_id": str(e)},
+                                        ignore_result=False)
+                   for e in event_ids for _ in range(3)]  # two redeliveries of each
+        statuses = [r.get(timeout=60)["status"] for r in results]
+        wait_for(lambda: receiver.count() >= 6)
+        wait_for(lambda: all(d.status == "succeeded" for e in event_ids
+                             for d in _deliveries(sessions, e)))
+
+    assert statuses.count("processed") == 6 and statuses.count("skipped") == 12
+    ids = [r.headers["Webhook-Id"] for r in receiver.received]
+    assert len(ids) == 6 == len(set(ids)) and all(r.verified for r in receiver.received)
+    assert all(_event(sessions, e).attempts == 1 for e in event_ids)
