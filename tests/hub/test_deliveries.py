@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
+from werkzeug.wrappers import Response
 
 from hub import deliveries, subscriptions
 from hub.config import load_settings
@@ -19,6 +21,7 @@ from hub.models import DeadLetter, Delivery, DeliveryAttempt, Subscription
 from hub.scheduler import utcnow
 from hub.services import Services
 from hub.webhooks import processing
+from tests.hub.fake_http import serve
 from tests.hub.inbox import add_event, subscriber, wait_for
 
 
@@ -333,3 +336,28 @@ def test_private_destinations_are_refused_when_not_allowed(tenant):
 
     assert outcome.status == "failed" and outcome.status_code is None
     assert "refusing to connect" in delivery.last_error
+
+
+def test_a_slow_subscriber_times_out_and_is_retried(tenant):
+    release = threading.Event()
+
+    def stuck(request):
+        release.wait(10)
+        return Response("late", status=200)
+
+    impatient = Services(load_settings(delivery_timeout=0.3, delivery_jitter=0.0),
+                         RecordingDispatcher())
+    try:
+        with serve(stuck) as server:
+            _subscribe(impatient, tenant, server.url + "/hooks", schedule=[600])
+            (delivery_id,) = _deliver_event(impatient, tenant)
+
+            outcome = deliveries.send_delivery(impatient, str(delivery_id))
+            release.set()
+        delivery = _get(impatient, Delivery, delivery_id)
+    finally:
+        release.set()
+        impatient.close()
+
+    assert (outcome.status, outcome.status_code) == ("failed", None)
+    assert "timed out" in delivery.last_error and delivery.last_duration_ms < 5000
