@@ -84,3 +84,20 @@ def test_quota_is_shared_by_two_workers(two_workers, client_app, sessions, tenan
         outcomes = s.scalars(select(IntegrationLog.outcome).where(
             IntegrationLog.task_id == waiting.id)).all()
     assert outcomes == ["rate_limited"]
+
+
+def test_idempotent_write_races_on_two_workers_and_runs_once(two_workers, client_app, tenant,
+                                                              provider, make_integration):
+    queue, procs = two_workers
+    make_integration("payments")
+    provider.script("/v1/charges", Reply(200, {"id": "ch_42"}, delay=0.5))
+    kwargs = {"tenant": tenant, "integration": "payments", "operation": "post",
+              "params": {"path": "/v1/charges", "json": {"amount": 500}},
+              "idempotency_key": "order-42"}
+    racing = [client_app.send_task("hub.call", queue=queue, kwargs=kwargs) for _ in range(2)]
+    envelopes = [r.get(timeout=TIMEOUT) for r in racing]
+    assert _served_by_both(procs, [r.id for r in racing])
+    assert provider.hits("/v1/charges") == 1
+    assert envelopes[0] == envelopes[1] and envelopes[0]["data"] == {"id": "ch_42"}
+    again = client_app.send_task("hub.call", queue=queue, kwargs=kwargs).get(timeout=TIMEOUT)
+    assert again == envelopes[0] and provider.hits("/v1/charges") == 1
