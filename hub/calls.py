@@ -178,6 +178,24 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
         return _run(services, run)
     except HubError as exc:
         return CallOutcome("failed", error=exc, attempt=attempt)
+    except Exception as exc:  # noqa: BLE001 - a bug or an outage below us must not lose the call
+        return _unexpected(request, exc, attempt, task_id)
+
+
+def _unexpected(request: CallRequest, exc: Exception, attempt: int,
+                task_id: str | None) -> CallOutcome:
+    """An error the pipeline did not foresee (database down, a bug): retried like a
+    network error, then dead-lettered. Logged by type only: its text or traceback may
+    carry a URL or header we have not redacted."""
+    log.error("call %s/%s.%s (task %s) failed unexpectedly: %s", request.tenant,
+              request.integration, request.operation, task_id, type(exc).__name__)
+    error = RetryableError(f"internal error ({type(exc).__name__})",
+                           details={"internal": True})
+    policy = RetryPolicy()
+    if policy.exhausted(attempt):
+        return CallOutcome("exhausted", error=error, attempt=attempt)
+    return CallOutcome("retry", error=error, delay=policy.next_delay(attempt),
+                       attempt=attempt + 1, reason="internal_error")
 
 
 def _run(services: Services, run: Attempt) -> CallOutcome:
@@ -218,6 +236,9 @@ def resolve(session: Session, request: CallRequest) -> Target:
     """
     if request.on_rate_limit not in RATE_LIMIT_MODES:
         raise ValidationError(f"on_rate_limit must be one of {', '.join(RATE_LIMIT_MODES)}")
+    if request.timeout is not None and not (
+            isinstance(request.timeout, (int, float)) and request.timeout > 0):
+        raise ValidationError("timeout must be a positive number of seconds")
     row = integrations.get_active(session, request.tenant, request.integration)
     adapter = adapters.get(row.adapter)
     return Target(row, adapter, adapter.operation(request.operation))

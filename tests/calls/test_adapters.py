@@ -101,3 +101,27 @@ def test_declared_operations_through_the_pipeline(tickets_adapter, services, ten
                                  "assigned_to": "a@example.com"}
     assert [s["cached"] for s in status] == [False, True]
     assert provider.hits("/tickets/TICKET-123") == 1
+
+
+class BrokenAdapter(Adapter):
+    name = "broken_test"
+    operations = (Operation("get", path="/x"),)
+
+    def build_request(self, integration, op, params):  # type: ignore[no-untyped-def]
+        raise RuntimeError("bug with https://x.example/?api_key=leaked-value-123")
+
+
+def test_unexpected_errors_are_retried_then_exhausted_without_leaking(services, caplog, tenant,
+                                                                      provider,
+                                                                      make_integration):
+    adapters.registry()[BrokenAdapter.name] = BrokenAdapter()
+    try:
+        make_integration("odd", adapter="broken_test")
+        first = execute_call(services, CallRequest(tenant, "odd", "get"))
+        last = execute_call(services, CallRequest(tenant, "odd", "get"), attempt=5)
+    finally:
+        adapters.registry().pop(BrokenAdapter.name, None)
+    assert (first.status, first.reason) == ("retry", "internal_error")
+    assert first.error.message == "internal error (RuntimeError)"
+    assert last.status == "exhausted"
+    assert "leaked-value-123" not in caplog.text and "RuntimeError" in caplog.text

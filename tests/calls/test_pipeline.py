@@ -78,6 +78,15 @@ def test_validation_error_before_any_request(services, tenant, provider, make_in
     assert provider.hits() == 0
 
 
+def test_bad_call_options_are_validation_errors(services, tenant, provider, make_integration):
+    make_integration("crm")
+    for options in ({"timeout": -1}, {"timeout": "soon"}, {"on_rate_limit": "maybe"}):
+        outcome = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/"},
+                                                     **options))
+        assert outcome.error.code == "VALIDATION_ERROR", options
+    assert provider.hits() == 0
+
+
 def test_unknown_and_disabled_integration(services, session, tenant, provider,
                                           make_integration):
     from hub import integrations
