@@ -246,6 +246,8 @@ def resolve(session: Session, request: CallRequest) -> Target:
 
 def validate_params(target: Target, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """``params`` checked against the operation's JSON Schema. Raises ValidationError."""
+    if params is not None and not isinstance(params, Mapping):
+        raise ValidationError("params must be a JSON object")
     value = dict(params or {})
     target.adapter.validate(target.op, value)
     return value

@@ -84,6 +84,8 @@ def test_bad_call_options_are_validation_errors(services, tenant, provider, make
         outcome = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/"},
                                                      **options))
         assert outcome.error.code == "VALIDATION_ERROR", options
+    listed = execute_call(services, CallRequest(tenant, "crm", "post", ["/"]))  # type: ignore[arg-type]
+    assert listed.error.code == "VALIDATION_ERROR"
     assert provider.hits() == 0
 
 
