@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hub import calls
+from hub import probe
 from hub.cli.integrations import integrations
 from hub.cli.main import CliContext, emit, json_option, pass_ctx
 
@@ -19,7 +19,7 @@ from hub.cli.main import CliContext, emit, json_option, pass_ctx
 def test(ctx: CliContext, tenant: str, name: str) -> None:
     """Probe the provider with the adapter's health request (authenticated); exit 1 if it
     fails."""
-    report = calls.probe(ctx.services, tenant, name)
+    report = probe.probe(ctx.services, tenant, name)
     status = f"HTTP {report['status_code']}" if report["status_code"] else "no answer"
     emit(ctx, report, text=f"{name}: {'ok' if report['ok'] else 'FAILED'} ({status}, "
                            f"{report['duration_ms']} ms)"
