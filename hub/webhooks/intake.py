@@ -25,12 +25,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import LargeBinary, bindparam, func, text, update
+from sqlalchemy import Engine, LargeBinary, bindparam, func, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from hub import endpoints, signatures
+from hub.config import Settings
+from hub.db import make_engine
 from hub.endpoints import IngressEndpoint
 from hub.errors import (
     Forbidden,
@@ -56,6 +58,8 @@ PROCESS_TASK = "hub.webhooks.process"
 #: How long a disable, rotation or deletion may take to reach a running web process.
 ENDPOINT_CACHE_SECONDS = 5.0
 COUNTER_FLUSH_SECONDS = 1.0
+#: PostgreSQL application_name of the intake's connections (pg_stat_activity).
+INTAKE_APPLICATION_NAME = "hub-webhook-intake"
 
 _INSERT = text("""
     INSERT INTO webhook_events (id, endpoint_id, tenant_id, source, external_id, event_type,
@@ -173,12 +177,20 @@ def _wanted(endpoint: IngressEndpoint, event_type: str | None) -> bool:
         fnmatch.fnmatchcase(event_type, pattern) for pattern in endpoint.event_types)
 
 
+def make_hot_path_engine(settings: Settings) -> Engine:
+    """The intake's engine: autocommit, no pre-ping (disconnects are retried instead)."""
+    return make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
+                       connect_args={"application_name": INTAKE_APPLICATION_NAME})
+
+
 class Intake:
     """Receives webhooks for one process; holds its endpoint cache and counter buffer."""
 
-    def __init__(self, services: Services, *, cache: EndpointCache | None = None) -> None:
+    def __init__(self, services: Services, *, cache: EndpointCache | None = None,
+                 engine: Engine | None = None) -> None:
         self._services = services
         self._cache = cache or EndpointCache()
+        self._engine = engine or make_hot_path_engine(services.settings)
         self.counters = CounterBuffer()
         self._limiter = QuotaLimiter(services.redis,
                                      services.settings.redis_key("webhooks", "ratelimit") + ":")
@@ -268,17 +280,34 @@ class Intake:
                   "external_id": external_id, "event_type": event_type,
                   "headers": redact_headers(headers), "body": body}
         try:
-            # A Core transaction, not an ORM session: the insert is the whole unit of
-            # work, and a session plus send_after_commit's listeners cost as much CPU
-            # as the insert itself (docs/benchmarks.md). Same rule: send after COMMIT.
-            with self._services.engine.begin() as conn:
-                inserted = conn.execute(_INSERT, params).scalar()
-                if inserted is None:
-                    return Receipt(conn.execute(_EXISTING, params).scalar(), duplicate=True)
+            inserted, existing = self._insert_retrying(params)
         except DATABASE_DOWN:
             raise ServiceUnavailable("the event store is unavailable; retry later") from None
+        if inserted is None:
+            return Receipt(existing, duplicate=True)
         self._enqueue(inserted)
         return Receipt(inserted)
+
+    def _insert_retrying(self, params: dict[str, Any]) -> tuple[uuid.UUID | None,
+                                                                 uuid.UUID | None]:
+        try:
+            return self._insert(params)
+        except sa_exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # Optimistic disconnect handling instead of a pre-ping round trip per request:
+            # a pooled connection killed by a PostgreSQL restart is replaced, and the
+            # idempotent INSERT (ON CONFLICT DO NOTHING) runs once more.
+            return self._insert(params)
+
+    def _insert(self, params: dict[str, Any]) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+        # One autocommit statement: committed (and fsynced) when it returns, in one
+        # round trip instead of BEGIN, INSERT, COMMIT. Then, and only then, enqueue.
+        with self._engine.connect() as conn:
+            inserted = conn.execute(_INSERT, params).scalar()
+            if inserted is not None:
+                return inserted, None
+            return None, conn.execute(_EXISTING, params).scalar()
 
     def _enqueue(self, event_id: uuid.UUID) -> None:
         try:
@@ -287,6 +316,10 @@ class Intake:
             WEBHOOK_ENQUEUE_FAILURES.inc()
             log.warning("event %s committed but not enqueued; the sweeper will enqueue it",
                         event_id, exc_info=True)
+
+    def close(self) -> None:
+        """Release the hot-path engine's connections."""
+        self._engine.dispose()
 
     def clear_cache(self) -> None:
         """Forget cached endpoints (tests; an operator change otherwise waits the TTL)."""

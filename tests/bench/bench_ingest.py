@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,7 @@ class Result:
     p90: float
     p99: float
     stored: int | None
+    cpu_ms: float | None  # gunicorn workers' CPU per accepted request (load-independent)
 
 
 def bench_env(args: argparse.Namespace) -> dict[str, str]:
@@ -110,6 +112,19 @@ def write_requests(path: Path, count: int) -> None:
                                    "currency": "eur", "status": "succeeded"}}})
             header = stripe.WebhookSignature.generate_signature_header(body, SECRET, now)
             out.write(f"{header}\t{body}\n")
+
+
+def worker_cpu(proc: subprocess.Popen[bytes]) -> float | None:
+    """CPU seconds used so far by the gunicorn workers (children of the master)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    total = 0.0
+    for child in psutil.Process(proc.pid).children():
+        times = child.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def stored(settings: Settings, target: str) -> int | None:
@@ -162,25 +177,29 @@ def run(target: str, settings: Settings, env: dict[str, str], token: str,
         write_requests(workdir / "warm.txt", int(args.max_rate * args.warmup))
         wrk(port, path, workdir / "warm.txt", args, args.warmup)
         write_requests(workdir / "run.txt", per_run)
-        before = stored(settings, target)
+        before, cpu_before = stored(settings, target), worker_cpu(proc)
         found = wrk(port, path, workdir / "run.txt", args, args.duration)
         time.sleep(1)  # let requests in flight when wrk stopped finish before counting
-        after = stored(settings, target)
+        after, cpu_after = stored(settings, target), worker_cpu(proc)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     return Result(target, found["ok"] / args.duration, int(found["ok"]), int(found["other"]),
                   int(found["errors"]), int(found["wrapped"]), found["p50"], found["p90"],
-                  found["p99"], None if before is None else after - before)
+                  found["p99"], None if before is None else after - before,
+                  None if cpu_before is None else
+                  (cpu_after - cpu_before) * 1000 / max(found["ok"], 1))
 
 
 def report(results: list[Result], args: argparse.Namespace) -> str:
     lines = [("| target | accepted/s | p50 ms | p90 ms | p99 ms | 2xx | non-2xx | "
-              "socket errors | stored |"), "|---|---|---|---|---|---|---|---|---|"]
+              "socket errors | stored | worker CPU ms/req |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.target} | {r.rate:.0f} | {r.p50:.1f} | {r.p90:.1f} | {r.p99:.1f} | "
                      f"{r.ok} | {r.other} | {r.errors} | "
-                     f"{'-' if r.stored is None else r.stored} |")
+                     f"{'-' if r.stored is None else r.stored} | "
+                 f"{'-' if r.cpu_ms is None else f'{r.cpu_ms:.2f}'} |")
     best = {t: max(r.rate for r in results if r.target == t) for t in {r.target for r in results}}
     med = {t: statistics.median(r.rate for r in results if r.target == t) for t in best}
     lines.append("")
@@ -208,6 +227,8 @@ def main() -> None:
                         default="postgresql+psycopg://postgres@127.0.0.1:5432/hub_bench")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     args = parser.parse_args()
+    # SIGTERM (timeout, kill) unwinds through the finally blocks that stop gunicorn.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     env = bench_env(args)

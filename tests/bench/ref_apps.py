@@ -37,7 +37,9 @@ def bare_app() -> Flask:
 
 def raw_app() -> Flask:
     settings = load_settings()
-    engine = make_engine(settings)
+    # The same connection settings as the hub's intake: autocommit (the INSERT is one
+    # round trip, committed when it returns) and no pre-ping.
+    engine = make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
     client = redis.Redis.from_url(settings.effective_broker_url)
     insert = text(f"INSERT INTO {RAW_TABLE} (body) VALUES (:body) RETURNING id")
     app = Flask(__name__)
@@ -45,7 +47,7 @@ def raw_app() -> Flask:
 
     @app.post(ROUTE)
     def receive(source: str, token: str) -> tuple[dict[str, object], int]:
-        with engine.begin() as conn:
+        with engine.connect() as conn:
             row_id = conn.execute(insert, {"body": request.get_data(cache=False)}).scalar()
         client.lpush(RAW_QUEUE, str(row_id))
         return {"id": str(row_id), "duplicate": False}, 202

@@ -30,6 +30,7 @@ def side_redis_url(url: str) -> str:
 
 def close_app(app: Flask) -> None:
     state = app.extensions["hub"]
+    state.intake.close()
     state.services.close()
     state.services.dispatcher.close()
     state.celery.close()

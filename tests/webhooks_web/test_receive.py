@@ -308,3 +308,26 @@ def test_slack_url_verification_is_answered_with_the_challenge(client, make_endp
 
     assert (response.status_code, response.json) == (200, {"challenge": "3eZbrw1aB"})
     assert rows(sessions, created.id) == []
+
+
+def test_pooled_connection_killed_by_a_restart_is_replaced_transparently(client, make_endpoint,
+                                                                         sessions, settings):
+    import psycopg
+
+    from hub.devservices import libpq_url
+    from hub.webhooks.intake import INTAKE_APPLICATION_NAME
+
+    created = make_endpoint(secrets=[SECRET])
+    assert client.post(url_of(created), data=(r := stripe_request())[0],
+                       headers=r[1]).status_code == 202
+    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s",
+            (INTAKE_APPLICATION_NAME,)).fetchone()[0]
+
+    response = client.post(url_of(created), data=(r := stripe_request())[0], headers=r[1])
+
+    assert killed >= 1
+    assert response.status_code == 202
+    assert len(rows(sessions, created.id)) == 2
