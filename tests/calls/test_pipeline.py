@@ -241,3 +241,18 @@ def test_events_of_a_call(services, redis_client, tenant, provider, make_integra
     assert seen == [("integration.cache.miss", "get"), ("integration.request.sent", "get"),
                     ("integration.request.completed", "get"), ("integration.cache.hit", "get"),
                     ("integration.request.sent", "post"), ("integration.request.failed", "post")]
+
+
+def test_a_call_survives_redis_being_down(settings, tenant, provider, make_integration):
+    """Quotas, holds, breaker, cache, events and counters all fail open: the provider
+    call and its audit row in PostgreSQL are what matter."""
+    make_integration("crm", rate_limit_per_minute=100)
+    blind = Services(load_settings(redis_url="redis://127.0.0.1:1/0"), RecordingDispatcher())
+    try:
+        post = execute_call(blind, CallRequest(tenant, "crm", "post", {"path": "/v1/r"}))
+        get = execute_call(blind, CallRequest(tenant, "crm", "get", {"path": "/v1/r"}))
+    finally:
+        blind.close()
+    assert post.status == "success", post.error
+    assert get.status == "success" and get.result["cached"] is False
+    assert provider.hits("/v1/r") == 2
