@@ -163,10 +163,12 @@ def test_handler_failure_retries_with_backoff_then_dead_letters(
     def broken(event, ctx):
         raise RuntimeError("ledger unavailable")
 
+    before = utcnow()
     first = processing.process_event(recording_services, event_id, handlers=handlers)
     row = _event(sessions, event_id)
     assert first.status == "failed" and row.status == "failed" and row.attempts == 1
-    assert utcnow() < row.next_attempt_at <= utcnow() + timedelta(seconds=2)
+    # HUB_WEBHOOK_RETRY_BASE=1 s, +-20 % jitter
+    assert before + timedelta(seconds=0.8) <= row.next_attempt_at <= utcnow() + timedelta(seconds=1.2)
     assert "ledger unavailable" in row.last_error
 
     second = processing.process_event(recording_services, event_id, handlers=handlers)
