@@ -52,6 +52,7 @@ from hub.errors import (
     ValidationError,
 )
 from hub.models import Integration, IntegrationLog
+from hub.probe import probe  # noqa: F401 - also importable as hub.calls.probe (health checks)
 from hub.ratelimit import QuotaLimiter
 from hub.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from hub.scheduler import utcnow
