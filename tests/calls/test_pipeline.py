@@ -127,13 +127,23 @@ def test_401_twice_is_an_auth_error(services, tenant, provider, make_integration
     assert provider.hits("/v1/a") == 2
 
 
-def test_quota_over_limit_waits_or_fails_fast(services, tenant, provider, make_integration):
+def test_quota_over_limit_waits_or_fails_fast(services, redis_client, tenant, provider,
+                                              make_integration):
+    import json
+
     make_integration("crm", rate_limit_per_minute=2)
     req = CallRequest(tenant, "crm", "post", {"path": "/v1/q"})
     assert [execute_call(services, req).status for _ in range(2)] == ["success", "success"]
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe("integration.rate_limit.exceeded")
+    assert pubsub.get_message(timeout=1)["type"] == "subscribe"
     waiting = execute_call(services, req)
     assert waiting.status == "retry" and waiting.reason == "rate_limited"
     assert 0 < waiting.delay <= 60
+    event = json.loads(pubsub.get_message(timeout=2)["data"])
+    pubsub.close()
+    assert (event["type"], event["tenant"], event["data"]["integration"]) == \
+        ("rate_limit.exceeded", tenant, "crm")
     failing = execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/q"},
                                                  on_rate_limit="fail"))
     assert failing.status == "failed" and failing.error.code == "RATE_LIMITED"
