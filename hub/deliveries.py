@@ -444,6 +444,25 @@ def find(session: Session, flt: DeliveryFilter, *, lock: bool = False) -> list[D
             if flt.event_type is None or fnmatchcase(d.event_type or "", flt.event_type)]
 
 
+def show(session: Session, tenant: str, delivery_id: str) -> dict[str, Any]:
+    """One delivery with every attempt (status, response excerpt, error, duration).
+
+    Raises NotFound for an unknown id or another tenant's delivery.
+    """
+    delivery = session.scalars(select(Delivery).where(
+        Delivery.id == _delivery_key(delivery_id), Delivery.tenant_id == tenant)).one_or_none()
+    if delivery is None:
+        raise NotFound(f"no delivery {delivery_id} for tenant {tenant}")
+    attempts = session.scalars(select(DeliveryAttempt)
+                               .where(DeliveryAttempt.delivery_id == delivery.id)
+                               .order_by(DeliveryAttempt.attempted_at))
+    return {**view(delivery), "last_response_excerpt": delivery.last_response_excerpt,
+            "attempt_log": [{"attempt": a.attempt, "status_code": a.status_code,
+                             "response_excerpt": a.response_excerpt, "error": a.error,
+                             "duration_ms": a.duration_ms, "attempted_at": a.attempted_at}
+                            for a in attempts]}
+
+
 def retry(services: Services, tenant: str, delivery_id: str) -> dict[str, Any]:
     """Send one delivery again now (failed, dead or cancelled ones included).
 

@@ -1,4 +1,4 @@
-"""``hub deliveries``: outbound deliveries to subscribers (list, retry, replay)."""
+"""``hub deliveries``: outbound deliveries to subscribers (list, show, retry, replay)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,17 @@ def list_(ctx: CliContext, **kwargs: object) -> None:
     with ctx.services.sessions() as session:
         rows = [deliveries.view(d) for d in deliveries.find(session, _filter(**kwargs))]
     emit(ctx, rows, columns=LIST_COLUMNS)
+
+
+@deliveries_group.command()
+@click.option("--tenant", required=True)
+@click.option("--id", "delivery_id", required=True)
+@json_option
+@pass_ctx
+def show(ctx: CliContext, tenant: str, delivery_id: str) -> None:
+    """One delivery and each of its attempts (status, response excerpt, duration)."""
+    with ctx.services.sessions() as session:
+        emit(ctx, deliveries.show(session, tenant, delivery_id))
 
 
 @deliveries_group.command()

@@ -90,6 +90,10 @@ def test_deliveries_list_retry_and_replay_dry_run(hub, services, sessions, tenan
                            "--event-type", "stripe.invoice.*", "--since", "2000-01-01T00:00:00")
         assert code == 0 and [d["id"] for d in failed] == [listed["id"]]
 
+        code, shown = hub("deliveries", "show", "--tenant", tenant, "--id", listed["id"])
+        assert code == 0 and [a["status_code"] for a in shown["attempt_log"]] == [500]
+        assert shown["attempt_log"][0]["response_excerpt"] == "nope"
+
         code, retried = hub("deliveries", "retry", "--tenant", tenant, "--id", listed["id"])
         assert code == 0 and retried["status"] == "pending"
 
