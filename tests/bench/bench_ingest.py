@@ -218,8 +218,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "4")))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", "4")))
+    parser.add_argument("--workers", type=int,
+                        default=int(os.environ.get("WEB_CONCURRENCY", 4 * (os.cpu_count() or 1))))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", "1")))
     parser.add_argument("--max-rate", type=int, default=3000,
                         help="Distinct requests generated per second of run (no repeats).")
     parser.add_argument("--targets", default="bare,raw,hub")
