@@ -53,7 +53,7 @@ from hub.errors import (
 )
 from hub.models import Integration, IntegrationLog
 from hub.probe import probe  # noqa: F401 - also importable as hub.calls.probe (health checks)
-from hub.ratelimit import QuotaLimiter
+from hub.ratelimit import ProviderHold, QuotaLimiter
 from hub.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from hub.scheduler import utcnow
 from hub.services import Services
@@ -310,8 +310,8 @@ def check_quota(services: Services, run: Attempt) -> CallOutcome | None:
 
 
 def _quota_wait(services: Services, row: Integration) -> float | None:
-    scope = f"{row.tenant_id}:{row.id}"
-    held = _provider_hold(services, scope)
+    scope = _quota_scope(row)
+    held = _holds(services).held_for(scope)
     if held:
         return held
     limiter = QuotaLimiter(services.redis, services.settings.redis_key("quota") + ":")
@@ -321,24 +321,17 @@ def _quota_wait(services: Services, row: Integration) -> float | None:
     return None if decision.allowed else decision.retry_after
 
 
-def _provider_hold(services: Services, scope: str) -> float | None:
-    from hub import ratelimit
-
-    holds = getattr(ratelimit, "ProviderHolds", None)
-    if holds is None:
-        return None
-    return holds(services.redis, services.settings.redis_key("hold") + ":").remaining(scope)
-
-
 def _learn_hold(services: Services, run: Attempt, response: requests.Response) -> None:
-    from hub import ratelimit
+    _holds(services).learn(_quota_scope(run.target.row), response.status_code,
+                           response.headers)
 
-    holds = getattr(ratelimit, "ProviderHolds", None)
-    if holds is None:
-        return
-    row = run.target.row
-    holds(services.redis, services.settings.redis_key("hold") + ":").learn(
-        f"{row.tenant_id}:{row.id}", response.status_code, response.headers)
+
+def _quota_scope(row: Integration) -> str:
+    return f"{row.tenant_id}:{row.id}"
+
+
+def _holds(services: Services) -> ProviderHold:
+    return ProviderHold(services.redis, services.settings.redis_key("hold") + ":")
 
 
 # --- fallback --------------------------------------------------------------------------

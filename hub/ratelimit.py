@@ -219,10 +219,6 @@ class ProviderHold:
         """Lift the hold of ``scope`` (operators, tests)."""
         self._client.delete(self._prefix + scope)
 
-    def remaining(self, scope: str) -> float:
-        """Alias of :meth:`held_for` (the name hub.calls uses)."""
-        return self.held_for(scope)
-
     def learn(self, scope: str, status_code: int | None, headers: Mapping[str, str],
               now: float | None = None) -> float:
         """Hold ``scope`` if a response's headers say the quota is spent; returns the
@@ -230,7 +226,3 @@ class ProviderHold:
         now = time.time() if now is None else now
         until = quota_exhausted_until(headers, now, status_code)
         return self.hold(scope, until, now) if until is not None else 0.0
-
-
-#: The name hub.calls looks up.
-ProviderHolds = ProviderHold
