@@ -32,15 +32,21 @@ from sqlalchemy.orm import Session
 from hub import (
     adapters,
     audit,
+    auth,
+    cache,
+    deadletter,
     events,
     http,
     idempotency,
     integrations,
     metrics,
     redaction,
+    scheduler,
     transform,
 )
 from hub.adapters.base import Adapter, IntegrationView, Operation, OutboundRequest
+from hub.auth.base import AuthStrategy
+from hub.breaker import breaker_for
 from hub.errors import (
     AuthError,
     CircuitOpen,
@@ -147,7 +153,7 @@ class Attempt:
     outbound: requests.PreparedRequest | None = None
     response: requests.Response | None = None
     #: An expired cache entry with an ETag, revalidated with If-None-Match.
-    stale: Any = None
+    stale: cache.CachedResponse | None = None
 
     @property
     def key(self) -> idempotency.Key | None:
@@ -221,8 +227,6 @@ def _through_provider(services: Services, run: Attempt) -> CallOutcome:
     waiting = check_quota(services, run)
     if waiting is not None:
         return waiting
-    from hub.breaker import breaker_for
-
     response = breaker_for(services, run.target.row).call(_send_checked, services, run)
     return _succeed(services, run, response)
 
@@ -362,8 +366,6 @@ def _cacheable(run: Attempt) -> bool:
 def _cache_lookup(services: Services, run: Attempt) -> CallOutcome | None:
     if not _cacheable(run):
         return None
-    from hub import cache
-
     entry = cache.lookup(services, run.target.row, run.request.operation, run.request.params,
                          allow_stale=True)
     hit = entry is not None and entry.fresh
@@ -383,8 +385,6 @@ def _cache_store(services: Services, run: Attempt, status: int, data: Any) -> An
     """Store a 2xx answer; after a 304 refresh the stale entry and return its data."""
     if not _cacheable(run) or run.response is None:
         return data
-    from hub import cache
-
     ttl = run.target.adapter.cache_ttl(run.target.op, run.target.row.config or {})
     if status == 304 and run.stale is not None:
         entry = cache.refresh(services, run.target.row, run.request.operation,
@@ -433,7 +433,8 @@ def _send(services: Services, run: Attempt) -> requests.Response:
     return response
 
 
-def _send_once(services: Services, run: Attempt, strategy: Any) -> requests.Response:
+def _send_once(services: Services, run: Attempt,
+               strategy: AuthStrategy) -> requests.Response:
     session = http.session_for(str(run.target.row.id), services.settings)
     prepared = session.prepare_request(build_request(run))
     strategy.apply(prepared)
@@ -446,9 +447,7 @@ def _send_once(services: Services, run: Attempt, strategy: Any) -> requests.Resp
     return run.response
 
 
-def _auth_strategy(services: Services, run: Attempt) -> Any:
-    from hub import auth
-
+def _auth_strategy(services: Services, run: Attempt) -> AuthStrategy:
     credentials = integrations.credentials_of(services.vault, run.target.row)
     run.secrets = redaction.secret_values(credentials)
     return auth.strategy_for(services, run.target.row, credentials)
@@ -491,9 +490,10 @@ def check_status(response: requests.Response) -> None:
 # --- outcomes -------------------------------------------------------------------------
 
 def _succeed(services: Services, run: Attempt, response: requests.Response) -> CallOutcome:
-    revalidated = response.status_code == 304 and run.stale is not None
+    stale = run.stale if response.status_code == 304 else None
+    revalidated = stale is not None
     data = _cache_store(services, run, response.status_code, _transform(run, response))
-    status = run.stale.status_code if revalidated else response.status_code
+    status = stale.status_code if stale is not None else response.status_code
     with services.sessions() as session, session.begin():
         row = _write_audit(session, run, "success", status_code=response.status_code)
         result = _envelope(run, status, data, cached=revalidated, log_id=row.id)
@@ -633,8 +633,6 @@ def defer_retry(services: Services, *, task_name: str, kwargs: dict[str, Any], d
     falls due (DESIGN §4: a long countdown on a Redis broker is redelivered again and
     again, celery#2599); the row is committed before this returns.
     """
-    from hub import scheduler
-
     with services.sessions() as session, session.begin():
         scheduler.schedule(session, task_name, kwargs,
                            due_at=utcnow() + timedelta(seconds=delay),
@@ -662,9 +660,7 @@ def dead_letter(services: Services, *, task_name: str, kwargs: dict[str, Any],
     except Exception:  # any broker failure: keep the dead letter anyway
         log.warning("dead_letter queue unavailable; recording %s directly", task_id,
                     exc_info=True)
-        from hub import deadletter as dl
-
-        dl.record_and_announce(services, **fields)
+        deadletter.record_and_announce(services, **fields)
     return DeadLettered(
         f"{task_name} gave up after {outcome.attempt} attempt(s): "
         f"{last.message if last else 'unknown error'}",
