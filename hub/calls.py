@@ -517,22 +517,18 @@ def _transform(run: Attempt, response: requests.Response) -> Any:
 
 def _fail(services: Services, run: Attempt, exc: HubError, *,
           outcome: str = "failed") -> CallOutcome:
-    """Audit the failed attempt and decide: retry later, give up, or final failure."""
+    """Audit the failed attempt and decide: retry later, give up, or final failure.
+
+    ``outcome`` names a final (non-retryable) failure in the audit, e.g. circuit_open.
+    """
     _scrub_error(exc, run.secrets)
     policy = RetryPolicy.from_config(run.target.row.config)
     exhausted = exc.retryable and policy.exhausted(run.number)
-    audit_outcome = "dead_lettered" if exhausted else outcome
-    if exc.retryable and not exhausted:
-        audit_outcome = "failed"
-    with services.sessions() as session, session.begin():
-        _write_audit(session, run, audit_outcome, error=exc.message)
-        if run.key is not None and (exhausted or not exc.retryable):
-            idempotency.release(session, run.key, run.task_id)
-    _publish(services, run, "request.failed", code=exc.code, error=exc.message,
-             retryable=exc.retryable, exhausted=exhausted)
-    _metric(outcome if outcome != "failed" else exc.code.lower(), run)
-    if isinstance(exc, CircuitOpen):
-        metrics.set_breaker_open(run.target.row.name, True)
+    metric = exc.code.lower() if outcome == "failed" else outcome
+    if exc.retryable:
+        outcome = "dead_lettered" if exhausted else "failed"
+    _record_failure(services, run, exc, outcome, exhausted)
+    _metric(metric, run)
     if not exc.retryable:
         return CallOutcome("failed", error=exc, attempt=run.number)
     if exhausted:
@@ -540,6 +536,19 @@ def _fail(services: Services, run: Attempt, exc: HubError, *,
     delay = policy.next_delay(run.number, getattr(exc, "retry_after", None))
     return CallOutcome("retry", error=exc, delay=delay, attempt=run.number + 1,
                        reason="retryable")
+
+
+def _record_failure(services: Services, run: Attempt, exc: HubError, outcome: str,
+                    exhausted: bool) -> None:
+    """Audit row (and the idempotency key freed when the call is over), event, gauge."""
+    with services.sessions() as session, session.begin():
+        _write_audit(session, run, outcome, error=exc.message)
+        if run.key is not None and (exhausted or not exc.retryable):
+            idempotency.release(session, run.key, run.task_id)
+    _publish(services, run, "request.failed", code=exc.code, error=exc.message,
+             retryable=exc.retryable, exhausted=exhausted)
+    if isinstance(exc, CircuitOpen):
+        metrics.set_breaker_open(run.target.row.name, True)
 
 
 def _audit_failed_401(services: Services, run: Attempt, response: requests.Response) -> None:
