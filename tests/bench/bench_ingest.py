@@ -82,8 +82,13 @@ def bench_env(args: argparse.Namespace) -> dict[str, str]:
         WEB_CONCURRENCY=str(args.workers), WEB_THREADS=str(args.threads))
 
 
-def prepare(settings: Settings) -> str:
-    """Fresh hub_bench database at head, the raw table, one Stripe endpoint; its token."""
+def prepare(settings: Settings, *, drop_endpoint_fk: bool = False) -> str:
+    """Fresh hub_bench database at head, the raw table, one Stripe endpoint; its token.
+
+    ``drop_endpoint_fk``: experiment only - measures what the foreign key from
+    webhook_events to webhook_endpoints costs (every insert KEY SHARE-locks the
+    endpoint row, so concurrent inserts for one endpoint share it via multixacts).
+    """
     name = settings.database_url.rsplit("/", 1)[1]
     drop_database(settings.database_url, name)
     create_database(settings.database_url, name)
@@ -91,6 +96,9 @@ def prepare(settings: Settings) -> str:
     with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
         conn.execute("CREATE TABLE bench_raw (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
                      "body bytea NOT NULL, received_at timestamptz NOT NULL DEFAULT now())")
+        if drop_endpoint_fk:
+            conn.execute("ALTER TABLE webhook_events DROP CONSTRAINT "
+                         "fk_webhook_events_endpoint_id_webhook_endpoints")
     services = Services(settings, RecordingDispatcher())
     try:
         spec = endpoints.EndpointSpec(tenant="bench", source="stripe", scheme="stripe",
@@ -224,6 +232,8 @@ def main() -> None:
     parser.add_argument("--max-rate", type=int, default=3000,
                         help="Distinct requests generated per second of run (no repeats).")
     parser.add_argument("--targets", default="bare,raw,hub")
+    parser.add_argument("--drop-endpoint-fk", action="store_true",
+                        help="Experiment: drop webhook_events' foreign key to its endpoint.")
     parser.add_argument("--database-url",
                         default="postgresql+psycopg://postgres@127.0.0.1:5432/hub_bench")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
@@ -234,7 +244,7 @@ def main() -> None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     env = bench_env(args)
     settings = load_settings(env)
-    token = prepare(settings)
+    token = prepare(settings, drop_endpoint_fk=args.drop_endpoint_fk)
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for _ in range(args.rounds):
