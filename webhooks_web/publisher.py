@@ -38,9 +38,13 @@ class RedisTaskPublisher:
         self._app = app
         self._fallback = CeleryDispatcher(app)
         url = str(app.conf.broker_url)
+        # The fast path writes where kombu's Redis transport writes with its defaults
+        # (the queue's own list); any key prefix moves messages elsewhere.
+        plain = not (app.conf.broker_transport_options or {}).get("global_keyprefix")
         self._client = (redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                              socket_connect_timeout=socket_timeout)
-                        if url.startswith(("redis://", "rediss://", "unix://")) else None)
+                        if plain and url.startswith(("redis://", "rediss://", "unix://"))
+                        else None)
         self._routes: dict[str, str] = {}
 
     def _queue(self, name: str, queue: str | None) -> str:
