@@ -125,6 +125,11 @@ class CallOutcome:
     integration: str | None = None
     reason: str | None = None
 
+    def failure(self) -> HubError:
+        """The error a ``failed``/``exhausted`` outcome ends with (INTERNAL_ERROR if
+        none was recorded)."""
+        return self.error or HubError("call failed")
+
 
 @dataclass(frozen=True)
 class Target:
@@ -635,18 +640,22 @@ def _scrub_error(exc: HubError, secrets: list[str]) -> None:
 # --- what the task does with an outcome ----------------------------------------------------
 
 def defer_retry(services: Services, *, task_name: str, kwargs: dict[str, Any], delay: float,
-                task_id: str | None, tenant: str | None, reason: str | None) -> None:
+                task_id: str | None, tenant: str | None, reason: str | None) -> bool:
     """Keep a retry whose wait is longer than ``settings.max_countdown`` in PostgreSQL.
 
     Beat's ``hub.maintenance.enqueue_due`` sends it under the same ``task_id`` when it
     falls due (DESIGN §4: a long countdown on a Redis broker is redelivered again and
-    again, celery#2599); the row is committed before this returns.
+    again, celery#2599); the row is committed before this returns True. A short wait
+    stores nothing and returns False: the task retries with a Celery countdown.
     """
+    if delay <= services.settings.max_countdown:
+        return False
     with services.sessions() as session, session.begin():
         scheduler.schedule(session, task_name, kwargs,
                            due_at=utcnow() + timedelta(seconds=delay),
                            queue=services.settings.queue("calls"), tenant_id=tenant,
                            reason=reason, task_id=task_id)
+    return True
 
 
 def dead_letter(services: Services, *, task_name: str, kwargs: dict[str, Any],

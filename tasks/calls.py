@@ -23,20 +23,18 @@ def _finish(task: Any, outcome: CallOutcome, kwargs: dict[str, Any]) -> dict[str
     svc = services()
     if outcome.status == "retry":
         _retry(task, svc, outcome, kwargs)
-    error = outcome.error
+    error = outcome.failure()
     if outcome.status == "exhausted":
         error = calls.dead_letter(svc, task_name=task.name, kwargs=kwargs, outcome=outcome,
                                   task_id=task.request.id)
-    raise CallFailed(error.envelope() if error else {"ok": False, "error": {
-        "code": "INTERNAL_ERROR", "message": "call failed", "details": {}}})
+    raise CallFailed(error.envelope())
 
 
 def _retry(task: Any, svc: Any, outcome: CallOutcome, kwargs: dict[str, Any]) -> NoReturn:
-    if outcome.delay <= svc.settings.max_countdown:
+    if not calls.defer_retry(svc, task_name=task.name, kwargs=kwargs, delay=outcome.delay,
+                             task_id=task.request.id, tenant=kwargs.get("tenant"),
+                             reason=outcome.reason):
         raise task.retry(countdown=outcome.delay, max_retries=None)
-    calls.defer_retry(svc, task_name=task.name, kwargs=kwargs, delay=outcome.delay,
-                      task_id=task.request.id, tenant=kwargs.get("tenant"),
-                      reason=outcome.reason)
     # Ends this run in state RETRY without sending a message: beat resends it.
     raise Retry(f"deferred {outcome.delay:.0f}s in PostgreSQL ({outcome.reason})",
                 when=outcome.delay)
