@@ -26,7 +26,6 @@ stores the opening time in whole seconds, so keep it >= 2), ``success_threshold`
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -34,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 import pybreaker
 import redis
 import requests
+from redis.lock import Lock
 
 from hub.errors import CircuitOpen, RateLimited, RetryableError
 
@@ -43,12 +43,6 @@ T = TypeVar("T")
 DEFAULT_FAILURE_THRESHOLD = 5
 DEFAULT_RECOVERY_TIMEOUT = 60.0
 DEFAULT_SUCCESS_THRESHOLD = 1
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 class _IntegrationLike(Protocol):
     @property
@@ -122,7 +116,6 @@ class Breaker:
             success_threshold=success_threshold, state_storage=storage, name=self.name,
             exclude=[lambda exc: not counts_as_failure(exc)], throw_new_error_on_trip=False)
         self._trial_key = namespace + ":trial"
-        self._release: Any = client.register_script(_RELEASE)
 
     @property
     def state(self) -> str:
@@ -156,28 +149,28 @@ class Breaker:
             if trial is not None:
                 self._end_trial(trial)
 
-    def _admit(self) -> str | None:
+    def _admit(self) -> Lock | None:
         state = self.state
         if state == pybreaker.STATE_CLOSED:
             return None
         if state == pybreaker.STATE_OPEN and self.retry_after() > 0:
             raise self._open_error()
-        trial = secrets.token_hex(8)
+        # The trial lock lives as long as a recovery period: a worker that dies
+        # mid-trial blocks trials for at most that long.
+        trial = self._client.lock(self._trial_key, timeout=max(self.circuit.reset_timeout, 1.0),
+                                  blocking=False, thread_local=False)
         try:
-            # The trial lock lives as long as a recovery period: a worker that dies
-            # mid-trial blocks trials for at most that long.
-            ttl_ms = max(int(self.circuit.reset_timeout * 1000), 1000)
-            if self._client.set(self._trial_key, trial, nx=True, px=ttl_ms):
+            if trial.acquire():
                 return trial
         except redis.RedisError:
             log.warning("breaker %s: trial lock unavailable, allowing the call", self.name)
             return None
         raise self._open_error()
 
-    def _end_trial(self, trial: str) -> None:
+    def _end_trial(self, trial: Lock) -> None:
         try:
-            self._release(keys=[self._trial_key], args=[trial])
-        except redis.RedisError:
+            trial.release()
+        except redis.RedisError:  # includes LockNotOwnedError: the lock outlived its TTL
             log.warning("breaker %s: could not release the trial lock", self.name)
 
     def _open_error(self) -> CircuitOpen:

@@ -131,6 +131,8 @@ def test_half_open_lets_one_trial_through(services, tenant):
     trial.join(10)
     assert results == ["recovered"]
     assert breaker_for(services, row).state == "closed"
+    # the trial lock is released at once, not left to expire
+    assert not services.redis_bytes.exists(breaker_for(services, row).namespace + ":trial")
 
 
 def test_tenants_do_not_share_breakers(services, tenant):
