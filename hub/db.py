@@ -6,8 +6,10 @@ CLI) and passed down; nothing here is a module-level singleton.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,3 +44,15 @@ def ping(engine: Engine) -> None:
     """Raise if PostgreSQL cannot answer a trivial query."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def filter_clauses(equal: Iterable[tuple[Any, Any]], time_column: Any,
+                   since: datetime | None, until: datetime | None) -> list[Any]:
+    """WHERE clauses of an operator filter: ``column == value`` for every
+    ``(value, column)`` pair whose value is set, and ``since <= time_column < until``."""
+    clauses: list[Any] = [column == value for value, column in equal if value is not None]
+    if since is not None:
+        clauses.append(time_column >= since)
+    if until is not None:
+        clauses.append(time_column < until)
+    return clauses
