@@ -14,9 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub import redaction
+from hub.db import filter_clauses
 from hub.models import LOG_OUTCOMES, IntegrationLog
 
 BODY_LIMIT = 4096
@@ -120,18 +122,11 @@ class LogFilters:
                  (self.integration_id, IntegrationLog.integration_id),
                  (self.operation, IntegrationLog.operation),
                  (self.outcome, IntegrationLog.outcome), (self.task_id, IntegrationLog.task_id)]
-        clauses: list[Any] = [column == value for value, column in pairs if value is not None]
-        if self.since is not None:
-            clauses.append(IntegrationLog.started_at >= self.since)
-        if self.until is not None:
-            clauses.append(IntegrationLog.started_at < self.until)
-        return clauses
+        return filter_clauses(pairs, IntegrationLog.started_at, self.since, self.until)
 
 
 def query(session: Session, filters: LogFilters, *, limit: int = 100) -> list[IntegrationLog]:
     """Audit rows matching ``filters``, newest first."""
-    from sqlalchemy import select
-
     return list(session.scalars(select(IntegrationLog).where(*filters.clauses())
                                 .order_by(IntegrationLog.started_at.desc()).limit(limit)))
 

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub import events, metrics
+from hub.db import filter_clauses
 from hub.dispatch import Dispatcher
 from hub.errors import NotFound
 from hub.models import DEAD_LETTER_ORIGINS, DeadLetter
@@ -55,8 +57,6 @@ def record_and_announce(services: Any, **fields: Any) -> uuid.UUID:
 
     ``services`` is a :class:`hub.services.Services`; ``fields`` are :func:`record`'s.
     """
-    from hub import events, metrics
-
     with services.sessions() as session, session.begin():
         row = record(session, **fields)
         row_id = row.id
@@ -87,11 +87,7 @@ class Filters:
         pairs = [(self.tenant, DeadLetter.tenant_id), (self.integration, DeadLetter.integration),
                  (self.endpoint_id, DeadLetter.endpoint_id), (self.code, DeadLetter.error_code),
                  (self.origin, DeadLetter.origin)]
-        clauses: list[Any] = [column == value for value, column in pairs if value is not None]
-        if self.since is not None:
-            clauses.append(DeadLetter.last_failed_at >= self.since)
-        if self.until is not None:
-            clauses.append(DeadLetter.last_failed_at < self.until)
+        clauses = filter_clauses(pairs, DeadLetter.last_failed_at, self.since, self.until)
         if not self.include_replayed:
             clauses.append(DeadLetter.replayed_at.is_(None))
         return clauses

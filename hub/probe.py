@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from hub import adapters, http, integrations
+from hub import adapters, auth, http, integrations
 from hub.adapters.base import Adapter, IntegrationView
 from hub.errors import HubError
 from hub.models import Integration
@@ -42,8 +42,6 @@ def probe(services: Services, tenant: str, name: str) -> dict[str, Any]:
 
 
 def _probe_status(services: Services, row: Integration, adapter: Adapter) -> int:
-    from hub import auth
-
     out = adapter.health_request(IntegrationView(row.name, row.base_url, row.config or {}))
     session = http.session_for(str(row.id), services.settings)
     prepared = session.prepare_request(requests.Request(out.method, out.url,
