@@ -70,7 +70,7 @@ def write(session: Session, attempt: Attempt, *, cost_per_call: Decimal = Decima
     row = IntegrationLog(
         id=uuid.uuid4(), tenant_id=attempt.tenant_id, integration_id=attempt.integration_id,
         operation=attempt.operation, method=attempt.method,
-        url=redaction.redact_text(redaction.redact_url(attempt.url), secrets),
+        url=redaction.redact_url(attempt.url, secrets),
         request_headers=_headers(attempt.request_headers, secrets),
         request_body=_body(attempt.request_body, attempt, secrets),
         response_headers=_headers(attempt.response_headers, secrets),

@@ -446,7 +446,7 @@ def _send_once(services: Services, run: Attempt,
     run.outbound = prepared
     run.secrets = _secrets_of(run, prepared)
     _publish(services, run, "request.sent", method=prepared.method,
-             url=redaction.redact_url(prepared.url))
+             url=redaction.redact_url(prepared.url, run.secrets))
     run.response = http.send(session, prepared, services.settings, timeout=run.request.timeout)
     _learn_hold(services, run, run.response)
     return run.response
@@ -632,9 +632,12 @@ def _scrub(data: Any, secrets: list[str]) -> Any:
 
 
 def _scrub_error(exc: HubError, secrets: list[str]) -> None:
+    """Mask known secret values in the error's message and details (e.g. the URL of a
+    failed request carrying a query-parameter key), which callers and audit see."""
     if secrets:
         exc.message = redaction.redact_text(exc.message, secrets) or ""
         exc.args = (exc.message,)
+        exc.details = _scrub(exc.details, secrets)
 
 
 # --- what the task does with an outcome ----------------------------------------------------

@@ -59,10 +59,13 @@ def redact_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): (MASK if is_sensitive_name(str(k)) else str(v)) for k, v in headers.items()}
 
 
-def redact_url(url: str | None) -> str | None:
-    """``url`` with userinfo and credential-bearing query parameters masked."""
+def redact_url(url: str | None, secrets: Iterable[str] = ()) -> str | None:
+    """``url`` with userinfo and credential-bearing query parameters masked, and any
+    known ``secrets`` value (a key sent under a parameter name of the provider's own
+    choosing) scrubbed."""
     if not url:
         return url
+    url = redact_text(url, secrets) or ""
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:

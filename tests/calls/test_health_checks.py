@@ -40,3 +40,17 @@ def test_degraded_then_recovered_each_announced_once(services, sessions, tenant,
         stored = integrations.get(session, tenant, row.name)
         assert stored.health_status == "healthy" and stored.last_health_check_at is not None
     pubsub.close()
+
+
+def test_probe_error_never_shows_a_query_key(services, tenant, provider, make_integration):
+    import socket
+
+    from hub import probe
+
+    with socket.socket() as s:  # a port nobody listens on: the error names our URL
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    make_integration("weather", base_url=closed, config={"auth": {"in": "query", "name": "appid"}})
+    report = probe.probe(services, tenant, "weather")
+    assert not report["ok"] and "appid=" in report["error"]
+    assert provider.api_key not in json.dumps(report)

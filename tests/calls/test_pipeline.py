@@ -266,3 +266,26 @@ def test_a_call_survives_redis_being_down(settings, tenant, provider, make_integ
     assert post.status == "success", post.error
     assert get.status == "success" and get.result["cached"] is False
     assert provider.hits("/v1/r") == 2
+
+
+def test_a_query_key_under_any_name_leaks_into_no_event_or_error(
+        services, redis_client, tenant, provider, make_integration):
+    import json
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: the call fails with our URL
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    make_integration("weather", base_url=closed, config={"auth": {"in": "query", "name": "appid"}})
+    pubsub = redis_client.pubsub()
+    pubsub.psubscribe("integration.*")
+    assert pubsub.get_message(timeout=1)["type"] == "psubscribe"
+    outcome = execute_call(services, CallRequest(tenant, "weather", "get", {"path": "/v1/w"}))
+    events = []
+    while (message := pubsub.get_message(timeout=0.5)) is not None:
+        events.append(message["data"])
+    pubsub.close()
+    assert outcome.status == "retry" and "appid=" in outcome.error.details["url"]
+    assert any("appid=" in e for e in events)
+    for text in [json.dumps(outcome.error.envelope()), str(outcome.error), *events]:
+        assert provider.api_key not in text
