@@ -447,7 +447,8 @@ def _send_once(services: Services, run: Attempt,
     run.secrets = _secrets_of(run, prepared)
     _publish(services, run, "request.sent", method=prepared.method,
              url=redaction.redact_url(prepared.url, run.secrets))
-    run.response = http.send(session, prepared, services.settings, timeout=run.request.timeout)
+    run.response = http.send(session, prepared, services.settings, timeout=run.request.timeout,
+                             secrets=run.secrets)
     _learn_hold(services, run, run.response)
     return run.response
 

@@ -24,6 +24,8 @@ import re
 import socket
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,7 +49,7 @@ from hub.errors import (
     UpstreamError,
     ValidationError,
 )
-from hub.redaction import MASK, is_sensitive_name, redact_url
+from hub.redaction import MASK, is_sensitive_name, redact_text, redact_url
 
 #: Sessions kept per process; the least recently used is dropped beyond this.
 MAX_SESSIONS = 256
@@ -244,8 +246,12 @@ def timeouts(settings: Settings, timeout: float | None = None) -> tuple[float, f
 
 def send(session: requests.Session, request: requests.PreparedRequest | requests.Request,
          settings: Settings, *, timeout: float | None = None,
-         allow_redirects: bool = True) -> requests.Response:
+         allow_redirects: bool = True, secrets: Iterable[str] = ()) -> requests.Response:
     """Send ``request`` and return the response with its body fully read.
+
+    ``secrets`` are credential values the request carries: they are masked in the
+    errors raised and in urllib3's log lines written while sending (a key under a
+    query parameter name no redaction rule recognises, e.g. ``appid``).
 
     The body is read in chunks and reading stops past
     ``settings.http_max_response_bytes``. This is the one boundary where requests'
@@ -260,7 +266,16 @@ def send(session: requests.Session, request: requests.PreparedRequest | requests
     """
     prepared = session.prepare_request(request) if isinstance(request, requests.Request) \
         else request
-    where = redact_url(prepared.url)
+    token = _SENDING_SECRETS.set(tuple(secrets))
+    try:
+        return _send(session, prepared, settings, timeout, allow_redirects)
+    finally:
+        _SENDING_SECRETS.reset(token)
+
+
+def _send(session: requests.Session, prepared: requests.PreparedRequest, settings: Settings,
+          timeout: float | None, allow_redirects: bool) -> requests.Response:
+    where = redact_url(prepared.url, _SENDING_SECRETS.get())
     try:
         response = session.send(prepared, stream=True, timeout=timeouts(settings, timeout),
                                 allow_redirects=allow_redirects)
@@ -311,6 +326,11 @@ def _mask_pair(match: re.Match[str]) -> str:
     return f"{match.group(1)}{match.group(2)}={value}"
 
 
+#: Secret values of the request this thread (or task) is sending; see :func:`send`.
+_SENDING_SECRETS: ContextVar[tuple[str, ...]] = ContextVar("hub_http_sending_secrets",
+                                                          default=())
+
+
 class RedactQueryFilter(logging.Filter):
     """Masks credential-bearing query parameters in a logger's messages.
 
@@ -320,7 +340,8 @@ class RedactQueryFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _QUERY_PAIR.sub(_mask_pair, message)
+        redacted = redact_text(_QUERY_PAIR.sub(_mask_pair, message),
+                               _SENDING_SECRETS.get()) or ""
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True

@@ -17,7 +17,6 @@ from hub.adapters.base import Adapter, IntegrationView
 from hub.errors import HubError
 from hub.models import Integration
 from hub.services import Services
-from hub.vault import Secret
 
 
 def probe(services: Services, tenant: str, name: str) -> dict[str, Any]:
@@ -30,14 +29,11 @@ def probe(services: Services, tenant: str, name: str) -> dict[str, Any]:
         row = integrations.get(session, tenant, name)
     adapter = adapters.get(row.adapter)
     started = time.monotonic()
-    status, error, secrets = None, None, []
+    status, error = None, None
     try:
-        credentials = integrations.credentials_of(services.vault, row)
-        secrets = redaction.secret_values(credentials)
-        status = _probe_status(services, row, adapter, credentials)
+        status = _probe_status(services, row, adapter)
     except HubError as exc:
-        # The message may carry the request URL, with a key under a provider's own name.
-        error = redaction.redact_text(f"{exc.code}: {exc.message}", secrets)
+        error = f"{exc.code}: {exc.message}"
     ok = status is not None and 200 <= status < 400
     if status is not None and not ok:
         error = f"provider answered {status}"
@@ -45,12 +41,13 @@ def probe(services: Services, tenant: str, name: str) -> dict[str, Any]:
             "duration_ms": int((time.monotonic() - started) * 1000), "error": error}
 
 
-def _probe_status(services: Services, row: Integration, adapter: Adapter,
-                  credentials: Secret[dict[str, Any]]) -> int:
+def _probe_status(services: Services, row: Integration, adapter: Adapter) -> int:
     out = adapter.health_request(IntegrationView(row.name, row.base_url, row.config or {}))
     session = http.session_for(str(row.id), services.settings)
     prepared = session.prepare_request(requests.Request(out.method, out.url,
                                                         params=out.params or None,
                                                         headers=out.headers))
+    credentials = integrations.credentials_of(services.vault, row)
     auth.strategy_for(services, row, credentials).apply(prepared)
-    return http.send(session, prepared, services.settings, timeout=10).status_code
+    return http.send(session, prepared, services.settings, timeout=10,
+                     secrets=redaction.secret_values(credentials)).status_code

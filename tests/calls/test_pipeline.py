@@ -292,3 +292,15 @@ def test_a_query_key_under_any_name_leaks_into_no_event_or_error(
     assert any("appid=" in e for e in events)
     for text in [json.dumps(outcome.error.envelope()), str(outcome.error), *events]:
         assert provider.api_key not in text
+
+
+def test_urllib3_request_lines_hide_a_query_key_under_any_name(
+        services, tenant, provider, make_integration, caplog):
+    import logging
+
+    make_integration("weather", config={"auth": {"in": "query", "name": "appid"}})
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    execute_call(services, CallRequest(tenant, "weather", "get", {"path": "/v1/w"}))
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert any("/v1/w?appid=" in line for line in lines)  # the request line was logged
+    assert not [line for line in lines if provider.api_key in line]
