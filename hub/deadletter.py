@@ -138,34 +138,31 @@ def replay(factory: sessionmaker[Session], dispatcher: Dispatcher, filters: Filt
     ``dry_run`` sends nothing and returns what would be sent. Letters already
     replayed are skipped unless ``filters.include_replayed`` is true.
     """
+    with factory() as session:
+        candidates = list(session.scalars(select(DeadLetter).where(*filters.clauses())
+                                          .order_by(DeadLetter.last_failed_at).limit(limit)))
+    if dry_run:
+        return [describe(row) for row in candidates]
     done: list[dict[str, Any]] = []
-    for letter_id in _replay_candidates(factory, filters, limit):
-        if dry_run:
-            with factory() as session:
-                done.append(describe(get(session, letter_id)))
-            continue
+    for candidate in candidates:
         if done and rate:
             time.sleep(1.0 / rate)  # pacing the operator asked for, not synchronisation
-        view = _replay_one(factory, dispatcher, letter_id, queue)
+        view = _replay_one(factory, dispatcher, candidate.id, filters, queue)
         if view is not None:
             done.append(view)
     return done
 
 
-def _replay_candidates(factory: sessionmaker[Session], filters: Filters,
-                       limit: int) -> list[uuid.UUID]:
-    with factory() as session:
-        return list(session.scalars(select(DeadLetter.id).where(*filters.clauses())
-                                    .order_by(DeadLetter.last_failed_at).limit(limit)))
-
-
 def _replay_one(factory: sessionmaker[Session], dispatcher: Dispatcher, letter_id: uuid.UUID,
-                queue: str) -> dict[str, Any] | None:
+                filters: Filters, queue: str) -> dict[str, Any] | None:
     with factory() as session, session.begin():
-        row = session.scalars(select(DeadLetter).where(DeadLetter.id == letter_id)
+        # The filters again, under the lock: another operator may have replayed the
+        # letter since we listed it.
+        row = session.scalars(select(DeadLetter)
+                              .where(DeadLetter.id == letter_id, *filters.clauses())
                               .with_for_update(skip_locked=True)).one_or_none()
         if row is None:
-            return None  # another operator is replaying it right now
+            return None  # being replayed right now, or already replayed
         row.replay_task_id = dispatcher.send(row.task_name, dict(row.kwargs), queue=queue)
         row.replayed_at = utcnow()
         return describe(row)
