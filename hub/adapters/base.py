@@ -72,14 +72,6 @@ class OutboundRequest:
     json: Any = None
     data: bytes | None = None
 
-    def body_bytes(self) -> bytes:
-        """The exact body that will be sent (HMAC signing needs it)."""
-        if self.data is not None:
-            return self.data
-        if self.json is None:
-            return b""
-        return json.dumps(self.json, separators=(",", ":"), sort_keys=True).encode()
-
 
 @dataclass(frozen=True)
 class IntegrationView:
