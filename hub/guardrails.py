@@ -52,8 +52,18 @@ def clear_receives(services: Services, task_id: str) -> None:
         log.warning("receive counter of %s not cleared", task_id, exc_info=True)
 
 
-def is_poison(services: Services, receives: int) -> bool:
-    return receives > services.settings.max_receives
+def admit(services: Services, *, task_name: str, task_id: str, kwargs: dict[str, Any],
+          args: list[Any]) -> DeadLettered | None:
+    """Count this receive of ``task_id``. None: run the body (then
+    :func:`clear_receives`). Past ``settings.max_receives`` the message is
+    dead-lettered as poison, its counter cleared, and the error to fail with returned."""
+    receives = count_receive(services, task_id)
+    if receives <= services.settings.max_receives:
+        return None
+    error = dead_letter_poison(services, task_name=task_name, task_id=task_id,
+                               kwargs=kwargs, args=args, receives=receives)
+    clear_receives(services, task_id)
+    return error
 
 
 def dead_letter_poison(services: Services, *, task_name: str, task_id: str,

@@ -22,13 +22,10 @@ class HubTask(Task):  # type: ignore[misc]
         if not task_id or self.request.is_eager:
             return super().__call__(*args, **kwargs)
         svc = services()
-        receives = guardrails.count_receive(svc, task_id)
-        if guardrails.is_poison(svc, receives):
-            error = guardrails.dead_letter_poison(
-                svc, task_name=self.name, task_id=task_id, kwargs=dict(kwargs),
-                args=list(args), receives=receives)
-            guardrails.clear_receives(svc, task_id)
-            raise CallFailed(error.envelope())
+        poison = guardrails.admit(svc, task_name=self.name, task_id=task_id,
+                                  kwargs=dict(kwargs), args=list(args))
+        if poison is not None:
+            raise CallFailed(poison.envelope())
         try:
             return super().__call__(*args, **kwargs)
         finally:
