@@ -55,6 +55,8 @@ APPS = {
     "bare": "tests.bench.ref_apps:bare_app()",
     "raw": "tests.bench.ref_apps:raw_app()",
     "hub": "webhooks_web:create_app()",
+    # diagnosis only: the hub without its enqueue
+    "hub-no-enqueue": "tests.bench.ref_apps:hub_without_enqueue_app()",
 }
 
 
@@ -136,7 +138,8 @@ def worker_cpu(proc: subprocess.Popen[bytes]) -> float | None:
 
 
 def stored(settings: Settings, target: str) -> int | None:
-    table = {"raw": "bench_raw", "hub": "webhook_events"}.get(target)
+    table = {"raw": "bench_raw", "hub": "webhook_events",
+             "hub-no-enqueue": "webhook_events"}.get(target)
     if table is None:
         return None
     with psycopg.connect(libpq_url(settings.database_url)) as conn:

@@ -53,3 +53,17 @@ def raw_app() -> Flask:
         return {"id": str(row_id), "duplicate": False}, 202
 
     return app
+
+
+class _NoDispatch:
+    def send(self, name: str, kwargs: dict[str, object], **options: object) -> str:
+        return ""
+
+
+def hub_without_enqueue_app() -> Flask:
+    """The hub app with the enqueue left out: what the task message costs (diagnosis)."""
+    from webhooks_web import create_app
+
+    app = create_app()
+    app.extensions["hub"].services.dispatcher = _NoDispatch()
+    return app
