@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
-from email.utils import parsedate_to_datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
+
+from hub.retry import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +132,10 @@ def _reset_time(value: float, now: float) -> float:
     return now + value
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """The epoch time a ``Retry-After`` value (delta-seconds or HTTP-date, RFC 9110
-    §10.2.3) points at, or None when absent or malformed."""
-    if not value:
-        return None
-    seconds = _number(value)
-    if seconds is not None:
-        return now + max(seconds, 0.0)
-    try:
-        return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
+def _retry_after_until(value: str | None, now: float) -> float | None:
+    """The epoch time a ``Retry-After`` value points at (parsed by hub.retry)."""
+    seconds = parse_retry_after(value, datetime.fromtimestamp(now, UTC))
+    return None if seconds is None else now + seconds
 
 
 def _structured_ratelimit(value: str | None, now: float) -> float | None:
@@ -167,7 +161,8 @@ def quota_exhausted_until(headers: Mapping[str, str], now: float,
     at :data:`MAX_HOLD_SECONDS` from ``now``.
     """
     lower = {k.lower(): v for k, v in headers.items()}
-    until = parse_retry_after(lower.get("retry-after"), now) if status_code == 429 else None
+    until = _retry_after_until(lower.get("retry-after"), now) if status_code == 429 \
+        else None
     remaining = next((_number(lower[h]) for h in _REMAINING if h in lower), None)
     if until is None and remaining is not None and remaining <= 0:
         reset_after = next((_number(lower[h]) for h in _RESET_AFTER if h in lower), None)
