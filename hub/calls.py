@@ -159,13 +159,14 @@ class Attempt:
     response: requests.Response | None = None
     #: An expired cache entry with an ETag, revalidated with If-None-Match.
     stale: cache.CachedResponse | None = None
+    #: The idempotency key, under the integration the caller named (a fallback
+    #: serving the call stores its result there too).
+    key: idempotency.Key | None = None
 
-    @property
-    def key(self) -> idempotency.Key | None:
-        if not self.request.idempotency_key:
-            return None
-        return idempotency.Key(self.request.tenant, self.target.row.id,
-                               self.request.idempotency_key)
+    def __post_init__(self) -> None:
+        if self.key is None and self.request.idempotency_key:
+            self.key = idempotency.Key(self.request.tenant, self.target.row.id,
+                                       self.request.idempotency_key)
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -214,13 +215,17 @@ def _run(services: Services, run: Attempt) -> CallOutcome:
     claim = _claim(services, run)
     if claim is not None:
         return claim
+    return _run_claimed(services, run)
+
+
+def _run_claimed(services: Services, run: Attempt) -> CallOutcome:
     try:
         return _through_provider(services, run)
     except CircuitOpen as exc:
         fallback = _fallback(services, run)
         if fallback is None:
             return _fail(services, run, exc, outcome="circuit_open")
-        return _run(services, fallback)
+        return _run_claimed(services, fallback)
     except HubError as exc:
         return _fail(services, run, exc)
 
@@ -358,7 +363,7 @@ def _fallback(services: Services, run: Attempt) -> Attempt | None:
     adapter = adapters.get(other.adapter)
     target = Target(other, adapter, adapter.operation(run.request.operation))
     log.info("circuit of %s open; calling fallback %s", row.name, other.name)
-    return Attempt(run.request, target, run.number, run.task_id)
+    return Attempt(run.request, target, run.number, run.task_id, key=run.key)
 
 
 # --- cache ------------------------------------------------------------------------------

@@ -304,3 +304,19 @@ def test_urllib3_request_lines_hide_a_query_key_under_any_name(
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     assert any("/v1/w?appid=" in line for line in lines)  # the request line was logged
     assert not [line for line in lines if provider.api_key in line]
+
+
+def test_an_idempotent_write_served_by_the_fallback_is_stored_under_the_called_key(
+        services, tenant, provider, make_integration):
+    make_integration("backup")
+    make_integration("primary", fallback="backup", config={
+        "retry": {"base": 0.01, "cap": 0.02, "max_attempts": 3},
+        "breaker": {"failure_threshold": 1, "recovery_timeout": 60}})
+    provider.script("/v1/pay", Reply(503))
+    req = CallRequest(tenant, "primary", "post", {"path": "/v1/pay"}, idempotency_key="k-1")
+    assert execute_call(services, req, task_id="t-1").status == "retry"  # opens the circuit
+    served = execute_call(services, req, task_id="t-1")
+    assert served.status == "success" and served.result["integration"] == "backup"
+    again = execute_call(services, req, task_id="t-2")  # a later call with the same key
+    assert again.status == "success" and again.result == served.result
+    assert provider.hits("/v1/pay") == 2
