@@ -264,7 +264,9 @@ def settings_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for f in setting_fields():
         default = f.default
-        shown = "(none)" if default in ((), "") else f"`{default}`"
+        if isinstance(default, tuple):  # written as the variable takes it: comma-separated
+            default = ",".join(str(v) for v in default)
+        shown = "(none)" if default == "" else f"`{default}`"
         rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
     return "\n".join(rows)
 
