@@ -6,12 +6,12 @@ CLI) and passed down; nothing here is a module-level singleton.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.config import Settings
@@ -56,3 +56,17 @@ def filter_clauses(equal: Iterable[tuple[Any, Any]], time_column: Any,
     if until is not None:
         clauses.append(time_column < until)
     return clauses
+
+
+def on_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once ``session`` commits; forget it if the session rolls back."""
+
+    def _run(_session: Session) -> None:
+        callback()
+
+    def _forget(_session: Session) -> None:
+        if event.contains(session, "after_commit", _run):
+            event.remove(session, "after_commit", _run)
+
+    event.listen(session, "after_commit", _run, once=True)
+    event.listen(session, "after_rollback", _forget, once=True)

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import events, metrics
-from hub.db import filter_clauses
+from hub.db import filter_clauses, on_commit
 from hub.dispatch import Dispatcher
 from hub.errors import NotFound
 from hub.models import DEAD_LETTER_ORIGINS, DeadLetter
@@ -51,21 +51,32 @@ def record(session: Session, *, origin: str, task_name: str, kwargs: dict[str, A
     return row
 
 
+def announcement(row: DeadLetter) -> dict[str, Any]:
+    """The ``integration.dead_letter.added`` payload of ``row`` (ids and codes, no kwargs)."""
+    return {"id": str(row.id), "task_name": row.task_name, "origin": row.origin,
+            "integration": row.integration, "error_code": row.error_code,
+            "task_id": row.task_id, "endpoint_id": str(row.endpoint_id) if row.endpoint_id
+            else None, "ids": {k: v for k, v in row.kwargs.items() if k.endswith("_id")}}
+
+
+def announce_after_commit(session: Session, publisher: events.Publisher,
+                          row: DeadLetter) -> None:
+    """Publish ``integration.dead_letter.added`` for ``row`` once ``session`` commits."""
+    payload, tenant = announcement(row), row.tenant_id
+    on_commit(session, lambda: events.publish(publisher, "dead_letter.added", tenant, payload))
+
+
 def record_and_announce(services: Any, **fields: Any) -> uuid.UUID:
-    """:func:`record` in a transaction of its own, then publish
-    ``integration.dead_letter.added`` (fail-open). Returns the dead letter's id.
+    """:func:`record` in a transaction of its own, announced once committed.
+    Returns the dead letter's id.
 
     ``services`` is a :class:`hub.services.Services`; ``fields`` are :func:`record`'s.
     """
     with services.sessions() as session, session.begin():
         row = record(session, **fields)
-        row_id = row.id
+        announce_after_commit(session, services.redis, row)
         metrics.set_dead_letters(count(session))
-    events.publish(services.redis, "dead_letter.added", fields.get("tenant_id"),
-                   {"id": str(row_id), "task_name": fields.get("task_name"),
-                    "origin": fields.get("origin"), "integration": fields.get("integration"),
-                    "error_code": fields.get("error_code"), "task_id": fields.get("task_id")})
-    return row_id
+    return row.id
 
 
 # --- operators: list, show, replay, purge (``hub dlq``) -------------------------------------

@@ -289,10 +289,11 @@ def _retry_or_bury(session: Session, services: Services, claim: _Claim,
     if wait is None:
         delivery.status = "dead"
         delivery.next_attempt_at = None
-        deadletter.record(
+        letter = deadletter.record(
             session, origin="delivery", task_name=SEND_TASK,
             kwargs={"delivery_id": str(claim.delivery_id)}, tenant_id=claim.tenant,
             error_code="DELIVERY_FAILED", error=delivery.last_error, attempts=claim.attempt)
+        deadletter.announce_after_commit(session, services.redis, letter)
         return None
     if response.status_code in THROTTLE_STATUSES:
         wait = throttled_wait(wait, response.retry_after)
@@ -353,10 +354,6 @@ def _finish(services: Services, claim: _Claim, response: _Response) -> DeliveryO
     if disabled:
         events.publish(services.redis, "subscription.disabled", claim.tenant,
                        {"subscription_id": str(claim.subscription_id), "reason": disabled})
-    if outcome.status == "dead":
-        events.publish(services.redis, "dead_letter.added", claim.tenant,
-                       {"task_name": SEND_TASK, "origin": "delivery",
-                        "error_code": "DELIVERY_FAILED", "delivery_id": outcome.delivery_id})
     return outcome
 
 

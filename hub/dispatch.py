@@ -13,8 +13,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+from hub.db import on_commit
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,11 @@ def send_after_commit(session: Session, dispatcher: Dispatcher, name: str,
     says is pending.
     """
 
-    def _send(_session: Session) -> None:
+    def _send() -> None:
         try:
             dispatcher.send(name, kwargs, **options)
-        except Exception:  # noqa: BLE001 - broker down must not fail a committed request
+        except Exception:
             log.warning("enqueue of %s failed after commit; the sweeper will retry it", name,
                         exc_info=True)
 
-    event.listen(session, "after_commit", _send, once=True)
-    event.listen(session, "after_rollback",
-                 lambda _s: event.remove(session, "after_commit", _send)
-                 if event.contains(session, "after_commit", _send) else None,
-                 once=True)
+    on_commit(session, _send)

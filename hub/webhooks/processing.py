@@ -175,28 +175,26 @@ def _record_failure(services: Services, key: uuid.UUID, exc: Exception) -> Proce
         row.attempts += 1
         row.last_error = message
         if row.attempts >= services.settings.webhook_max_attempts:
-            _bury(session, row, code, message, exc)
+            _bury(session, services, row, code, message, exc)
         else:
             row.status = "failed"
             row.next_attempt_at = utcnow() + timedelta(
                 seconds=retry_wait(services.settings.webhook_retry_base, row.attempts))
-        status, tenant = row.status, row.tenant_id
+        status = row.status
         metrics.WEBHOOK_EVENTS_PROCESSED.labels(row.source, status).inc()
-    if status == "dead":
-        events.publish(services.redis, "dead_letter.added", tenant,
-                       {"task_name": PROCESS_TASK, "origin": "webhook", "error_code": code,
-                        "event_id": str(key)})
     return ProcessOutcome(str(key), status, error=message)
 
 
-def _bury(session: Session, row: WebhookEvent, code: str, message: str,
+def _bury(session: Session, services: Services, row: WebhookEvent, code: str, message: str,
           exc: BaseException) -> None:
+    """Mark the event dead and add its dead letter, announced once committed."""
     row.status = "dead"
     row.next_attempt_at = None
-    deadletter.record(
+    letter = deadletter.record(
         session, origin="webhook", task_name=PROCESS_TASK, kwargs={"event_id": str(row.id)},
         tenant_id=row.tenant_id, endpoint_id=row.endpoint_id, error_code=code, error=message,
         attempts=row.attempts, traceback="".join(traceback.format_exception(exc)))
+    deadletter.announce_after_commit(session, services.redis, letter)
 
 
 # --- beat and operators -----------------------------------------------------------

@@ -171,12 +171,19 @@ def test_handler_failure_retries_with_backoff_then_dead_letters(
     assert before + timedelta(seconds=0.8) <= row.next_attempt_at <= utcnow() + timedelta(seconds=1.2)
     assert "ledger unavailable" in row.last_error
 
-    second = processing.process_event(recording_services, event_id, handlers=handlers)
+    bus = _PubSub(recording_services.redis, "integration.dead_letter.added")
+    try:
+        second = processing.process_event(recording_services, event_id, handlers=handlers)
+        ((_channel, announced),) = bus.collect(tenant, 1)
+    finally:
+        bus.close()
     row = _event(sessions, event_id)
     assert (second.status, row.status, row.attempts) == ("dead", "dead", 2)
     with sessions() as session:
         letter = session.scalars(select(DeadLetter).where(
             DeadLetter.tenant_id == tenant, DeadLetter.origin == "webhook")).one()
+    assert announced["data"]["id"] == str(letter.id)
+    assert announced["data"]["ids"] == {"event_id": str(event_id)}
     assert letter.task_name == "hub.webhooks.process"
     assert letter.kwargs == {"event_id": str(event_id)}
 
