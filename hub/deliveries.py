@@ -19,7 +19,6 @@ so duplicates (countdown and beat, a redelivered message) send once.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
@@ -40,6 +39,7 @@ from hub import deadletter, events, http, metrics, standard_webhooks, subscripti
 from hub.dispatch import send_after_commit
 from hub.errors import Conflict, HubError, NotFound, ValidationError
 from hub.models import Delivery, DeliveryAttempt, Subscription, WebhookEvent
+from hub.retry import parse_retry_after
 from hub.scheduler import utcnow
 from hub.services import Services
 from hub.vault import Secret
@@ -186,20 +186,6 @@ def _claim(session: Session, services: Services, delivery_id: uuid.UUID) -> _Cla
     return _Claim(delivery.id, sub.id, sub.tenant_id, delivery.attempts, delivery.message_id,
                   sub.url, subscriptions.secrets_of(services.vault, sub), payload(event),
                   subscriptions.schedule_for(sub, services.settings))
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _post(services: Services, claim: _Claim) -> _Response:
