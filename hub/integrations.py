@@ -16,8 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub import events
+from hub.db import on_commit
 from hub.errors import Conflict, IntegrationDisabled, NotFound, ValidationError
 from hub.models import AUTH_TYPES, Integration
+from hub.services import Services
 from hub.vault import Secret, Vault
 
 MUTABLE_FIELDS = frozenset({
@@ -40,7 +43,7 @@ class IntegrationSpec:
     rate_limit_per_hour: int | None = None
     rate_limit_per_day: int | None = None
     priority: int = 0
-    cost_per_call: Decimal = Decimal("0")
+    cost_per_call: Decimal = Decimal(0)
     fallback: str | None = None
 
 
@@ -79,6 +82,19 @@ def create(session: Session, spec: IntegrationSpec) -> Integration:
     except IntegrityError:
         raise Conflict(f"integration {spec.name!r} already exists for tenant "
                        f"{spec.tenant_id!r}") from None
+    return row
+
+
+def register(services: Services, spec: IntegrationSpec) -> Integration:
+    """:func:`create` in its own transaction, then announce ``integration.service.registered``.
+
+    Raises what :func:`create` raises; nothing is announced for a refused spec.
+    """
+    with services.sessions() as session, session.begin():
+        row = create(session, spec)
+        on_commit(session, lambda: events.publish(
+            services.redis, "service.registered", spec.tenant_id,
+            {"integration": spec.name, "adapter": spec.adapter, "id": str(row.id)}))
     return row
 
 

@@ -11,7 +11,6 @@ import click
 from hub import integrations as registry
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx, read_json_stdin
 from hub.db import transaction
-from hub.events import publish
 from hub.models import AUTH_TYPES
 
 LIST_COLUMNS = ("tenant", "name", "adapter", "auth_type", "status", "health_status", "base_url")
@@ -67,10 +66,7 @@ def add(ctx: CliContext, tenant: str, name: str, adapter: str, base_url: str, au
         config=config, rate_limit_per_minute=per_minute, rate_limit_per_hour=per_hour,
         rate_limit_per_day=per_day, priority=priority, cost_per_call=cost_per_call,
         fallback=fallback)
-    with transaction(ctx.services.sessions) as session:
-        described = registry.describe(registry.create(session, spec))
-    publish(ctx.services.redis, "service.registered", tenant,
-            {"integration": name, "adapter": adapter})
+    described = registry.describe(registry.register(ctx.services, spec))
     emit(ctx, described, text=f"integration {tenant}/{name} registered ({described['id']})")
 
 

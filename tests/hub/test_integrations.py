@@ -95,3 +95,33 @@ def test_describe_never_includes_credentials(sessions, tenant, vault):
 
     assert described["has_credentials"] is True
     assert "sk_1" not in repr(described) and row.credentials not in repr(described)
+
+
+def _next_event(pubsub, deadline_s=5.0):
+    import json
+    import time
+
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.2)
+        if message and message["type"] == "message":
+            return json.loads(message["data"])
+    return None
+
+
+def test_register_announces_once_committed_and_not_when_refused(services, tenant):
+    pubsub = services.redis.pubsub()
+    pubsub.subscribe("integration.service.registered")
+    pubsub.get_message(timeout=1)
+    try:
+        row = integrations.register(services, _spec(tenant))
+        announced = _next_event(pubsub)
+        with pytest.raises(Conflict):
+            integrations.register(services, _spec(tenant))
+        again = _next_event(pubsub, deadline_s=1.0)
+    finally:
+        pubsub.close()
+
+    assert (announced["tenant"], announced["data"]) == (
+        tenant, {"integration": "maps", "adapter": "rest", "id": str(row.id)})
+    assert again is None
