@@ -11,7 +11,10 @@ import sys
 
 from celery import Celery
 
+from hub.config import load_settings
 from hub.errors import ConfigError
+from hub.services import Services
+from tasks.dispatcher import CeleryDispatcher
 
 TASK_MODULES = [
     "tasks.maintenance",
@@ -38,18 +41,15 @@ app = _create_app()
 import tasks.logsetup  # noqa: E402,F401 - connects the logging signals
 
 
-_services = None
-_services_pid = None
+_services: Services | None = None
+_services_pid: int | None = None
 
 
-def services():  # type: ignore[no-untyped-def]
-    """This process's Services, built on first use and again after a fork."""
+def services() -> Services:
+    """This process's Services, built on first use and again after a fork (a pooled
+    connection must never be shared between a prefork parent and its children)."""
     global _services, _services_pid
     if _services is None or _services_pid != os.getpid():
-        from hub.config import load_settings
-        from hub.services import Services
-        from tasks.dispatcher import CeleryDispatcher
-
         _services = Services(load_settings(), CeleryDispatcher(app))
         _services_pid = os.getpid()
     return _services
