@@ -38,8 +38,7 @@ def _create_app() -> Celery:
 
 app = _create_app()
 
-import tasks.logsetup  # noqa: E402,F401 - connects the logging signals
-
+import tasks.logsetup  # noqa: F401 - connects the logging signals
 
 _services: Services | None = None
 _services_pid: int | None = None
