@@ -9,6 +9,7 @@ every known secret value, whatever surrounds it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -45,8 +46,10 @@ MIN_SECRET_LENGTH = 4
 TRUNCATION_MARK = "...[truncated {n} chars]"
 
 
+@functools.lru_cache(maxsize=4096)
 def is_sensitive_name(name: str) -> bool:
     """True for a header/parameter/field name that looks like it holds a credential."""
+    # Cached: every webhook redacts the same dozen header names before it is stored.
     lowered = name.lower()
     return (lowered in SENSITIVE_HEADERS or lowered in SENSITIVE_QUERY_PARAMS
             or bool(_SENSITIVE_NAME.search(lowered)))
