@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import redis
 from flask import Flask, request
-from sqlalchemy import text
 
 from hub.config import load_settings
-from hub.db import make_engine
+from hub.webhooks.store import make_intake_engine
 
 ROUTE = "/api/v1/webhooks/<source>/<token>"
 RAW_TABLE = "bench_raw"
@@ -37,18 +36,23 @@ def bare_app() -> Flask:
 
 def raw_app() -> Flask:
     settings = load_settings()
-    # The same connection settings as the hub's intake: autocommit (the INSERT is one
-    # round trip, committed when it returns) and no pre-ping.
-    engine = make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+    # The same engine and driver path as the hub's event store (hub.webhooks.store):
+    # autocommit (the INSERT is one round trip, committed when it returns), no pre-ping,
+    # a prepared statement on the pooled psycopg connection.
+    engine = make_intake_engine(settings)
     client = redis.Redis.from_url(settings.effective_broker_url)
-    insert = text(f"INSERT INTO {RAW_TABLE} (body) VALUES (:body) RETURNING id")
+    insert = f"INSERT INTO {RAW_TABLE} (body) VALUES (%s) RETURNING id"
     app = Flask(__name__)
     _health(app)
 
     @app.post(ROUTE)
     def receive(source: str, token: str) -> tuple[dict[str, object], int]:
-        with engine.connect() as conn:
-            row_id = conn.execute(insert, {"body": request.get_data(cache=False)}).scalar()
+        pooled = engine.raw_connection()
+        try:
+            row_id = pooled.driver_connection.execute(  # type: ignore[union-attr]
+                insert, (request.get_data(cache=False),), prepare=True).fetchone()[0]
+        finally:
+            pooled.close()
         client.lpush(RAW_QUEUE, str(row_id))
         return {"id": str(row_id), "duplicate": False}, 202
 

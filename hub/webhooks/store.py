@@ -1,0 +1,150 @@
+"""The webhook inbox's durable write: one autocommit INSERT per accepted event.
+
+This is the hot path of every provider request, so it talks to psycopg directly
+(a prepared statement on a connection from the SQLAlchemy pool) instead of going
+through SQLAlchemy's execution layer, which costs more CPU per request than the
+whole signature check (docs/benchmarks.md, "Webhook ingest"). The statement is
+committed, and fsynced, when it returns: one round trip instead of BEGIN,
+INSERT, COMMIT.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
+
+from hub.config import Settings
+from hub.db import make_engine
+
+#: PostgreSQL application_name of the intake's connections (pg_stat_activity).
+INTAKE_APPLICATION_NAME = "hub-webhook-intake"
+
+#: Failures that mean "the database cannot take this now": the caller answers 503.
+DATABASE_DOWN: tuple[type[Exception], ...] = (psycopg.Error, sa_exc.DBAPIError,
+                                              sa_exc.TimeoutError)
+
+# One statement for any number of events: arrays, not a VALUES list per batch size,
+# so a single prepared statement serves every batch.
+_INSERT = """
+    INSERT INTO webhook_events (endpoint_id, tenant_id, source, external_id, event_type,
+                                headers, body)
+    SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[],
+                         %s::jsonb[], %s::bytea[])
+    ON CONFLICT (endpoint_id, external_id) DO NOTHING
+    RETURNING id, endpoint_id, external_id
+"""
+_EXISTING = """
+    SELECT id, endpoint_id, external_id FROM webhook_events
+    WHERE (endpoint_id, external_id) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))
+"""
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A verified provider event, ready to be stored (headers already redacted)."""
+
+    endpoint_id: uuid.UUID
+    tenant_id: str
+    source: str
+    external_id: str
+    event_type: str | None
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The event's row id; ``duplicate`` when the endpoint had stored it before."""
+
+    id: uuid.UUID
+    duplicate: bool
+
+
+def make_intake_engine(settings: Settings) -> Engine:
+    """Autocommit, no pre-ping: a connection killed under us is replaced by :meth:`EventStore.add`."""
+    return make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
+                       connect_args={"application_name": INTAKE_APPLICATION_NAME})
+
+
+class ConnectionLost(psycopg.OperationalError):
+    """The pooled connection died (PostgreSQL restarted); it has been discarded."""
+
+
+class EventStore:
+    """Stores events in webhook_events, once per (endpoint, provider event id). Thread-safe."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def add(self, events: Sequence[NewEvent]) -> list[Stored]:
+        """Store ``events`` in one statement, skipping those the endpoint already holds.
+
+        Returns one :class:`Stored` per event, in order; of two events with the same
+        key in one call, the second is the first's duplicate. Raises one of
+        :data:`DATABASE_DOWN` when PostgreSQL cannot take them; nothing is written then.
+        """
+        try:
+            return self._add_once(events)
+        except ConnectionLost:
+            # Optimistic disconnect handling instead of a pre-ping round trip per
+            # request: a pooled connection killed by a PostgreSQL restart is replaced,
+            # and the idempotent INSERT (ON CONFLICT DO NOTHING) runs once more.
+            return self._add_once(events)
+
+    def _add_once(self, events: Sequence[NewEvent]) -> list[Stored]:
+        pooled = self._engine.raw_connection()
+        try:
+            conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+            try:
+                return self._insert_or_find(conn, events)
+            except psycopg.OperationalError as exc:
+                if not conn.closed:
+                    raise
+                pooled.invalidate(exc)
+                raise ConnectionLost(str(exc)) from exc
+        finally:
+            pooled.close()
+
+    @staticmethod
+    def _insert_or_find(conn: psycopg.Connection[Any],
+                        events: Sequence[NewEvent]) -> list[Stored]:
+        columns = ([e.endpoint_id for e in events], [e.tenant_id for e in events],
+                   [e.source for e in events], [e.external_id for e in events],
+                   [e.event_type for e in events], [Jsonb(e.headers) for e in events],
+                   [e.body for e in events])
+        ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
+        inserted: set[tuple[uuid.UUID, str]] = set()
+        # Twice at most: a duplicate purged by retention between the two statements
+        # is simply inserted by the second round.
+        for _ in range(2):
+            for row_id, endpoint_id, external_id in conn.execute(_INSERT, columns,
+                                                                 prepare=True):
+                ids[(endpoint_id, external_id)] = row_id
+                inserted.add((endpoint_id, external_id))
+            missing = {(e.endpoint_id, e.external_id) for e in events} - ids.keys()
+            if missing:
+                keys = list(missing)
+                for row_id, endpoint_id, external_id in conn.execute(
+                        _EXISTING, ([k[0] for k in keys], [k[1] for k in keys]),
+                        prepare=True):
+                    ids[(endpoint_id, external_id)] = row_id
+            if len(ids) == len({(e.endpoint_id, e.external_id) for e in events}):
+                break
+        else:
+            raise psycopg.OperationalError("events neither inserted nor found; retry")
+        results = []
+        for event in events:
+            key = (event.endpoint_id, event.external_id)
+            results.append(Stored(ids[key], duplicate=key not in inserted))
+            inserted.discard(key)  # a second event with this key is a duplicate
+        return results
+
+    def close(self) -> None:
+        """Release the pool's connections."""
+        self._engine.dispose()
