@@ -10,8 +10,9 @@ never looks for a row that is not there yet (warehouse's ``tasks.py`` pattern).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,22 @@ class Dispatcher(Protocol):
     def send(self, name: str, kwargs: dict[str, Any], *, queue: str | None = None,
              countdown: float | None = None, task_id: str | None = None) -> str:
         """Enqueue task ``name`` with JSON ``kwargs``; return the task id."""
+
+
+@runtime_checkable
+class BatchDispatcher(Dispatcher, Protocol):
+    """A Dispatcher that can enqueue many messages of one task in one broker round trip."""
+
+    def send_many(self, name: str, kwargs_list: Sequence[dict[str, Any]]) -> list[str]:
+        """Enqueue task ``name`` once per kwargs, now; return the task ids."""
+
+
+def send_many(dispatcher: Dispatcher, name: str,
+              kwargs_list: Sequence[dict[str, Any]]) -> list[str]:
+    """Enqueue ``name`` once per kwargs: in one round trip if the dispatcher can."""
+    if isinstance(dispatcher, BatchDispatcher):
+        return dispatcher.send_many(name, kwargs_list)
+    return [dispatcher.send(name, kwargs) for kwargs in kwargs_list]
 
 
 @dataclass

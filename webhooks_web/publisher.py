@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -46,6 +47,7 @@ class RedisTaskPublisher:
                         if plain and url.startswith(("redis://", "rediss://", "unix://"))
                         else None)
         self._routes: dict[str, str] = {}
+        self._templates: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
 
     def _queue(self, name: str, queue: str | None) -> str:
         if queue:
@@ -58,19 +60,30 @@ class RedisTaskPublisher:
     def envelope(self, name: str, kwargs: dict[str, Any], task_id: str,
                  queue: str) -> dict[str, Any]:
         """The kombu Redis envelope of a Celery protocol-2 message for task ``name``."""
-        # argsrepr/kwargsrepr given: Celery's saferepr would be half the cost, and the
-        # hub's kwargs are short JSON (ids), whose plain repr is what saferepr gives.
-        message = self._app.amqp.as_task_v2(task_id, name, kwargs=kwargs,
-                                            reply_to=self._app.thread_oid, ignore_result=None,
-                                            argsrepr="()", kwargsrepr=repr(kwargs))
-        body = dumps(message.body).encode()
-        properties = dict(message.properties, delivery_mode=DELIVERY_MODE,
-                          delivery_info={"exchange": "", "routing_key": queue},
-                          priority=PRIORITY, body_encoding="base64",
-                          delivery_tag=str(uuid.uuid4()))
+        headers, properties, embed = self._template(name)
+        body = dumps(((), kwargs, embed)).encode()
         return {"body": base64.b64encode(body).decode(), "content-encoding": "utf-8",
-                "content-type": "application/json", "headers": message.headers,
-                "properties": properties}
+                "content-type": "application/json",
+                "headers": {**headers, "id": task_id, "root_id": task_id,
+                            "kwargsrepr": repr(kwargs)},
+                "properties": {**properties, "correlation_id": task_id,
+                               "reply_to": self._app.thread_oid,
+                               "delivery_info": {"exchange": "", "routing_key": queue},
+                               "delivery_tag": str(uuid.uuid4())}}
+
+    def _template(self, name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        # Celery builds the message once per task name; every later message of that name
+        # differs only in its ids, its kwargs and their repr, which envelope() sets.
+        # argsrepr/kwargsrepr given: Celery's saferepr would cost more than the rest, and
+        # the hub's kwargs are short JSON (ids), whose plain repr is what saferepr gives.
+        if name not in self._templates:
+            message = self._app.amqp.as_task_v2("template", name, kwargs={}, ignore_result=None,
+                                                argsrepr="()", kwargsrepr="{}")
+            _args, _kwargs, embed = message.body
+            properties = dict(message.properties, delivery_mode=DELIVERY_MODE,
+                              priority=PRIORITY, body_encoding="base64")
+            self._templates[name] = (message.headers, properties, embed)
+        return self._templates[name]
 
     def send(self, name: str, kwargs: dict[str, Any], *, queue: str | None = None,
              countdown: float | None = None, task_id: str | None = None) -> str:
@@ -82,6 +95,19 @@ class RedisTaskPublisher:
         target = self._queue(name, queue)
         self._client.lpush(target, dumps(self.envelope(name, kwargs, task_id, target)))
         return task_id
+
+    def send_many(self, name: str, kwargs_list: Sequence[dict[str, Any]]) -> list[str]:
+        """Enqueue task ``name`` once per kwargs in one LPUSH; raises redis.RedisError."""
+        if self._client is None:
+            return [self._fallback.send(name, kwargs) for kwargs in kwargs_list]
+        if not kwargs_list:
+            return []
+        target = self._queue(name, None)
+        task_ids = [str(uuid.uuid4()) for _ in kwargs_list]
+        # LPUSH pushes its values in order, so workers (BRPOP) take them first-in first-out.
+        self._client.lpush(target, *(dumps(self.envelope(name, kwargs, task_id, target))
+                                     for kwargs, task_id in zip(kwargs_list, task_ids)))
+        return task_ids
 
     def close(self) -> None:
         if self._client is not None:

@@ -52,3 +52,31 @@ def test_a_real_worker_runs_a_published_task(celery_app, worker):
         publisher.close()
 
     assert celery_app.AsyncResult(task_id).get(timeout=30) == "pong"
+
+
+def test_send_many_pushes_every_message_in_one_go_first_in_first_out(web_settings, broker,
+                                                                      settings):
+    celery = _sender(web_settings)
+    publisher = RedisTaskPublisher(celery)
+    queue = settings.queue("webhooks")
+    broker.delete(queue)
+    try:
+        CeleryDispatcher(celery).send("hub.webhooks.process", {"event_id": "e-0"})
+        task_ids = publisher.send_many("hub.webhooks.process",
+                                       [{"event_id": f"e-{n}"} for n in (1, 2, 3)])
+        theirs = _read(broker, queue)
+        ours = [_read(broker, queue) for _ in task_ids]
+        assert broker.llen(queue) == 0
+    finally:
+        broker.delete(queue)
+        publisher.close()
+        celery.close()
+
+    assert [m["body"][1] for m in ours] == [{"event_id": f"e-{n}"} for n in (1, 2, 3)]
+    assert [m["headers"]["id"] for m in ours] == task_ids and len(set(task_ids)) == 3
+    for message in ours:
+        assert {k: v for k, v in message["headers"].items()
+                if k not in VARYING_HEADERS | {"kwargsrepr"}} == \
+            {k: v for k, v in theirs["headers"].items()
+             if k not in VARYING_HEADERS | {"kwargsrepr"}}
+        assert message["headers"]["kwargsrepr"] == repr(message["body"][1])
