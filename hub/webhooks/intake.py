@@ -21,27 +21,27 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, LargeBinary, bindparam, func, text, update
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import JSONB
+import psycopg
+from sqlalchemy import Engine, func, update
 from sqlalchemy.orm import Session
 
 from hub import endpoints, signatures
-from hub.config import Settings
-from hub.db import make_engine
+from hub.dispatch import send_many
 from hub.endpoints import IngressEndpoint
 from hub.errors import (
     Forbidden,
     HubError,
+    MalformedBody,
     NotFound,
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
 )
+from hub.groupcommit import GroupCommit
 from hub.metrics import (
     WEBHOOK_ENQUEUE_FAILURES,
     WEBHOOK_INGEST_SECONDS,
@@ -51,6 +51,13 @@ from hub.models import WebhookEndpoint
 from hub.ratelimit import QuotaLimiter
 from hub.redaction import redact_headers
 from hub.services import Services
+from hub.webhooks.store import (
+    DATABASE_DOWN,
+    EventStore,
+    NewEvent,
+    Stored,
+    make_intake_engine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +65,6 @@ PROCESS_TASK = "hub.webhooks.process"
 #: How long a disable, rotation or deletion may take to reach a running web process.
 ENDPOINT_CACHE_SECONDS = 5.0
 COUNTER_FLUSH_SECONDS = 1.0
-#: PostgreSQL application_name of the intake's connections (pg_stat_activity).
-INTAKE_APPLICATION_NAME = "hub-webhook-intake"
-
-_INSERT = text("""
-    INSERT INTO webhook_events (id, endpoint_id, tenant_id, source, external_id, event_type,
-                                headers, body)
-    VALUES (:id, :endpoint_id, :tenant_id, :source, :external_id, :event_type, :headers, :body)
-    ON CONFLICT (endpoint_id, external_id) DO NOTHING
-    RETURNING id
-""").bindparams(bindparam("headers", type_=JSONB), bindparam("body", type_=LargeBinary))
-_EXISTING = text("SELECT id FROM webhook_events WHERE endpoint_id = :endpoint_id "
-                 "AND external_id = :external_id")
-
-#: SQLAlchemy failures that mean "the database cannot take this now": answer 503.
-DATABASE_DOWN = (sa_exc.DBAPIError, sa_exc.TimeoutError)
 
 
 class HeaderItems(Protocol):
@@ -177,12 +169,6 @@ def _wanted(endpoint: IngressEndpoint, event_type: str | None) -> bool:
         fnmatch.fnmatchcase(event_type, pattern) for pattern in endpoint.event_types)
 
 
-def make_hot_path_engine(settings: Settings) -> Engine:
-    """The intake's engine: autocommit, no pre-ping (disconnects are retried instead)."""
-    return make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
-                       connect_args={"application_name": INTAKE_APPLICATION_NAME})
-
-
 class Intake:
     """Receives webhooks for one process; holds its endpoint cache and counter buffer."""
 
@@ -190,7 +176,8 @@ class Intake:
                  engine: Engine | None = None) -> None:
         self._services = services
         self._cache = cache or EndpointCache()
-        self._engine = engine or make_hot_path_engine(services.settings)
+        self._store = EventStore(engine or make_intake_engine(services.settings))
+        self._writer: GroupCommit[NewEvent, Stored] = GroupCommit(self.store_and_enqueue)
         self.counters = CounterBuffer()
         self._limiter = QuotaLimiter(services.redis,
                                      services.settings.redis_key("webhooks", "ratelimit") + ":")
@@ -275,51 +262,52 @@ class Intake:
 
     def _record(self, endpoint: IngressEndpoint, external_id: str, event_type: str | None,
                 headers: dict[str, str], body: bytes) -> Receipt:
-        params = {"id": uuid.uuid4(), "endpoint_id": endpoint.id,
-                  "tenant_id": endpoint.tenant_id, "source": endpoint.source,
-                  "external_id": external_id, "event_type": event_type,
-                  "headers": redact_headers(headers), "body": body}
+        event = NewEvent(endpoint.id, endpoint.tenant_id, endpoint.source, external_id,
+                         event_type, redact_headers(headers), body)
         try:
-            inserted, existing = self._insert_retrying(params)
+            stored = self._writer.submit(event)
+        except psycopg.DataError:
+            # A value PostgreSQL cannot hold (a NUL character in the event type, say).
+            raise MalformedBody("the event holds a value that cannot be stored") from None
+        except psycopg.IntegrityError:
+            # The endpoint was deleted in the seconds this process had it cached.
+            raise NotFound("unknown webhook endpoint") from None
         except DATABASE_DOWN:
             raise ServiceUnavailable("the event store is unavailable; retry later") from None
-        if inserted is None:
-            return Receipt(existing, duplicate=True)
-        self._enqueue(inserted)
-        return Receipt(inserted)
+        return Receipt(stored.id, duplicate=stored.duplicate)
 
-    def _insert_retrying(self, params: dict[str, Any]) -> tuple[uuid.UUID | None,
-                                                                 uuid.UUID | None]:
+    def store_and_enqueue(self, events: Sequence[NewEvent]) -> Sequence[Stored | BaseException]:
+        """Store a batch of events, then enqueue the new ones (the group commit's write)."""
         try:
-            return self._insert(params)
-        except sa_exc.DBAPIError as exc:
-            if not exc.connection_invalidated:
+            stored: Sequence[Stored | BaseException] = self._store.add(events)
+        except (psycopg.DataError, psycopg.IntegrityError):
+            if len(events) == 1:
                 raise
-            # Optimistic disconnect handling instead of a pre-ping round trip per request:
-            # a pooled connection killed by a PostgreSQL restart is replaced, and the
-            # idempotent INSERT (ON CONFLICT DO NOTHING) runs once more.
-            return self._insert(params)
+            # One event the database refuses must not fail the others of its batch.
+            stored = [self._write_alone(event) for event in events]
+        self._enqueue([s.id for s in stored if isinstance(s, Stored) and not s.duplicate])
+        return stored
 
-    def _insert(self, params: dict[str, Any]) -> tuple[uuid.UUID | None, uuid.UUID | None]:
-        # One autocommit statement: committed (and fsynced) when it returns, in one
-        # round trip instead of BEGIN, INSERT, COMMIT. Then, and only then, enqueue.
-        with self._engine.connect() as conn:
-            inserted = conn.execute(_INSERT, params).scalar()
-            if inserted is not None:
-                return inserted, None
-            return None, conn.execute(_EXISTING, params).scalar()
-
-    def _enqueue(self, event_id: uuid.UUID) -> None:
+    def _write_alone(self, event: NewEvent) -> Stored | BaseException:
         try:
-            self._services.dispatcher.send(PROCESS_TASK, {"event_id": str(event_id)})
+            return self._store.add([event])[0]
+        except DATABASE_DOWN as exc:
+            return exc
+
+    def _enqueue(self, event_ids: list[uuid.UUID]) -> None:
+        if not event_ids:
+            return
+        try:
+            send_many(self._services.dispatcher, PROCESS_TASK,
+                      [{"event_id": str(event_id)} for event_id in event_ids])
         except Exception:
-            WEBHOOK_ENQUEUE_FAILURES.inc()
-            log.warning("event %s committed but not enqueued; the sweeper will enqueue it",
-                        event_id, exc_info=True)
+            WEBHOOK_ENQUEUE_FAILURES.inc(len(event_ids))
+            log.warning("%d committed event(s) not enqueued (%s); the sweeper will enqueue "
+                        "them", len(event_ids), ", ".join(map(str, event_ids)), exc_info=True)
 
     def close(self) -> None:
-        """Release the hot-path engine's connections."""
-        self._engine.dispose()
+        """Release the event store's connections."""
+        self._store.close()
 
     def clear_cache(self) -> None:
         """Forget cached endpoints (tests; an operator change otherwise waits the TTL)."""

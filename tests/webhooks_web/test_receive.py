@@ -315,7 +315,7 @@ def test_pooled_connection_killed_by_a_restart_is_replaced_transparently(client,
     import psycopg
 
     from hub.devservices import libpq_url
-    from hub.webhooks.intake import INTAKE_APPLICATION_NAME
+    from hub.webhooks.store import INTAKE_APPLICATION_NAME
 
     created = make_endpoint(secrets=[SECRET])
     assert client.post(url_of(created), data=(r := stripe_request())[0],
@@ -331,3 +331,39 @@ def test_pooled_connection_killed_by_a_restart_is_replaced_transparently(client,
     assert killed >= 1
     assert response.status_code == 202
     assert len(rows(sessions, created.id)) == 2
+
+
+def test_an_event_field_postgresql_cannot_hold_is_400_and_stores_nothing(client, make_endpoint,
+                                                                         sessions, sent):
+    created = make_endpoint(secrets=[SECRET])
+    body, headers = stripe_request(event_type="charge.\u0000succeeded")
+
+    response = client.post(url_of(created), data=body, headers=headers)
+
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "MALFORMED_BODY"
+    assert rows(sessions, created.id) == [] and sent() == []
+
+
+def test_concurrent_requests_with_retries_are_stored_and_enqueued_once_each(
+        app, make_endpoint, sessions, sent):
+    from concurrent.futures import ThreadPoolExecutor
+
+    created = make_endpoint(secrets=[SECRET])
+    requests_ = [stripe_request() for _ in range(40)]
+    # Every event sent twice, as providers retry: 80 requests from 16 threads at once.
+    posts = requests_ + requests_
+
+    def post(request):
+        body, headers = request
+        return app.test_client().post(url_of(created), data=body, headers=headers)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(post, posts))
+
+    assert {a.status_code for a in answers} == {202}
+    stored = {str(r.id) for r in rows(sessions, created.id)}
+    assert len(stored) == 40
+    assert {a.json["id"] for a in answers} == stored
+    assert sum(not a.json["duplicate"] for a in answers) == 40
+    assert sorted(kwargs["event_id"] for _name, kwargs in sent()) == sorted(stored)
