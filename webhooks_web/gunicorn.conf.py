@@ -3,15 +3,17 @@
 
     gunicorn -c webhooks_web/gunicorn.conf.py "webhooks_web:create_app()"
 
-Each request is short and spends much of its time waiting on PostgreSQL's
-commit (fsync) and the broker, so more processes than cores keep the CPUs busy.
-Default: synchronous workers (WEB_THREADS=1), WEB_CONCURRENCY = 4 x cores. On the
-2-core machine of docs/benchmarks.md, 8 sync workers gave the best ingest rate and
-tail latency (p99 93 ms against 163 ms for 4 workers x 4 threads, whose threads
-queue on the GIL). Sync workers expect a buffering proxy (nginx, a cloud load
-balancer) in front; set WEB_THREADS=4 (gthread) to serve slow clients directly.
-Every process holds its own SQLAlchemy pools: keep processes x threads well below
-PostgreSQL's max_connections.
+Default: threaded workers, WEB_CONCURRENCY = one process per core, WEB_THREADS = 16
+threads each. A request spends most of its time waiting on PostgreSQL's commit
+(fsync) and the broker, and the requests waiting in one process share those round
+trips: the intake writes whatever events its threads hold in one INSERT, one
+commit and one LPUSH (hub.groupcommit). On the 2-core machine of
+docs/benchmarks.md that took the ingest from ~860/s with 8 sync workers to
+~1,100-1,200/s, with lower tail latency. Threads also keep a slow client from
+holding a whole process, so no buffering proxy is required in front.
+WEB_THREADS=1 gives sync workers (one request per process, batches of one).
+Each process holds its own SQLAlchemy pools; the intake uses one connection per
+process at a time, the endpoint lookups a few more.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import tempfile
 from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", str(4 * (os.cpu_count() or 1))))
-threads = int(os.environ.get("WEB_THREADS", "1"))
+workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 1)))
+threads = int(os.environ.get("WEB_THREADS", "16"))
 worker_class = "gthread" if threads > 1 else "sync"
 # Providers time out after 10-30 s; answer (or fail) well before that.
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
@@ -52,3 +54,12 @@ def child_exit(server: Any, worker: Any) -> None:
     from hub.metrics import mark_process_dead
 
     mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    import gc
+
+    # Everything loaded so far (the app, its modules, pools) lives as long as the worker:
+    # keep it out of the collector's generations so each collection walks only what
+    # requests allocate (the practice Python's gc.freeze was added for).
+    gc.freeze()
