@@ -7,9 +7,16 @@ Three targets, one after the other, under the same gunicorn config
 (tests/bench/post.lua: every request a distinct, freshly signed Stripe event):
 
 * ``bare``: a Flask endpoint answering 202 (HTTP ceiling);
-* ``raw``: one INSERT of the body + one Redis LPUSH (durable ceiling);
+* ``raw``: one INSERT of the body + one Redis LPUSH per request (durable ceiling), on
+  the same engine and driver path as the hub's event store;
 * ``hub``: ``webhooks_web:create_app()`` - endpoint lookup (cached), Stripe signature,
-  JSON parse, INSERT ... ON CONFLICT into webhook_events, COMMIT, Celery send_task.
+  JSON parse, INSERT ... ON CONFLICT into webhook_events (committed), Celery task
+  message LPUSH; concurrent requests of one process share the INSERT and the LPUSH
+  (hub.groupcommit).
+
+Run it twice to see both sides: with the defaults (gunicorn.conf.py: threaded
+workers) and with ``--workers 8 --threads 1`` (sync workers, where the raw
+reference does best and the hub cannot batch).
 
 Reports accepted/s, p50/p90/p99 latency, and for the durable targets the rows stored
 against the 2xx answers (stored may exceed answered only by requests in flight when
@@ -23,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import runpy
 import shutil
 import signal
 import statistics
@@ -73,6 +81,8 @@ class Result:
     p99: float
     stored: int | None
     cpu_ms: float | None  # gunicorn workers' CPU per accepted request (load-independent)
+    pg_cpu_ms: float | None  # PostgreSQL's CPU (all its processes) per accepted request
+    machine_cpu_ms: float | None  # every process on the machine (wrk, Redis, ...) likewise
 
 
 def bench_env(args: argparse.Namespace) -> dict[str, str]:
@@ -82,6 +92,12 @@ def bench_env(args: argparse.Namespace) -> dict[str, str]:
         HUB_BROKER_URL=args.redis_url, HUB_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         HUB_QUEUE_PREFIX="bench.", HUB_REDIS_PREFIX="hubbench:", HUB_LOG_LEVEL="WARNING",
         WEB_CONCURRENCY=str(args.workers), WEB_THREADS=str(args.threads))
+
+
+def gunicorn_defaults() -> dict[str, int]:
+    """Workers and threads as webhooks_web/gunicorn.conf.py sets them here."""
+    conf = runpy.run_path(str(ROOT / "webhooks_web/gunicorn.conf.py"))
+    return {"workers": conf["workers"], "threads": conf["threads"]}
 
 
 def prepare(settings: Settings, *, drop_endpoint_fk: bool = False) -> str:
@@ -124,17 +140,39 @@ def write_requests(path: Path, count: int) -> None:
             out.write(f"{header}\t{body}\n")
 
 
-def worker_cpu(proc: subprocess.Popen[bytes]) -> float | None:
-    """CPU seconds used so far by the gunicorn workers (children of the master)."""
+def cpu_snapshot(proc: subprocess.Popen[bytes]) -> dict[str, float] | None:
+    """CPU seconds used so far: the gunicorn workers (children of the master), every
+    PostgreSQL process, and the whole machine (busy time of all cores)."""
     try:
         import psutil
     except ImportError:
         return None
-    total = 0.0
-    for child in psutil.Process(proc.pid).children():
-        times = child.cpu_times()
-        total += times.user + times.system
-    return total
+
+    def used(p: psutil.Process) -> float:
+        try:
+            times = p.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system
+
+    machine = psutil.cpu_times()
+    postgres = {p.pid: used(p) for p in psutil.process_iter(["name"])
+                if p.info["name"] == "postgres"}
+    return {"workers": sum(used(c) for c in psutil.Process(proc.pid).children()),
+            "postgres": postgres,  # type: ignore[dict-item]
+            "machine": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)}
+
+
+def cpu_per_request(before: dict | None, after: dict | None, ok: int) -> dict[str, float | None]:
+    """Milliseconds of CPU per accepted request, by consumer, between two snapshots."""
+    if before is None or after is None:
+        return {"workers": None, "postgres": None, "machine": None}
+    # Backends that started during the run count from zero; ones that ended are lost
+    # (the pools keep theirs open for the whole run).
+    postgres = sum(t - before["postgres"].get(pid, 0.0) for pid, t in after["postgres"].items())
+    per = 1000 / max(ok, 1)
+    return {"workers": (after["workers"] - before["workers"]) * per,
+            "postgres": postgres * per, "machine": (after["machine"] - before["machine"]) * per}
 
 
 def stored(settings: Settings, target: str) -> int | None:
@@ -188,29 +226,33 @@ def run(target: str, settings: Settings, env: dict[str, str], token: str,
         write_requests(workdir / "warm.txt", int(args.max_rate * args.warmup))
         wrk(port, path, workdir / "warm.txt", args, args.warmup)
         write_requests(workdir / "run.txt", per_run)
-        before, cpu_before = stored(settings, target), worker_cpu(proc)
+        before, cpu_before = stored(settings, target), cpu_snapshot(proc)
         found = wrk(port, path, workdir / "run.txt", args, args.duration)
         time.sleep(1)  # let requests in flight when wrk stopped finish before counting
-        after, cpu_after = stored(settings, target), worker_cpu(proc)
+        after, cpu_after = stored(settings, target), cpu_snapshot(proc)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    cpu = cpu_per_request(cpu_before, cpu_after, int(found["ok"]))
     return Result(target, found["ok"] / args.duration, int(found["ok"]), int(found["other"]),
                   int(found["errors"]), int(found["wrapped"]), found["p50"], found["p90"],
                   found["p99"], None if before is None else after - before,
-                  None if cpu_before is None else
-                  (cpu_after - cpu_before) * 1000 / max(found["ok"], 1))
+                  cpu["workers"], cpu["postgres"], cpu["machine"])
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def report(results: list[Result], args: argparse.Namespace) -> str:
     lines = [("| target | accepted/s | p50 ms | p90 ms | p99 ms | 2xx | non-2xx | "
-              "socket errors | stored | worker CPU ms/req |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+              "socket errors | stored | CPU ms/req: workers | PostgreSQL | machine |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.target} | {r.rate:.0f} | {r.p50:.1f} | {r.p90:.1f} | {r.p99:.1f} | "
                      f"{r.ok} | {r.other} | {r.errors} | "
                      f"{'-' if r.stored is None else r.stored} | "
-                 f"{'-' if r.cpu_ms is None else f'{r.cpu_ms:.2f}'} |")
+                 f"{_ms(r.cpu_ms)} | {_ms(r.pg_cpu_ms)} | {_ms(r.machine_cpu_ms)} |")
     best = {t: max(r.rate for r in results if r.target == t) for t in {r.target for r in results}}
     med = {t: statistics.median(r.rate for r in results if r.target == t) for t in best}
     lines.append("")
@@ -229,9 +271,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--workers", type=int,
-                        default=int(os.environ.get("WEB_CONCURRENCY", 4 * (os.cpu_count() or 1))))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", "1")))
+    defaults = gunicorn_defaults()
+    parser.add_argument("--workers", type=int, default=defaults["workers"],
+                        help="WEB_CONCURRENCY (default: webhooks_web/gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, default=defaults["threads"],
+                        help="WEB_THREADS; 1 = sync workers (default: gunicorn.conf.py's)")
     parser.add_argument("--max-rate", type=int, default=3000,
                         help="Distinct requests generated per second of run (no repeats).")
     parser.add_argument("--targets", default="bare,raw,hub")
