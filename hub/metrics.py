@@ -36,6 +36,11 @@ WEBHOOK_INGEST_SECONDS = Histogram(
     "Time to verify, record and enqueue one inbound webhook.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
 
+WEBHOOK_INGEST_BATCH = Histogram(
+    "hub_webhook_ingest_batch_events",
+    "Events stored by one INSERT of the intake's group commit (1 with sync workers).",
+    buckets=(1, 2, 4, 8, 16, 32, 64))
+
 
 WEBHOOK_EVENTS_PROCESSED = Counter(
     "hub_webhook_events_processed_total",

@@ -44,6 +44,7 @@ from hub.errors import (
 from hub.groupcommit import GroupCommit
 from hub.metrics import (
     WEBHOOK_ENQUEUE_FAILURES,
+    WEBHOOK_INGEST_BATCH,
     WEBHOOK_INGEST_SECONDS,
     WEBHOOKS_RECEIVED,
 )
@@ -278,6 +279,7 @@ class Intake:
 
     def store_and_enqueue(self, events: Sequence[NewEvent]) -> Sequence[Stored | BaseException]:
         """Store a batch of events, then enqueue the new ones (the group commit's write)."""
+        WEBHOOK_INGEST_BATCH.observe(len(events))
         try:
             stored: Sequence[Stored | BaseException] = self._store.add(events)
         except (psycopg.DataError, psycopg.IntegrityError):

@@ -30,8 +30,20 @@ INTAKE_APPLICATION_NAME = "hub-webhook-intake"
 DATABASE_DOWN: tuple[type[Exception], ...] = (psycopg.Error, sa_exc.DBAPIError,
                                               sa_exc.TimeoutError)
 
-# One statement for any number of events: arrays, not a VALUES list per batch size,
-# so a single prepared statement serves every batch.
+# One event (every request of a sync worker, most of a lightly loaded threaded one).
+_INSERT_ONE = """
+    INSERT INTO webhook_events (endpoint_id, tenant_id, source, external_id, event_type,
+                                headers, body)
+    VALUES (%s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (endpoint_id, external_id) DO NOTHING
+    RETURNING id, endpoint_id, external_id
+"""
+_EXISTING_ONE = """
+    SELECT id, endpoint_id, external_id FROM webhook_events
+    WHERE endpoint_id = %s AND external_id = %s
+"""
+# A batch: arrays rather than a VALUES list per batch size, so one prepared
+# statement serves every size.
 _INSERT = """
     INSERT INTO webhook_events (endpoint_id, tenant_id, source, external_id, event_type,
                                 headers, body)
@@ -66,10 +78,10 @@ class Stored:
     duplicate: bool
 
 
-def make_intake_engine(settings: Settings) -> Engine:
+def make_intake_engine(settings: Settings, **options: Any) -> Engine:
     """Autocommit, no pre-ping: a connection killed under us is replaced by :meth:`EventStore.add`."""
     return make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
-                       connect_args={"application_name": INTAKE_APPLICATION_NAME})
+                       connect_args={"application_name": INTAKE_APPLICATION_NAME}, **options)
 
 
 class ConnectionLost(psycopg.OperationalError):
@@ -114,25 +126,33 @@ class EventStore:
     @staticmethod
     def _insert_or_find(conn: psycopg.Connection[Any],
                         events: Sequence[NewEvent]) -> list[Stored]:
-        columns = ([e.endpoint_id for e in events], [e.tenant_id for e in events],
-                   [e.source for e in events], [e.external_id for e in events],
-                   [e.event_type for e in events], [Jsonb(e.headers) for e in events],
-                   [e.body for e in events])
+        if len(events) == 1:
+            [only] = events
+            insert, existing = _INSERT_ONE, _EXISTING_ONE
+            params: tuple[Any, ...] = (only.endpoint_id, only.tenant_id, only.source,
+                                       only.external_id, only.event_type,
+                                       Jsonb(only.headers), only.body)
+        else:
+            insert, existing = _INSERT, _EXISTING
+            params = ([e.endpoint_id for e in events], [e.tenant_id for e in events],
+                      [e.source for e in events], [e.external_id for e in events],
+                      [e.event_type for e in events], [Jsonb(e.headers) for e in events],
+                      [e.body for e in events])
         ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
         inserted: set[tuple[uuid.UUID, str]] = set()
         # Twice at most: a duplicate purged by retention between the two statements
         # is simply inserted by the second round.
         for _ in range(2):
-            for row_id, endpoint_id, external_id in conn.execute(_INSERT, columns,
-                                                                 prepare=True):
+            for row_id, endpoint_id, external_id in conn.execute(insert, params, prepare=True):
                 ids[(endpoint_id, external_id)] = row_id
                 inserted.add((endpoint_id, external_id))
             missing = {(e.endpoint_id, e.external_id) for e in events} - ids.keys()
             if missing:
                 keys = list(missing)
-                for row_id, endpoint_id, external_id in conn.execute(
-                        _EXISTING, ([k[0] for k in keys], [k[1] for k in keys]),
-                        prepare=True):
+                lookup = (keys[0] if len(events) == 1 else
+                          ([k[0] for k in keys], [k[1] for k in keys]))
+                for row_id, endpoint_id, external_id in conn.execute(existing, lookup,
+                                                                     prepare=True):
                     ids[(endpoint_id, external_id)] = row_id
             if len(ids) == len({(e.endpoint_id, e.external_id) for e in events}):
                 break

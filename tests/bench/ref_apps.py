@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import os
+
 import redis
 from flask import Flask, request
 
@@ -39,7 +41,10 @@ def raw_app() -> Flask:
     # The same engine and driver path as the hub's event store (hub.webhooks.store):
     # autocommit (the INSERT is one round trip, committed when it returns), no pre-ping,
     # a prepared statement on the pooled psycopg connection.
-    engine = make_intake_engine(settings)
+    # A pool as large as the worker's threads: with fewer, threaded workers would open
+    # and close overflow connections (a PostgreSQL backend each) on every request.
+    threads = int(os.environ.get("WEB_THREADS", "1"))
+    engine = make_intake_engine(settings, pool_size=max(5, threads))
     client = redis.Redis.from_url(settings.effective_broker_url)
     insert = f"INSERT INTO {RAW_TABLE} (body) VALUES (%s) RETURNING id"
     app = Flask(__name__)
