@@ -8,8 +8,8 @@ threads each. A request spends most of its time waiting on PostgreSQL's commit
 (fsync) and the broker, and the requests waiting in one process share those round
 trips: the intake writes whatever events its threads hold in one INSERT, one
 commit and one LPUSH (hub.groupcommit). On the 2-core machine of
-docs/benchmarks.md that took the ingest from ~860/s with 8 sync workers to
-~1,100-1,200/s, with lower tail latency. Threads also keep a slow client from
+docs/benchmarks.md that took the ingest from 670-880/s with 8 sync workers to
+1,050-1,250/s, with lower tail latency. Threads also keep a slow client from
 holding a whole process, so no buffering proxy is required in front.
 WEB_THREADS=1 gives sync workers (one request per process, batches of one).
 Each process holds its own SQLAlchemy pools; the intake uses one connection per
