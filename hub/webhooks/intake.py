@@ -6,11 +6,13 @@ after it leaves a ``pending`` row that the processing sweeper re-enqueues. The
 provider's event id is unique per endpoint, so a retried event is recorded
 once and answered ``duplicate``.
 
-Per request it costs one INSERT ... RETURNING (plus one SELECT for a
-duplicate) and one enqueue: endpoints are cached decrypted in process memory
-for :data:`ENDPOINT_CACHE_SECONDS`, and the endpoint counters are summed in
-memory and written at most once per :data:`COUNTER_FLUSH_SECONDS` (a hot row
-updated by every request would serialise all inserts on its lock).
+The durable write goes through a group commit (:mod:`hub.groupcommit`): the
+requests of one process that wait at the same moment share one INSERT (plus one
+SELECT for duplicates), one commit and one LPUSH; a lone request writes at once.
+Endpoints are cached decrypted in process memory for
+:data:`ENDPOINT_CACHE_SECONDS`, and the endpoint counters are summed in memory
+and written at most once per :data:`COUNTER_FLUSH_SECONDS` (a hot row updated by
+every request would serialise all inserts on its lock).
 """
 
 from __future__ import annotations
