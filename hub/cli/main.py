@@ -14,10 +14,13 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
+import psycopg
+import redis
+from sqlalchemy import exc as sa_exc
 
 from hub.config import Settings, load_settings
 from hub.dispatch import Dispatcher
-from hub.errors import ConfigError, HubError
+from hub.errors import ConfigError, HubError, ServiceUnavailable
 from hub.services import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -136,6 +139,18 @@ class HubGroup(click.Group):
             _fail(click_ctx, exc, status=2)
         except HubError as exc:
             _fail(click_ctx, exc, status=1)
+        except (sa_exc.OperationalError, psycopg.OperationalError) as exc:
+            # Unreachable server, missing database, refused login: libpq's own first
+            # line says which (it names host, port and database, never the password).
+            cause = exc.orig if isinstance(exc, sa_exc.OperationalError) else exc
+            _fail(click_ctx, ServiceUnavailable(f"PostgreSQL: {_first_line(cause)}"), status=1)
+        except redis.ConnectionError as exc:
+            _fail(click_ctx, ServiceUnavailable(f"Redis: {_first_line(exc)}"), status=1)
+
+
+def _first_line(exc: BaseException | None) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _fail(click_ctx: click.Context, exc: HubError, *, status: int) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from hub import integrations
 from hub.cli.integrations import set_
 from hub.vault import Vault, generate_key
@@ -97,3 +99,22 @@ def test_missing_key_configuration_exits_2(hub, tenant):
                  input='{"k": "v"}', env={"HUB_ENCRYPTION_KEYS": ""})
 
     assert result.exit_code == 2 and "HUB_ENCRYPTION_KEYS" in result.stderr
+
+
+def test_an_unreachable_database_is_one_line_exit_1_without_the_password(hub, tenant,
+                                                                        free_port_number):
+    url = f"postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:{free_port_number}/hub"
+
+    result = hub("integrations", "list", "--tenant", tenant, env={"HUB_DATABASE_URL": url})
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("hub: error: PostgreSQL: ")
+    assert "Connection refused" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert "s3cret-pw" not in result.output + result.stderr
+
+
+@pytest.fixture
+def free_port_number() -> int:
+    from hub.devservices import free_port
+
+    return free_port()
