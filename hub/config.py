@@ -91,7 +91,7 @@ def _schedule(value: str) -> tuple[float, ...]:
 def _tenant_schedules(value: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
     raw = json.loads(value or "{}")
     if not isinstance(raw, dict):
-        raise ValueError('expected a JSON object {"tenant": [seconds, ...]}')
+        raise ValueError('expected a JSON object {"tenant": [seconds, ...]}')  # noqa: TRY004
     if not all(isinstance(waits, list) for waits in raw.values()):
         raise ValueError("each tenant's schedule must be a JSON list of seconds")
     return tuple((str(t), _schedule(",".join(str(w) for w in waits)))

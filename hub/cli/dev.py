@@ -17,7 +17,7 @@ from hub.config import load_settings
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".hub/dev"),
               show_default=True, help="Where embedded servers and dev secrets live.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", 8000)),
+@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "8000")),
               show_default="$PORT or 8000", help="Webhook app port.")
 @click.option("--flower-port", type=int, default=5555, show_default=True)
 @click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True)

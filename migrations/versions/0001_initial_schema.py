@@ -6,8 +6,8 @@ Create Date: 2026-11-22 02:29:49.232404
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0001'

@@ -28,17 +28,17 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hub import cache, integrations, migrate, transform  # noqa: E402
-from hub.auth import strategy_for  # noqa: E402
-from hub.auth.oauth2 import token_cache  # noqa: E402
-from hub.auth.tokens import Token  # noqa: E402
-from hub.breaker import breaker_for  # noqa: E402
-from hub.config import load_settings  # noqa: E402
-from hub.devservices import create_database, drop_database, with_database  # noqa: E402
-from hub.dispatch import RecordingDispatcher  # noqa: E402
-from hub.integrations import IntegrationSpec, credentials_of  # noqa: E402
-from hub.ratelimit import ProviderHold  # noqa: E402
-from hub.services import Services  # noqa: E402
+from hub import cache, integrations, migrate, transform
+from hub.auth import strategy_for
+from hub.auth.oauth2 import token_cache
+from hub.auth.tokens import Token
+from hub.breaker import breaker_for
+from hub.config import load_settings
+from hub.devservices import create_database, drop_database, with_database
+from hub.dispatch import RecordingDispatcher
+from hub.integrations import IntegrationSpec, credentials_of
+from hub.ratelimit import ProviderHold
+from hub.services import Services
 
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

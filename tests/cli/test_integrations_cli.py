@@ -4,7 +4,7 @@ import pytest
 
 from hub import integrations
 from hub.cli.integrations import set_
-from hub.vault import Vault, generate_key
+from hub.vault import Vault
 
 
 def _add(hub, tenant, name="maps", *extra):
@@ -78,7 +78,7 @@ def test_keys_generate_then_rotate(hub, tenant, sessions, settings):
     _add(hub, tenant)
     hub("credentials", "set", "--tenant", tenant, "--integration", "maps",
         input='{"api_key": "sk_rot"}')
-    status, generated = hub.json("keys", "generate")
+    _status, generated = hub.json("keys", "generate")
     new_key = generated["key"]
 
     result = hub("--json", "keys", "rotate", env={"HUB_ENCRYPTION_KEYS": f"{new_key},{old_key}"})

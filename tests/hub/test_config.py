@@ -7,7 +7,12 @@ import sys
 import pytest
 from cryptography.fernet import Fernet
 
-from hub.config import DEFAULT_DATABASE_URL, load_settings, setting_fields, settings_table
+from hub.config import (
+    DEFAULT_DATABASE_URL,
+    load_settings,
+    setting_fields,
+    settings_table,
+)
 from hub.errors import ConfigError
 
 
@@ -57,7 +62,8 @@ def test_countdown_reaching_the_visibility_timeout_is_refused():
 
 
 def test_readme_settings_table_matches_the_code():
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as file:
+        readme = file.read()
 
     missing = [f.metadata["env"] for f in setting_fields() if f.metadata["env"] not in readme]
     assert missing == []
@@ -68,10 +74,10 @@ def test_readme_settings_table_matches_the_code():
 def test_worker_start_up_with_a_bad_setting_prints_one_line():
     env = dict(os.environ, HUB_REDIS_URL="localhost:6379")
 
-    proc = subprocess.run([sys.executable, "-c", "import tasks"], env=env,
+    proc = subprocess.run([sys.executable, "-c", "import tasks"], env=env, check=False,
                           capture_output=True, text=True, timeout=60)
 
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "hub: configuration error: HUB_REDIS_URL is malformed: "
-        "expected a redis://, rediss:// or unix:// URL"]
+        ("hub: configuration error: HUB_REDIS_URL is malformed: "
+         "expected a redis://, rediss:// or unix:// URL")]

@@ -7,7 +7,12 @@ import psycopg
 import pytest
 import redis
 
-from hub.devservices import ensure_local_services, free_port, libpq_url, postgres_reachable
+from hub.devservices import (
+    ensure_local_services,
+    free_port,
+    libpq_url,
+    postgres_reachable,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -46,9 +46,8 @@ def test_disabled_integration_is_refused(sessions, tenant):
         integrations.create(session, _spec(tenant))
         integrations.set_status(session, tenant, "maps", "disabled")
 
-    with sessions() as session:
-        with pytest.raises(IntegrationDisabled):
-            integrations.get_active(session, tenant, "maps")
+    with sessions() as session, pytest.raises(IntegrationDisabled):
+        integrations.get_active(session, tenant, "maps")
 
 
 def test_enable_again_makes_it_usable(sessions, tenant):
@@ -64,16 +63,16 @@ def test_enable_again_makes_it_usable(sessions, tenant):
     ({"rate_limit_per_minute": 0}, "rate limits must be positive"),
 ])
 def test_bad_specs_are_refused(sessions, tenant, kw, message):
-    with sessions() as session, session.begin():
-        with pytest.raises(ValidationError, match=message):
+    with sessions() as session, session.begin(), \
+            pytest.raises(ValidationError, match=message):
             integrations.create(session, _spec(tenant, **kw))
 
 
 def test_base_url_must_be_absolute_http(sessions, tenant):
     spec = integrations.IntegrationSpec(tenant_id=tenant, name="x", adapter="rest",
                                         base_url="ftp://files.example.com")
-    with sessions() as session, session.begin():
-        with pytest.raises(ValidationError, match="absolute http"):
+    with sessions() as session, session.begin(), \
+            pytest.raises(ValidationError, match="absolute http"):
             integrations.create(session, spec)
 
 
