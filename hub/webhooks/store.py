@@ -78,10 +78,23 @@ class Stored:
     duplicate: bool
 
 
-def make_intake_engine(settings: Settings, **options: Any) -> Engine:
-    """Autocommit, no pre-ping: a connection killed under us is replaced by :meth:`EventStore.add`."""
+#: Bounds on one intake statement. Providers give up after 10-30 s, and the requests
+#: batched behind a stalled INSERT wait with it: better a quick 503 (they retry) than a
+#: process whose every thread hangs on a lock or a stuck server.
+STATEMENT_TIMEOUT_MS = 10_000
+LOCK_TIMEOUT_MS = 5_000
+CONNECT_TIMEOUT_S = 5
+
+
+def make_intake_engine(settings: Settings, *, lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+                       **options: Any) -> Engine:
+    """Autocommit, no pre-ping (a connection killed under us is replaced by
+    :meth:`EventStore.add`), and timeouts so a stall answers 503 instead of hanging."""
+    timeouts = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={lock_timeout_ms}"
     return make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
-                       connect_args={"application_name": INTAKE_APPLICATION_NAME}, **options)
+                       connect_args={"application_name": INTAKE_APPLICATION_NAME,
+                                     "connect_timeout": CONNECT_TIMEOUT_S,
+                                     "options": timeouts}, **options)
 
 
 class ConnectionLost(psycopg.OperationalError):

@@ -87,3 +87,32 @@ def test_the_intake_stores_a_batch_with_one_refused_event_and_enqueues_the_other
     assert [o.id for o in (outcomes[0], outcomes[2])] == [rows[e.external_id].id for e in good]
     assert sorted(kwargs["event_id"] for _name, kwargs in sent()) == sorted(
         str(rows[e.external_id].id) for e in good)
+
+
+def test_a_write_blocked_on_a_lock_is_503_after_the_lock_timeout_and_stores_nothing(
+        services, settings, make_endpoint, sessions):
+    import time
+
+    import psycopg
+
+    from hub.devservices import libpq_url
+    from hub.errors import ServiceUnavailable
+    from hub.webhooks.intake import Intake
+    from tests.webhooks_web.test_receive import SECRET, rows, stripe_request
+
+    created = make_endpoint(secrets=[SECRET])
+    intake = Intake(services, engine=make_intake_engine(settings, lock_timeout_ms=300))
+    body, headers = stripe_request()
+    try:
+        with psycopg.connect(libpq_url(settings.database_url)) as blocker:
+            blocker.execute("LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailable):
+                intake.receive("stripe", created.token, body, headers)
+            waited = time.monotonic() - started
+            blocker.rollback()
+    finally:
+        intake.close()
+
+    assert waited < 5  # the lock timeout answered, not the blocker's release
+    assert rows(sessions, created.id) == []
