@@ -469,8 +469,9 @@ def _secrets_of(run: Attempt, prepared: requests.PreparedRequest) -> list[str]:
     values = set(run.secrets)
     for name, value in prepared.headers.items():
         if redaction.is_sensitive_name(name) and value:
-            values.add(value)
-            values.add(value.split(" ", 1)[-1])
+            text = value if isinstance(value, str) else value.decode("latin-1")
+            values.add(text)
+            values.add(text.split(" ", 1)[-1])
     return sorted(v for v in values if len(v) >= redaction.MIN_SECRET_LENGTH)
 
 
@@ -595,7 +596,7 @@ def _write_audit(session: Any, run: Attempt, outcome: str, *, status_code: int |
         operation=run.request.operation, outcome=outcome, started_at=run.started_at,
         attempt=run.number, method=out.method if out else None, url=out.url if out else None,
         request_headers=dict(out.headers) if out else None,
-        request_body=out.body if out else None,
+        request_body=out.body if out and isinstance(out.body, (bytes, str)) else None,
         response_headers=dict(resp.headers) if resp is not None else None,
         response_body=resp.content if resp is not None else None,
         status_code=status_code or (resp.status_code if resp is not None else None),

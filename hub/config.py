@@ -13,13 +13,11 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography.fernet import Fernet
 
 from hub.errors import ConfigError
-
-T = TypeVar("T")
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hub"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -98,7 +96,7 @@ def _tenant_schedules(value: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
                  for t, waits in raw.items())
 
 
-def _env(name: str, parse: Callable[[str], T], default: T, doc: str) -> Any:
+def _env(name: str, parse: Callable[[str], Any], default: Any, doc: str) -> Any:
     return field(default=default, metadata={"env": name, "parse": parse, "doc": doc})
 
 

@@ -25,7 +25,7 @@ def make_engine(settings: Settings, **kwargs: object) -> Engine:
     """
     options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
     options.update(kwargs)
-    return create_engine(settings.database_url, **options)  # type: ignore[arg-type]
+    return create_engine(settings.database_url, **options)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -58,7 +58,7 @@ def filter_clauses(equal: Iterable[tuple[Any, Any]], time_column: Any,
     return clauses
 
 
-def on_commit(session: Session, callback: Callable[[], None]) -> None:
+def on_commit(session: Session, callback: Callable[[], object]) -> None:
     """Run ``callback`` once ``session`` commits; forget it if the session rolls back."""
 
     def _run(_session: Session) -> None:

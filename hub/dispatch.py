@@ -41,7 +41,7 @@ def send_many(dispatcher: Dispatcher, name: str,
     # getattr, not isinstance: a runtime-checkable Protocol check costs more than the rest.
     batch = getattr(dispatcher, "send_many", None)
     if batch is not None:
-        return batch(name, kwargs_list)  # type: ignore[no-any-return]
+        return batch(name, kwargs_list)
     return [dispatcher.send(name, kwargs) for kwargs in kwargs_list]
 
 

@@ -152,7 +152,7 @@ class _GuardedConnectionMixin:
                     socket_options=self.socket_options)
             except TimeoutError as exc:
                 raise ConnectTimeoutError(
-                    self, f"Connection to {self.host} timed out") from exc  # type: ignore
+                    self, f"Connection to {self.host} timed out") from exc
             except OSError as exc:
                 last = exc
         raise NewConnectionError(self,  # type: ignore[arg-type]
@@ -181,7 +181,7 @@ class GuardedAdapter(HTTPAdapter):
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
                          **pool_kwargs: Any) -> None:
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = {  # type: ignore[assignment]
+        self.poolmanager.pool_classes_by_scheme = {
             "http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:

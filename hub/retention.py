@@ -4,9 +4,9 @@ short batches so no table is locked for long (DESIGN §8)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import cache
@@ -30,7 +30,9 @@ def delete_in_batches(factory: sessionmaker[Session], model: Any, *where: Any,
         ids = (select(model.id).where(*where).limit(batch)
                .with_for_update(skip_locked=True).scalar_subquery())
         with factory() as session, session.begin():
-            deleted = int(session.execute(delete(model).where(model.id.in_(ids))).rowcount or 0)
+            result = cast("CursorResult[Any]",
+                          session.execute(delete(model).where(model.id.in_(ids))))
+            deleted = int(result.rowcount or 0)
         total += deleted
         if deleted < batch:
             return total

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import redis
+from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,13 +34,13 @@ class Services:
         return make_session_factory(self.engine)
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Redis:
         """Text-mode client (``decode_responses=True``) for the hub's own keys."""
         return redis.Redis.from_url(self.settings.redis_url, decode_responses=True,
                                     health_check_interval=30)
 
     @cached_property
-    def redis_bytes(self) -> redis.Redis:
+    def redis_bytes(self) -> Redis:
         """Bytes-mode client; pybreaker's CircuitRedisStorage needs it."""
         return redis.Redis.from_url(self.settings.redis_url, decode_responses=False,
                                     health_check_interval=30)

@@ -11,7 +11,7 @@ from hub.calls import CallFailed
 from tasks.app import services
 
 
-class HubTask(Task):  # type: ignore[misc]
+class HubTask(Task):
     """Counts receives before the body runs; dead-letters a message that keeps
     killing its worker (see hub.guardrails)."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from hub.cli.main import main as hub_main
 
 
-def _dispatcher():  # type: ignore[no-untyped-def]
+def _dispatcher():
     from tasks.app import app
     from tasks.dispatcher import CeleryDispatcher
 

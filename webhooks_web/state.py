@@ -22,4 +22,4 @@ class WebState:
 
 def state() -> WebState:
     """The current app's WebState."""
-    return current_app.extensions["hub"]  # type: ignore[no-any-return]
+    return current_app.extensions["hub"]

@@ -29,7 +29,7 @@ class ApiKeyAuth:
         if self.location == "header":
             request.headers[self.name] = self.prefix + key
         else:
-            request.prepare_url(request.url, {self.name: key})
+            request.prepare_url(request.url or "", {self.name: key})
 
     def invalidate(self) -> None:
         """A static key: nothing to refresh."""

@@ -32,7 +32,7 @@ def _uuid(_ctx: click.Context, _param: click.Parameter, value: str | None) -> uu
         raise click.BadParameter("not an id") from None
 
 
-def filter_options(func):  # type: ignore[no-untyped-def]
+def filter_options(func):
     """The options shared by ``list`` and ``replay``."""
     for option in reversed((
         click.option("--tenant", required=True),

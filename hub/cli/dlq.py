@@ -16,7 +16,7 @@ COLUMNS = ("id", "tenant", "origin", "task_name", "integration", "error_code", "
            "last_failed_at", "replayed_at")
 
 
-def _filter_options(func):  # type: ignore[no-untyped-def]
+def _filter_options(func):
     for option in (
         click.option("--origin", type=click.Choice(["call", "webhook", "delivery", "poison"])),
         click.option("--code", help="Error code, e.g. UPSTREAM_ERROR, TIMEOUT."),

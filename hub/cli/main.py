@@ -120,7 +120,7 @@ def _cell(value: Any) -> str:
 
 def read_json_stdin(what: str) -> Any:
     """Parse a JSON document from stdin (secrets never travel in argv)."""
-    raw = click.get_text_stream("stdin").read()
+    raw = click.get_text_stream("stdin").read()  # type: ignore[operator]  # click 8.5's typing
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:

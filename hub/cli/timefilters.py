@@ -28,7 +28,7 @@ def parse_when(_ctx: click.Context | None, _param: click.Parameter | None,
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def time_options(func):  # type: ignore[no-untyped-def]
+def time_options(func):
     """``--since`` and ``--until`` on a command."""
     func = click.option("--until", callback=parse_when,
                         help="Only before this time (ISO 8601, or an age: 30m, 2h, 7d).")(func)

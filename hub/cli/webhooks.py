@@ -16,7 +16,7 @@ LIST_COLUMNS = ("id", "source", "scheme", "active", "received_count", "rejected_
 
 def _read_secret() -> str:
     # Secrets travel on stdin, never in argv (visible in ps and shell history).
-    secret = click.get_text_stream("stdin").read().strip()
+    secret = click.get_text_stream("stdin").read().strip()  # type: ignore[operator]  # click 8.5
     if not secret:
         raise click.UsageError("--secret-stdin given but stdin is empty")
     return secret
