@@ -463,25 +463,42 @@ def retry(services: Services, tenant: str, delivery_id: str) -> dict[str, Any]:
         return view(delivery)
 
 
-def replay(services: Services, flt: DeliveryFilter, *, dry_run: bool = False) -> dict[str, Any]:
-    """Send a filtered set of deliveries again on the ``replay`` queue, same ``webhook-id``.
+def replay(services: Services, flt: DeliveryFilter, *, dry_run: bool = False,
+           rate: float | None = None) -> dict[str, Any]:
+    """Send a filtered set of deliveries again, same ``webhook-id``, oldest first.
 
-    Deliveries of disabled subscriptions are skipped. With ``dry_run`` nothing
-    changes; the result lists what would be sent either way.
+    Without ``rate`` all are enqueued at once on the ``replay`` queue. With
+    ``rate`` (deliveries per second) each is scheduled in PostgreSQL, the k-th
+    at ``now + k / rate``, and beat's :func:`send_due` sends it when due, so a
+    receiver that is just recovering is not flooded and nothing depends on the
+    operator's terminal staying open. Deliveries of disabled subscriptions are
+    skipped. With ``dry_run`` nothing changes; the result lists what would be
+    sent either way.
     """
+    if rate is not None and rate <= 0:
+        raise ValidationError("rate must be a positive number of deliveries per second")
     with services.sessions() as session, session.begin():
         rows = find(session, flt, lock=not dry_run)
         active = {s.id for s in session.scalars(select(Subscription).where(
             Subscription.id.in_({d.subscription_id for d in rows}), Subscription.active))}
         chosen = [d for d in rows if d.subscription_id in active]
+        now = utcnow()
         if not dry_run:
-            for delivery in chosen:
-                requeue(session, services, delivery, reset_attempts=True,
-                        queue=services.settings.queue("replay"))
-        return {"dry_run": dry_run, "count": len(chosen),
-                "skipped_inactive": len(rows) - len(chosen),
-                "deliveries": [{"id": str(d.id), "message_id": d.message_id,
-                                "event_type": d.event_type} for d in chosen]}
+            for position, delivery in enumerate(chosen):
+                if rate is None:
+                    requeue(session, services, delivery, reset_attempts=True,
+                            queue=services.settings.queue("replay"))
+                else:
+                    delivery.status, delivery.attempts = "pending", 0
+                    delivery.next_attempt_at = now + timedelta(seconds=position / rate)
+        result: dict[str, Any] = {
+            "dry_run": dry_run, "count": len(chosen),
+            "skipped_inactive": len(rows) - len(chosen),
+            "deliveries": [{"id": str(d.id), "message_id": d.message_id,
+                            "event_type": d.event_type} for d in chosen]}
+        if rate is not None and chosen:
+            result["last_scheduled_at"] = now + timedelta(seconds=(len(chosen) - 1) / rate)
+        return result
 
 
 def _delivery_key(delivery_id: str) -> uuid.UUID:

@@ -93,11 +93,17 @@ def retry(ctx: CliContext, tenant: str, delivery_id: str) -> None:
 @deliveries_group.command()
 @filter_options
 @click.option("--dry-run", is_flag=True, help="Only list what would be sent.")
+@click.option("--rate", type=click.FloatRange(min=0.001, min_open=False),
+              help="Deliveries per second: scheduled in PostgreSQL and sent by beat "
+                   "(default: all at once on the replay queue).")
 @json_option
 @pass_ctx
-def replay(ctx: CliContext, dry_run: bool, **kwargs: object) -> None:
-    """Send a filtered set again on the replay queue, keeping each webhook-id."""
-    result = deliveries.replay(ctx.services, _filter(**kwargs), dry_run=dry_run)
+def replay(ctx: CliContext, dry_run: bool, rate: float | None, **kwargs: object) -> None:
+    """Send a filtered set again, keeping each webhook-id."""
+    result = deliveries.replay(ctx.services, _filter(**kwargs), dry_run=dry_run, rate=rate)
     verb = "would replay" if dry_run else "replaying"
+    paced = (f", the last at {result['last_scheduled_at']:%Y-%m-%d %H:%M:%S} UTC"
+             if "last_scheduled_at" in result else "")
     emit(ctx, result, text=f"{verb} {result['count']} deliveries "
-                           f"({result['skipped_inactive']} of disabled subscriptions skipped)")
+                           f"({result['skipped_inactive']} of disabled subscriptions skipped)"
+                           f"{paced}")

@@ -105,3 +105,7 @@ def test_deliveries_list_retry_and_replay_dry_run(hub, services, sessions, tenan
         assert hub.dispatcher.sent == []
         code, none = hub("deliveries", "replay", "--tenant", tenant, "--event-type", "github.*")
         assert code == 0 and none["count"] == 0
+        code, paced = hub("deliveries", "replay", "--tenant", tenant, "--subscription",
+                          created["id"], "--rate", "0.5", "--dry-run")
+        assert code == 0 and paced["count"] == 1 and "last_scheduled_at" in paced
+        assert hub.dispatcher.sent == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import threading
@@ -16,7 +17,7 @@ from hub import deliveries, subscriptions
 from hub.config import load_settings
 from hub.deliveries import DeliveryFilter
 from hub.dispatch import RecordingDispatcher
-from hub.errors import SSRFRefused
+from hub.errors import SSRFRefused, ValidationError
 from hub.models import DeadLetter, Delivery, DeliveryAttempt, Subscription
 from hub.scheduler import utcnow
 from hub.services import Services
@@ -362,3 +363,36 @@ def test_a_slow_subscriber_times_out_and_is_retried(tenant):
 
     assert (outcome.status, outcome.status_code) == ("failed", None)
     assert "timed out" in delivery.last_error and delivery.last_duration_ms < 5000
+
+
+def test_bulk_replay_with_a_rate_is_scheduled_in_postgresql_and_sent_by_beat(svc, tenant):
+    with subscriber() as receiver:
+        _, secret = _subscribe(svc, tenant, receiver.url)
+        receiver.secrets.append(secret)
+        ids = [_deliver_event(svc, tenant)[0] for _ in range(3)]
+        for delivery_id in ids:
+            deliveries.send_delivery(svc, str(delivery_id))
+        flt = DeliveryFilter(tenant=tenant, since=utcnow() - timedelta(minutes=5),
+                             statuses=("succeeded",))
+        svc.dispatcher.sent.clear()
+
+        # One every 10 s: the first is due now, the others well after this test's steps.
+        result = deliveries.replay(svc, flt, rate=0.1)
+        rows = [_get(svc, Delivery, d) for d in ids]
+        assert svc.dispatcher.sent == []
+        assert [r.status for r in rows] == ["pending"] * 3
+        assert [r.attempts for r in rows] == [0] * 3
+        gaps = [(b.next_attempt_at - a.next_attempt_at).total_seconds()
+                for a, b in itertools.pairwise(rows)]
+        assert gaps == [10.0, 10.0]
+        assert result["last_scheduled_at"] == rows[-1].next_attempt_at
+
+        deliveries.send_due(svc)  # other tests' due rows may be sent too: shared database
+        sent = {kwargs["delivery_id"] for _name, kwargs, _queue in svc.dispatcher.sent}
+        assert str(ids[0]) in sent
+        assert not sent & {str(ids[1]), str(ids[2])}
+
+
+def test_bulk_replay_refuses_a_rate_that_is_not_positive(svc, tenant):
+    with pytest.raises(ValidationError, match="rate must be a positive"):
+        deliveries.replay(svc, DeliveryFilter(tenant=tenant), rate=0)
