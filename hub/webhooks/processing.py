@@ -199,13 +199,17 @@ def _bury(session: Session, services: Services, row: WebhookEvent, code: str, me
 
 # --- beat and operators -----------------------------------------------------------
 
-def sweep(services: Services, *, limit: int = 500) -> int:
+def sweep(services: Services, *, limit: int = 500, queued: int | None = None) -> int:
     """Re-enqueue events nobody picked up and failed events now due (beat).
 
     Catches lost enqueues (broker down after the intake's commit, a flushed
     Redis): pending rows older than ``HUB_WEBHOOK_PENDING_AFTER``. Each row sent
-    gets a fresh deadline so a slow queue is not flooded with copies. Returns
-    how many were enqueued.
+    gets a fresh deadline so a slow queue is not flooded with copies. ``queued``
+    is how many messages the webhooks queue holds, if the caller knows: while it
+    holds at least ``limit`` (a backlog), a pending row is most likely waiting in
+    it rather than lost, so only due failures are sent; the stale rows are
+    looked at again once the backlog is below ``limit``. Returns how many were
+    enqueued.
     """
     now = utcnow()
     wait = timedelta(seconds=services.settings.webhook_pending_after)
@@ -213,9 +217,14 @@ def sweep(services: Services, *, limit: int = 500) -> int:
     stale = and_(WebhookEvent.status == "pending", WebhookEvent.received_at <= now - wait,
                  not_marked)
     due = and_(WebhookEvent.status == "failed", WebhookEvent.next_attempt_at <= now)
+    backlog = queued is not None and queued >= limit
+    if backlog:
+        log.info("webhooks queue holds %d messages: pending events are left to it this time",
+                 queued)
     with services.sessions() as session, session.begin():
         rows = session.scalars(
-            select(WebhookEvent).where(or_(stale, due)).order_by(WebhookEvent.received_at)
+            select(WebhookEvent).where(due if backlog else or_(stale, due))
+            .order_by(WebhookEvent.received_at)
             .limit(limit).with_for_update(skip_locked=True)).all()
         for row in rows:
             row.next_attempt_at = now + wait

@@ -213,6 +213,40 @@ def test_sweeper_enqueues_a_lost_pending_event_and_due_failures(
     assert str(lost) not in sent and str(failed) not in sent
 
 
+def test_sweeper_leaves_pending_events_to_a_backlogged_queue_but_sends_due_failures(
+        recording_services, sessions, tenant):
+    stale = add_event(sessions, tenant, age=120)
+    failed = add_event(sessions, tenant, age=5)
+    with sessions() as session, session.begin():
+        session.execute(update(WebhookEvent).where(WebhookEvent.id == failed).values(
+            status="failed", attempts=1, next_attempt_at=utcnow() - timedelta(seconds=1)))
+
+    processing.sweep(recording_services, limit=500, queued=500)
+    sent = {kw["event_id"] for _, kw, _ in recording_services.dispatcher.sent}
+    assert str(failed) in sent and str(stale) not in sent
+
+    recording_services.dispatcher.sent.clear()
+    processing.sweep(recording_services, limit=500, queued=499)  # the backlog has drained
+    sent = {kw["event_id"] for _, kw, _ in recording_services.dispatcher.sent}
+    assert str(stale) in sent
+
+
+def test_waiting_messages_counts_what_the_broker_holds(celery_app):
+    import uuid
+
+    from tasks.webhooks import waiting_messages
+
+    queue = f"hub-test-count-{uuid.uuid4().hex[:8]}"
+    with celery_app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        try:
+            assert waiting_messages(queue) == 0  # no such queue yet
+            client.lpush(queue, "a", "b", "c")
+            assert waiting_messages(queue) == 3
+        finally:
+            client.delete(queue)
+
+
 def test_sweeper_with_a_real_worker_processes_the_lost_event(worker_services, sessions, tenant):
     lost = add_event(sessions, tenant, age=120)
 
