@@ -95,10 +95,39 @@ class EndpointCache:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl, self._clock = ttl, clock
         self._entries: dict[tuple[str, str], tuple[float, IngressEndpoint]] = {}
+        self._guard = threading.Lock()
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
 
     def get(self, key: tuple[str, str]) -> IngressEndpoint | None:
         entry = self._entries.get(key)
         return entry[1] if entry and entry[0] > self._clock() else None
+
+    def get_or_load(self, key: tuple[str, str],
+                    load: Callable[[], IngressEndpoint | None]) -> IngressEndpoint | None:
+        """The cached endpoint, else ``load()``'s (cached unless None).
+
+        One load per key at a time: when a busy endpoint's entry expires, the
+        threads that miss it together wait for one lookup instead of each running
+        their own (and each taking a database connection). Other keys (a flood of
+        unknown tokens, say) never wait for it.
+        """
+        endpoint = self.get(key)
+        if endpoint is not None:
+            return endpoint
+        with self._guard:
+            lock = self._loading.setdefault(key, threading.Lock())
+        try:
+            with lock:
+                endpoint = self.get(key)
+                if endpoint is None:
+                    endpoint = load()
+                    if endpoint is not None:
+                        self.put(key, endpoint)
+                return endpoint
+        finally:
+            with self._guard:
+                if not lock.locked():
+                    self._loading.pop(key, None)
 
     def put(self, key: tuple[str, str], endpoint: IngressEndpoint) -> None:
         self._entries[key] = (self._clock() + self._ttl, endpoint)
@@ -179,7 +208,9 @@ class Intake:
                  engine: Engine | None = None) -> None:
         self._services = services
         self._cache = cache or EndpointCache()
-        self._store = EventStore(engine or make_intake_engine(services.settings))
+        # The group commit writes one batch at a time: a small pool is all it uses.
+        self._store = EventStore(engine or make_intake_engine(services.settings, pool_size=2,
+                                                              max_overflow=2))
         self._writer: GroupCommit[NewEvent, Stored] = GroupCommit(self.store_and_enqueue)
         self.counters = CounterBuffer()
         self._limiter = QuotaLimiter(services.redis,
@@ -211,18 +242,16 @@ class Intake:
             self.counters.flush(self._services.sessions)
 
     def _endpoint(self, source: str, token: str) -> IngressEndpoint:
-        key = (source, token)
-        endpoint = self._cache.get(key)
+        def load() -> IngressEndpoint | None:
+            with self._services.sessions() as session:
+                return endpoints.load_for_ingress(session, self._services.vault, source, token)
+
+        try:
+            endpoint = self._cache.get_or_load((source, token), load)
+        except DATABASE_DOWN:
+            raise ServiceUnavailable("the event store is unavailable; retry later") from None
         if endpoint is None:
-            try:
-                with self._services.sessions() as session:
-                    endpoint = endpoints.load_for_ingress(session, self._services.vault,
-                                                          source, token)
-            except DATABASE_DOWN:
-                raise ServiceUnavailable("the event store is unavailable; retry later") from None
-            if endpoint is None:
-                raise NotFound("unknown webhook endpoint")
-            self._cache.put(key, endpoint)
+            raise NotFound("unknown webhook endpoint")
         if not endpoint.active:
             raise NotFound("unknown webhook endpoint")
         return endpoint
