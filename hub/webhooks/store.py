@@ -1,11 +1,12 @@
-"""The webhook inbox's durable write: one autocommit INSERT per accepted event.
+"""The webhook inbox's durable write: one autocommit INSERT per batch of events.
 
 This is the hot path of every provider request, so it talks to psycopg directly
 (a prepared statement on a connection from the SQLAlchemy pool) instead of going
 through SQLAlchemy's execution layer, which costs more CPU per request than the
 whole signature check (docs/benchmarks.md, "Webhook ingest"). The statement is
 committed, and fsynced, when it returns: one round trip instead of BEGIN,
-INSERT, COMMIT.
+INSERT, COMMIT. The intake's group commit (:mod:`hub.groupcommit`) decides what
+goes into a batch.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ _EXISTING = """
     SELECT id, endpoint_id, external_id FROM webhook_events
     WHERE (endpoint_id, external_id) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))
 """
+
 
 @dataclass(frozen=True)
 class NewEvent:
@@ -151,6 +153,7 @@ class EventStore:
                       [e.source for e in events], [e.external_id for e in events],
                       [e.event_type for e in events], [Jsonb(e.headers) for e in events],
                       [e.body for e in events])
+        wanted = {(e.endpoint_id, e.external_id) for e in events}
         ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
         inserted: set[tuple[uuid.UUID, str]] = set()
         # Twice at most: a duplicate purged by retention between the two statements
@@ -159,15 +162,15 @@ class EventStore:
             for row_id, endpoint_id, external_id in conn.execute(insert, params, prepare=True):
                 ids[(endpoint_id, external_id)] = row_id
                 inserted.add((endpoint_id, external_id))
-            missing = {(e.endpoint_id, e.external_id) for e in events} - ids.keys()
-            if missing:
-                keys = list(missing)
-                lookup = (keys[0] if len(events) == 1 else
-                          ([k[0] for k in keys], [k[1] for k in keys]))
-                for row_id, endpoint_id, external_id in conn.execute(existing, lookup,
-                                                                     prepare=True):
-                    ids[(endpoint_id, external_id)] = row_id
-            if len(ids) == len({(e.endpoint_id, e.external_id) for e in events}):
+            missing = list(wanted - ids.keys())
+            if not missing:
+                break
+            lookup = (missing[0] if len(events) == 1 else
+                      ([k[0] for k in missing], [k[1] for k in missing]))
+            for row_id, endpoint_id, external_id in conn.execute(existing, lookup,
+                                                                 prepare=True):
+                ids[(endpoint_id, external_id)] = row_id
+            if len(ids) == len(wanted):
                 break
         else:
             raise psycopg.OperationalError("events neither inserted nor found; retry")
