@@ -118,9 +118,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def read_stdin() -> str:
+    """All of stdin, where secrets travel (argv shows in ps and shell history)."""
+    # sys.stdin, not click.get_text_stream: deprecated in Click 8.5, gone in 9.
+    return sys.stdin.read()
+
+
 def read_json_stdin(what: str) -> Any:
     """Parse a JSON document from stdin (secrets never travel in argv)."""
-    raw = click.get_text_stream("stdin").read()  # type: ignore[operator]  # click 8.5's typing
+    raw = read_stdin()
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from hub import endpoints
-from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
+from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx, read_stdin
 from hub.db import transaction
 from hub.signatures import DEFAULT_TOLERANCE, ENCODINGS, SCHEME_NAMES
 
@@ -16,7 +16,7 @@ LIST_COLUMNS = ("id", "source", "scheme", "active", "received_count", "rejected_
 
 def _read_secret() -> str:
     # Secrets travel on stdin, never in argv (visible in ps and shell history).
-    secret = click.get_text_stream("stdin").read().strip()  # type: ignore[operator]  # click 8.5
+    secret = read_stdin().strip()
     if not secret:
         raise click.UsageError("--secret-stdin given but stdin is empty")
     return secret
