@@ -30,6 +30,13 @@ def _int(value: str) -> int:
     return int(value)
 
 
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError("expected a TCP port, 0-65535")
+    return port
+
+
 def _float(value: str) -> float:
     return float(value)
 
@@ -169,6 +176,10 @@ class Settings:
     log_format: str = _env(
         "HUB_LOG_FORMAT", _log_format, "json",
         "json (one object per line, with task id, tenant, correlation id) or text.")
+    worker_metrics_port: int = _env(
+        "HUB_WORKER_METRICS_PORT", _port, 0,
+        "Port where a Celery worker serves Prometheus /metrics for all its pool "
+        "processes (calls, cache, breaker, deliveries...); 0: not served.")
     webhook_pending_after: int = _env(
         "HUB_WEBHOOK_PENDING_AFTER", _int, 60,
         "Seconds a webhook event may stay pending before beat re-enqueues it (lost enqueue).")

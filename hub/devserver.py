@@ -62,7 +62,8 @@ def _flower_auth(state_dir: Path) -> str:
 
 
 def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
-            flower_port: int = 5555, concurrency: int = 2) -> DevPlan:
+            flower_port: int = 5555, concurrency: int = 2,
+            worker_metrics_port: int = 9808) -> DevPlan:
     """Bring up local services and return the plan (env, commands, URLs).
 
     Raises whatever the embedded servers raise when they cannot start.
@@ -96,7 +97,8 @@ def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
     processes = {
         "web": (f"{shlex.quote(sys.executable)} -m gunicorn -c webhooks_web/gunicorn.conf.py "
                 f"--bind {host}:{web_port} 'webhooks_web:create_app()'"),
-        "worker": f"{celery} worker --loglevel INFO --concurrency {concurrency}",
+        "worker": (f"HUB_WORKER_METRICS_PORT={worker_metrics_port} "
+                   f"{celery} worker --loglevel INFO --concurrency {concurrency}"),
         "beat": f"{celery} beat --loglevel INFO",
         "flower": (f"{celery} flower --address={host} --port={flower_port} "
                    f"--basic-auth={shlex.quote(flower_auth)}"),
@@ -105,6 +107,7 @@ def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
         "webhooks": f"http://{host}:{web_port}/api/v1/webhooks/<source>/<token>",
         "health": f"http://{host}:{web_port}/health",
         "metrics": f"http://{host}:{web_port}/metrics",
+        "worker metrics": f"http://{host}:{worker_metrics_port}/metrics",
         "flower": f"http://{host}:{flower_port}/ (user:password {flower_auth})",
         "database": _hide_password(local.database_url),
         "redis": local.redis_url,

@@ -46,11 +46,11 @@ def dev_env(settings, tmp_path):
 
 def test_hub_dev_serves_runs_ping_and_stops_on_ctrl_c(dev_env):
     env, state_dir = dev_env
-    port, flower_port = free_port(), free_port()
+    port, flower_port, metrics_port = free_port(), free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", "from tasks.cli import main; main()", "dev",
          "--state-dir", str(state_dir), "--port", str(port), "--flower-port", str(flower_port),
-         "--concurrency", "1"],
+         "--worker-metrics-port", str(metrics_port), "--concurrency", "1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     try:
@@ -63,6 +63,9 @@ def test_hub_dev_serves_runs_ping_and_stops_on_ctrl_c(dev_env):
         client.conf.task_default_queue = env["HUB_QUEUE_PREFIX"] + "celery"
         assert client.send_task("hub.ping").get(timeout=60)["pong"] == "ok"
         client.close()
+
+        worker_metrics = _poll(f"http://127.0.0.1:{metrics_port}/metrics", deadline)
+        assert worker_metrics.status_code == 200
 
         flower = _poll(f"http://127.0.0.1:{flower_port}/", deadline)
         assert flower.status_code == 401  # Flower is behind basic auth
@@ -82,5 +85,5 @@ def test_hub_dev_serves_runs_ping_and_stops_on_ctrl_c(dev_env):
     assert proc.returncode in (0, 130), output[-3000:]
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert [p.pid for p in alive] == [], output[-3000:]
-    for line in ("webhooks", "health", "flower"):
+    for line in ("webhooks", "health", "flower", "worker metrics"):
         assert f"hub dev: {line}" in output

@@ -20,8 +20,11 @@ from hub.config import load_settings
 @click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "8000")),
               show_default="$PORT or 8000", help="Webhook app port.")
 @click.option("--flower-port", type=int, default=5555, show_default=True)
+@click.option("--worker-metrics-port", type=int, default=9808, show_default=True,
+              help="Where the worker serves its Prometheus metrics.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
-def dev(state_dir: Path, host: str, port: int, flower_port: int, concurrency: int) -> None:
+def dev(state_dir: Path, host: str, port: int, flower_port: int, worker_metrics_port: int,
+        concurrency: int) -> None:
     """Run the whole hub locally until Ctrl-C: web, worker, beat and Flower.
 
     Uses the PostgreSQL and Redis of HUB_DATABASE_URL / HUB_REDIS_URL (default:
@@ -31,13 +34,14 @@ def dev(state_dir: Path, host: str, port: int, flower_port: int, concurrency: in
     from honcho.manager import Manager
 
     plan = devserver.prepare(state_dir.resolve(), host=host, web_port=port,
-                             flower_port=flower_port, concurrency=concurrency)
+                             flower_port=flower_port, concurrency=concurrency,
+                             worker_metrics_port=worker_metrics_port)
     try:
         migrate.upgrade(load_settings(plan.env))
         for note in plan.notes:
             click.echo(f"hub dev: {note}")
         for name, url in plan.urls.items():
-            click.echo(f"hub dev: {name:9} {url}")
+            click.echo(f"hub dev: {name:14} {url}")
         manager = Manager()
         for name, command in plan.processes.items():
             manager.add_process(name, command, env=plan.env, cwd=str(_project_root()))

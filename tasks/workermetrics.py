@@ -1,0 +1,78 @@
+"""Prometheus metrics of a Celery worker, served by its main process.
+
+The hub's call, cache, breaker, delivery and processing metrics are recorded in
+the prefork pool's child processes. With ``HUB_WORKER_METRICS_PORT`` set, every
+process of the worker writes its samples to files in a directory of its own
+(prometheus_client's multiprocess mode) and the main process serves their sum on
+that port. The directory must be chosen before the hub's metric objects exist,
+so :func:`prepare` runs from ``tasks/__init__.py`` ahead of the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from typing import Any
+
+PORT_VARIABLE = "HUB_WORKER_METRICS_PORT"
+DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+log = logging.getLogger(__name__)
+
+
+def prepare(argv: list[str] | None = None) -> None:
+    """Give this worker an empty sample directory if it is to serve metrics.
+
+    Only a ``celery ... worker`` process: beat, Flower (which serves its own
+    metrics) and the ``hub`` CLI import the same package, often with the same
+    environment, and must keep prometheus_client's ordinary in-memory mode.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if "worker" not in argv or os.environ.get(PORT_VARIABLE, "0").strip() in ("", "0"):
+        return
+    if not os.environ.get(DIRECTORY_VARIABLE):
+        os.environ[DIRECTORY_VARIABLE] = tempfile.mkdtemp(prefix="hub-worker-metrics-")
+    # prometheus_client picks its value storage when first imported, and the celery
+    # command has usually imported it already (Flower's command plugin does): pick
+    # again, so the hub's metrics, created after this, go to the sample files.
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
+
+
+def connect_signals() -> None:
+    """Serve on worker start; forget a pool process's live gauges when it exits."""
+    from celery.signals import worker_init, worker_process_shutdown
+
+    worker_init.connect(_serve, weak=False)
+    worker_process_shutdown.connect(_forget, weak=False)
+
+
+def _serve(**_: Any) -> None:
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    from hub.config import load_settings
+
+    port = load_settings().worker_metrics_port
+    if not port or not os.environ.get(DIRECTORY_VARIABLE):
+        return
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    try:
+        # A daemon thread of the main process; the pool's children are forked after
+        # this, without the thread, and only write their sample files.
+        start_http_server(port, registry=registry)
+    except OSError as exc:
+        # Two workers on one host with the same port: run, but say why nothing is served.
+        log.error("worker metrics not served: port %d: %s", port, exc.strerror or exc)
+        return
+    log.info("worker metrics on :%d/metrics", port)
+
+
+def _forget(pid: int | None = None, **_: Any) -> None:
+    if os.environ.get(DIRECTORY_VARIABLE):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
