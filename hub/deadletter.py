@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import events, metrics
+from hub import events
 from hub.db import filter_clauses, on_commit
 from hub.dispatch import Dispatcher
 from hub.errors import NotFound
@@ -75,7 +75,6 @@ def record_and_announce(services: Any, **fields: Any) -> uuid.UUID:
     with services.sessions() as session, session.begin():
         row = record(session, **fields)
         announce_after_commit(session, services.redis, row)
-        metrics.set_dead_letters(count(session))
     return row.id
 
 

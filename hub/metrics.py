@@ -19,6 +19,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.registry import Collector
 
 WEBHOOKS_RECEIVED = Counter(
     "hub_webhooks_received_total",
@@ -83,10 +84,6 @@ BREAKER_OPEN = Gauge(
     "hub_breaker_open", "1 while an integration's circuit was last seen open, else 0.",
     ["integration"], multiprocess_mode="mostrecent")
 
-DEAD_LETTERS = Gauge(
-    "hub_dead_letters", "Dead letters in the table (DLQ size), as last counted.",
-    multiprocess_mode="mostrecent")
-
 
 def record_call(integration: str, operation: str, outcome: str, seconds: float) -> None:
     """Count one call attempt and its latency."""
@@ -106,17 +103,21 @@ def set_breaker_open(integration: str, is_open: bool) -> None:
     BREAKER_OPEN.labels(integration).set(1 if is_open else 0)
 
 
-def set_dead_letters(count: int) -> None:
-    DEAD_LETTERS.set(count)
-
-
-def render() -> tuple[bytes, str]:
-    """The exposition text of every metric (all processes when multi-process) and its type."""
+def render(*extra: Collector) -> tuple[bytes, str]:
+    """The exposition text of every metric (all processes when multi-process), plus
+    ``extra`` collectors read now, and its content type."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    if extra:
+        state = CollectorRegistry()
+        for collector in extra:
+            state.register(collector)
+        body += generate_latest(state)
+    return body, CONTENT_TYPE_LATEST
 
 
 def mark_process_dead(pid: int) -> None:

@@ -6,6 +6,7 @@ from celery import Celery
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from hub import statemetrics
 from hub.config import Settings, load_settings
 from hub.services import Services
 from hub.webhooks.intake import Intake
@@ -41,7 +42,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     celery = _sender(settings)
     services = Services(settings, RedisTaskPublisher(celery))
     services.vault  # noqa: B018 - no encryption key must stop start-up, not the first webhook
-    app.extensions["hub"] = WebState(settings, services, Intake(services), celery)
+    state_metrics = statemetrics.StateCollector(services, statemetrics.broker_client(settings),
+                                                statemetrics.broker_queues(settings))
+    app.extensions["hub"] = WebState(settings, services, Intake(services), celery, state_metrics)
     app.register_blueprint(views.bp)
     errors.register(app)
     if settings.webhook_trusted_proxies:

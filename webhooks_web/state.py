@@ -9,6 +9,7 @@ from flask import current_app
 
 from hub.config import Settings
 from hub.services import Services
+from hub.statemetrics import StateCollector
 from hub.webhooks.intake import Intake
 
 
@@ -18,6 +19,7 @@ class WebState:
     services: Services
     intake: Intake
     celery: Celery
+    state_metrics: StateCollector
 
 
 def state() -> WebState:

@@ -41,6 +41,7 @@ def ready() -> tuple[dict[str, Any], int]:
 
 @bp.get("/metrics")
 def metrics_() -> Response:
-    """Prometheus exposition of every metric of this app (all gunicorn workers)."""
-    body, content_type = metrics.render()
+    """Prometheus exposition of every metric of this app (all gunicorn workers), and
+    the hub's state (queue depths, open events, dead letters) read now."""
+    body, content_type = metrics.render(state().state_metrics)
     return Response(body, content_type=content_type)

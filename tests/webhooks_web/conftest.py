@@ -34,6 +34,7 @@ def close_app(app: Flask) -> None:
     state.services.close()
     state.services.dispatcher.close()
     state.celery.close()
+    state.state_metrics.close()
 
 
 @pytest.fixture(scope="session")

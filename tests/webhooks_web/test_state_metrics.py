@@ -1,0 +1,58 @@
+"""GET /metrics carries the hub's state read at scrape time: queue depths, open
+webhook events by status, dead letters; a source that is down is left out."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from sqlalchemy import func, select
+
+from hub import deadletter
+from hub.models import WebhookEvent
+from tests.webhooks_web.conftest import close_app, url_of
+from tests.webhooks_web.test_receive import SECRET, stripe_request
+from webhooks_web import create_app
+
+
+def gauge(text: str, name: str, **labels: str) -> float | None:
+    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = rf"^{name}{{{selector}}} (\S+)$" if labels else rf"^{name} (\S+)$"
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def test_metrics_show_queue_depth_open_events_and_dead_letters(client, broker, settings,
+                                                               make_endpoint, sessions, sent):
+    created = make_endpoint(secrets=[SECRET])
+    body, headers = stripe_request()
+    assert client.post(url_of(created), data=body, headers=headers).status_code == 202
+    broker.lpush(settings.queue("calls"), "x", "y", "z")
+    try:
+        text = client.get("/metrics").get_data(as_text=True)
+    finally:
+        broker.delete(settings.queue("calls"))
+
+    with sessions() as session:
+        pending = session.scalar(select(func.count()).select_from(WebhookEvent)
+                                 .where(WebhookEvent.status == "pending"))
+        letters = deadletter.count(session)
+    assert gauge(text, "hub_queue_messages", queue="calls") == 3
+    assert gauge(text, "hub_queue_messages", queue="webhooks") == len(sent())
+    assert gauge(text, "hub_webhook_events", status="pending") == pending >= 1
+    assert gauge(text, "hub_webhook_events", status="dead") is not None
+    assert gauge(text, "hub_dead_letters") == letters
+
+
+def test_metrics_still_answer_when_the_broker_is_down(web_settings, free_port):
+    app = create_app(dataclasses.replace(web_settings,
+                                         broker_url=f"redis://127.0.0.1:{free_port}/0"))
+    try:
+        response = app.test_client().get("/metrics")
+    finally:
+        close_app(app)
+
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "hub_queue_messages" not in text
+    assert gauge(text, "hub_dead_letters") is not None
