@@ -109,6 +109,15 @@ def free_port() -> int:
     return pick()
 
 
+@pytest.fixture
+def broker_down_app(web_settings: Settings, free_port: int) -> Iterator[Flask]:
+    """The webhook app with its broker URL pointing at a port nothing listens on."""
+    app = create_app(dataclasses.replace(web_settings,
+                                         broker_url=f"redis://127.0.0.1:{free_port}/0"))
+    yield app
+    close_app(app)
+
+
 @pytest.fixture(scope="session")
 def read_only_database_url(settings: Settings) -> Iterator[str]:
     """The test database through a role whose transactions are read-only: lookups work,

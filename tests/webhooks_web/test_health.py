@@ -20,13 +20,8 @@ def test_ready_checks_postgres_redis_and_broker(client):
     assert all(check["ok"] for check in response.json["checks"].values())
 
 
-def test_ready_is_503_naming_the_broker_when_it_is_down(web_settings, free_port):
-    app = create_app(dataclasses.replace(web_settings,
-                                         broker_url=f"redis://127.0.0.1:{free_port}/0"))
-    try:
-        response = app.test_client().get("/health/ready")
-    finally:
-        close_app(app)
+def test_ready_is_503_naming_the_broker_when_it_is_down(broker_down_app):
+    response = broker_down_app.test_client().get("/health/ready")
 
     assert response.status_code == 503
     checks = response.json["checks"]
