@@ -241,15 +241,11 @@ def test_database_refusing_writes_after_lookup_is_503_and_nothing_half_written(
 
 
 def test_broker_down_after_commit_still_202_and_the_row_is_pending(web_settings, make_endpoint,
-                                                                   sessions, free_port):
+                                                                   sessions, broker_down_app):
     created = make_endpoint(secrets=[SECRET])
     body, headers = stripe_request("evt_no_broker")
-    no_broker = create_app(dataclasses.replace(
-        web_settings, broker_url=f"redis://127.0.0.1:{free_port}/0"))
-    try:
-        response = no_broker.test_client().post(url_of(created), data=body, headers=headers)
-    finally:
-        close_app(no_broker)
+
+    response = broker_down_app.test_client().post(url_of(created), data=body, headers=headers)
 
     assert response.status_code == 202
     [row] = rows(sessions, created.id)
