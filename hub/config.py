@@ -80,8 +80,12 @@ def _database_url(value: str) -> str:
     return value
 
 
+#: URL schemes redis-py's ``Redis.from_url`` opens (kombu also takes redis+socket://).
+REDIS_PY_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def _redis_url(value: str) -> str:
-    if not value.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
+    if not value.startswith((*REDIS_PY_SCHEMES, "redis+socket://")):
         raise ValueError("expected a redis://, rediss:// or unix:// URL")
     return value
 

@@ -27,17 +27,11 @@ class Dispatcher(Protocol):
         """Enqueue task ``name`` with JSON ``kwargs``; return the task id."""
 
 
-class BatchDispatcher(Dispatcher, Protocol):
-    """A Dispatcher that can enqueue many messages of one task in one broker round trip."""
-
-    def send_many(self, name: str, kwargs_list: Sequence[dict[str, Any]]) -> list[str]:
-        """Enqueue task ``name`` once per kwargs, now; return the task ids."""
-
-
 def send_many(dispatcher: Dispatcher, name: str,
               kwargs_list: Sequence[dict[str, Any]]) -> list[str]:
-    """Enqueue ``name`` once per kwargs: in one round trip if the dispatcher can
-    (it has :class:`BatchDispatcher`'s ``send_many``)."""
+    """Enqueue ``name`` once per kwargs, now: in one broker round trip when the
+    dispatcher has ``send_many(name, kwargs_list) -> task ids`` (the web app's
+    publisher does), else one ``send`` each."""
     # getattr, not isinstance: a runtime-checkable Protocol check costs more than the rest.
     batch = getattr(dispatcher, "send_many", None)
     if batch is not None:

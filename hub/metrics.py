@@ -103,13 +103,18 @@ def set_breaker_open(integration: str, is_open: bool) -> None:
     BREAKER_OPEN.labels(integration).set(1 if is_open else 0)
 
 
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry summing the sample files of every process (PROMETHEUS_MULTIPROC_DIR)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
 def render(*extra: Collector) -> tuple[bytes, str]:
     """The exposition text of every metric (all processes when multi-process), plus
     ``extra`` collectors read now, and its content type."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        body = generate_latest(registry)
+        body = generate_latest(multiprocess_registry())
     else:
         body = generate_latest()
     if extra:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub import deadletter
-from hub.config import QUEUE_NAMES, Settings
+from hub.config import QUEUE_NAMES, REDIS_PY_SCHEMES, Settings
 from hub.models import WebhookEvent
 from hub.services import Services
 
@@ -41,7 +41,7 @@ def broker_queues(settings: Settings) -> dict[str, str]:
 def broker_client(settings: Settings) -> redis.Redis | None:
     """A client for the broker when it is Redis (queue depth is read with LLEN)."""
     url = settings.effective_broker_url
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if not url.startswith(REDIS_PY_SCHEMES):
         return None
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 

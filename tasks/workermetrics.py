@@ -51,19 +51,18 @@ def connect_signals() -> None:
 
 
 def _serve(**_: Any) -> None:
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    from prometheus_client import start_http_server
 
     from hub.config import load_settings
+    from hub.metrics import multiprocess_registry
 
     port = load_settings().worker_metrics_port
     if not port or not os.environ.get(DIRECTORY_VARIABLE):
         return
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
     try:
         # A daemon thread of the main process; the pool's children are forked after
         # this, without the thread, and only write their sample files.
-        start_http_server(port, registry=registry)
+        start_http_server(port, registry=multiprocess_registry())
     except OSError as exc:
         # Two workers on one host with the same port: run, but say why nothing is served.
         log.error("worker metrics not served: port %d: %s", port, exc.strerror or exc)
@@ -72,7 +71,6 @@ def _serve(**_: Any) -> None:
 
 
 def _forget(pid: int | None = None, **_: Any) -> None:
-    if os.environ.get(DIRECTORY_VARIABLE):
-        from prometheus_client import multiprocess
+    from hub.metrics import mark_process_dead
 
-        multiprocess.mark_process_dead(pid or os.getpid())
+    mark_process_dead(pid or os.getpid())

@@ -25,6 +25,7 @@ import redis
 from celery import Celery
 from kombu.utils.json import dumps
 
+from hub.config import REDIS_PY_SCHEMES
 from tasks.dispatcher import CeleryDispatcher
 
 #: kombu's Redis transport: persistent delivery, default priority (the bare queue list).
@@ -44,7 +45,7 @@ class RedisTaskPublisher:
         plain = not (app.conf.broker_transport_options or {}).get("global_keyprefix")
         self._client = (redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                              socket_connect_timeout=socket_timeout)
-                        if plain and url.startswith(("redis://", "rediss://", "unix://"))
+                        if plain and url.startswith(REDIS_PY_SCHEMES)
                         else None)
         self._routes: dict[str, str] = {}
         self._templates: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}

@@ -250,9 +250,7 @@ class Intake:
             endpoint = self._cache.get_or_load((source, token), load)
         except DATABASE_DOWN:
             raise ServiceUnavailable("the event store is unavailable; retry later") from None
-        if endpoint is None:
-            raise NotFound("unknown webhook endpoint")
-        if not endpoint.active:
+        if endpoint is None or not endpoint.active:
             raise NotFound("unknown webhook endpoint")
         return endpoint
 

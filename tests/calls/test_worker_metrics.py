@@ -42,7 +42,7 @@ def test_the_worker_serves_call_metrics_recorded_in_its_pool_processes(
 
     counted = [line for line in text.splitlines()
                if line.startswith("hub_calls_total{") and f'integration="{name}"' in line]
-    assert counted, text[-3000:]
+    assert counted, (text[-2000:], proc.log_path.read_text()[-2000:])
     assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 3
 
 
