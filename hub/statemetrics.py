@@ -19,31 +19,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub import deadletter
-from hub.config import QUEUE_NAMES, REDIS_PY_SCHEMES, Settings
+from hub import deadletter, queues
 from hub.models import WebhookEvent
 from hub.services import Services
 
 log = logging.getLogger(__name__)
 
-#: kombu's Redis transport keeps a queue's messages of priority p > 0 in "<queue>\x06\x16<p>".
-KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
-KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
 #: Event statuses that mean "not done yet"; "processed" rows are the bulk of the table.
 OPEN_EVENT_STATUSES = ("pending", "processing", "failed", "dead")
-
-
-def broker_queues(settings: Settings) -> dict[str, str]:
-    """Short queue name -> the broker's queue name, for every queue the hub routes to."""
-    return {name: settings.queue(name) for name in ("celery", *QUEUE_NAMES)}
-
-
-def broker_client(settings: Settings) -> redis.Redis | None:
-    """A client for the broker when it is Redis (queue depth is read with LLEN)."""
-    url = settings.effective_broker_url
-    if not url.startswith(REDIS_PY_SCHEMES):
-        return None
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
 class StateCollector(Collector):
@@ -67,21 +50,15 @@ class StateCollector(Collector):
         if self._broker is None:
             return
         try:
-            pipe = self._broker.pipeline(transaction=False)
-            for key in self._queues.values():
-                for priority in KOMBU_PRIORITY_STEPS:
-                    pipe.llen(key if priority == 0 else
-                              f"{key}{KOMBU_PRIORITY_SEPARATOR}{priority}")
-            lengths = pipe.execute()
+            counts = queues.lengths(self._broker, list(self._queues.values()))
         except redis.RedisError as exc:
             log.warning("queue depth not scraped: broker unavailable (%s)", exc)
             return
         family = GaugeMetricFamily("hub_queue_messages",
                                    "Messages waiting in each broker queue (not yet taken).",
                                    labels=["queue"])
-        steps = len(KOMBU_PRIORITY_STEPS)
-        for index, name in enumerate(self._queues):
-            family.add_metric([name], sum(lengths[index * steps:(index + 1) * steps]))
+        for name, count in zip(self._queues, counts):
+            family.add_metric([name], count)
         yield family
 
     def _database_state(self) -> Iterator[Metric]:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
 
-from kombu.exceptions import ChannelError
-
+from hub import queues
 from hub.webhooks import processing
 from tasks.app import app, services
 from tasks.base import HubTask
-
-log = logging.getLogger(__name__)
 
 
 @app.task(name="hub.webhooks.process", base=HubTask, ignore_result=True, acks_late=True)
@@ -25,17 +21,4 @@ def process(event_id: str) -> dict[str, Any]:
 def sweep_webhook_events() -> int:
     """Re-enqueue pending events nobody picked up and failed events now due."""
     svc = services()
-    return processing.sweep(svc, queued=waiting_messages(svc.settings.queue("webhooks")))
-
-
-def waiting_messages(queue: str) -> int | None:
-    """Messages waiting in ``queue`` as the broker counts them; None if it cannot say."""
-    try:
-        with app.connection_for_read() as conn:
-            return int(conn.default_channel.queue_declare(queue=queue, passive=True)
-                       .message_count)
-    except ChannelError:
-        return 0  # the broker has no such queue: nothing waits in it
-    except Exception:
-        log.warning("could not count the messages waiting in %s", queue, exc_info=True)
-        return None
+    return processing.sweep(svc, queued=queues.waiting(svc.settings, "webhooks"))

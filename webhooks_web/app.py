@@ -6,7 +6,7 @@ from celery import Celery
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hub import statemetrics
+from hub import queues, statemetrics
 from hub.config import Settings, load_settings
 from hub.services import Services
 from hub.webhooks.intake import Intake
@@ -42,8 +42,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     celery = _sender(settings)
     services = Services(settings, RedisTaskPublisher(celery))
     services.vault  # noqa: B018 - no encryption key must stop start-up, not the first webhook
-    state_metrics = statemetrics.StateCollector(services, statemetrics.broker_client(settings),
-                                                statemetrics.broker_queues(settings))
+    state_metrics = statemetrics.StateCollector(services, queues.broker_client(settings),
+                                                queues.broker_queues(settings))
     app.extensions["hub"] = WebState(settings, services, Intake(services), celery, state_metrics)
     app.register_blueprint(views.bp)
     errors.register(app)

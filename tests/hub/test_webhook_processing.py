@@ -231,20 +231,28 @@ def test_sweeper_leaves_pending_events_to_a_backlogged_queue_but_sends_due_failu
     assert str(stale) in sent
 
 
-def test_waiting_messages_counts_what_the_broker_holds(celery_app):
+def test_queue_waiting_counts_every_priority_list_of_the_broker(settings):
+    import dataclasses
     import uuid
 
-    from tasks.webhooks import waiting_messages
+    from hub import queues
 
-    queue = f"hub-test-count-{uuid.uuid4().hex[:8]}"
-    with celery_app.connection_for_write() as conn:
-        client = conn.default_channel.client
-        try:
-            assert waiting_messages(queue) == 0  # no such queue yet
-            client.lpush(queue, "a", "b", "c")
-            assert waiting_messages(queue) == 3
-        finally:
-            client.delete(queue)
+    own = dataclasses.replace(settings, queue_prefix=f"hub-test-count-{uuid.uuid4().hex[:8]}.")
+    queue = own.queue("webhooks")
+    high = queue + queues.KOMBU_PRIORITY_SEPARATOR + "9"
+    broker = queues.broker_client(own)
+    try:
+        assert queues.waiting(own, "webhooks") == 0  # no such list yet
+        broker.lpush(queue, "a", "b", "c")
+        broker.lpush(high, "urgent")
+        assert queues.waiting(own, "webhooks") == 4
+    finally:
+        broker.delete(queue, high)
+        broker.close()
+    assert queues.waiting(dataclasses.replace(own, broker_url="amqp://guest@localhost//"),
+                          "webhooks") is None  # only a Redis broker can be counted
+    assert queues.waiting(dataclasses.replace(own, broker_url="redis://127.0.0.1:1/0"),
+                          "webhooks") is None  # down: unknown, not zero
 
 
 def test_sweeper_with_a_real_worker_processes_the_lost_event(worker_services, sessions, tenant):
