@@ -11,7 +11,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from hub.config import QUEUE_NAMES, load_settings
+from hub.platform.config import QUEUE_NAMES, load_settings
 
 settings = load_settings()
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from hub.config import load_settings
-from hub.models import Base
+from hub.platform.config import load_settings
+from hub.platform.models import Base
 
 MIGRATION_LOCK_ID = 0x48_55_42  # "HUB": the advisory lock every migrator takes.
 

@@ -11,10 +11,10 @@ import sys
 
 from celery import Celery
 
-from hub.config import load_settings
-from hub.errors import ConfigError
-from hub.services import Services
-from tasks.dispatcher import CeleryDispatcher
+from celerydispatch import CeleryDispatcher
+from hub.platform.config import load_settings
+from hub.platform.errors import ConfigError
+from hub.platform.services import Services
 
 TASK_MODULES = [
     "tasks.maintenance",

@@ -6,14 +6,14 @@ from typing import Any
 
 from celery import Task
 
-from hub import guardrails
-from hub.calls import CallFailed
+from hub.calls.pipeline import CallFailed
+from hub.ops import guardrails
 from tasks.app import services
 
 
 class HubTask(Task):
     """Counts receives before the body runs; dead-letters a message that keeps
-    killing its worker (see hub.guardrails)."""
+    killing its worker (see hub.ops.guardrails)."""
 
     abstract = True
 

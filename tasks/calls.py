@@ -1,6 +1,6 @@
 """``hub.call`` and one task per adapter operation (``hub.<adapter>.<operation>``).
 
-Thin: decode the arguments, run one attempt of the pipeline (hub.calls), map its
+Thin: decode the arguments, run one attempt of the pipeline (hub.calls.pipeline), map its
 outcome: a result, a retry (a countdown up to HUB_MAX_COUNTDOWN, PostgreSQL
 beyond), a dead letter, or a failure whose first argument is the envelope.
 """
@@ -11,8 +11,9 @@ from typing import Any, NoReturn
 
 from celery.exceptions import Retry
 
-from hub import adapters, calls
-from hub.calls import CallFailed, CallOutcome, CallRequest
+from hub import adapters
+from hub.calls import pipeline
+from hub.calls.pipeline import CallFailed, CallOutcome, CallRequest
 from tasks.app import app, services
 from tasks.base import HubTask
 
@@ -25,15 +26,15 @@ def _finish(task: Any, outcome: CallOutcome, kwargs: dict[str, Any]) -> dict[str
         _retry(task, svc, outcome, kwargs)
     error = outcome.failure()
     if outcome.status == "exhausted":
-        error = calls.dead_letter(svc, task_name=task.name, kwargs=kwargs, outcome=outcome,
-                                  task_id=task.request.id)
+        error = pipeline.dead_letter(svc, task_name=task.name, kwargs=kwargs, outcome=outcome,
+                                     task_id=task.request.id)
     raise CallFailed(error.envelope())
 
 
 def _retry(task: Any, svc: Any, outcome: CallOutcome, kwargs: dict[str, Any]) -> NoReturn:
-    if not calls.defer_retry(svc, task_name=task.name, kwargs=kwargs, delay=outcome.delay,
-                             task_id=task.request.id, tenant=kwargs.get("tenant"),
-                             reason=outcome.reason):
+    if not pipeline.defer_retry(svc, task_name=task.name, kwargs=kwargs, delay=outcome.delay,
+                                task_id=task.request.id, tenant=kwargs.get("tenant"),
+                                reason=outcome.reason):
         raise task.retry(countdown=outcome.delay, max_retries=None)
     # Ends this run in state RETRY without sending a message: beat resends it.
     raise Retry(f"deferred {outcome.delay:.0f}s in PostgreSQL ({outcome.reason})",
@@ -52,16 +53,16 @@ def call(self: Any, tenant: str, integration: str, operation: str,
               "timeout": timeout, "on_rate_limit": on_rate_limit}
     request = CallRequest(tenant, integration, operation, params or {}, idempotency_key,
                           cache, timeout, on_rate_limit)
-    outcome = calls.execute_call(services(), request, attempt=self.request.retries + 1,
-                                 task_id=self.request.id)
+    outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
+                                    task_id=self.request.id)
     return _finish(self, outcome, kwargs)
 
 
 def _operation_task(name: str, operation: str) -> Any:
     def run(self: Any, tenant: str, integration: str, **params: Any) -> dict[str, Any]:
         request = CallRequest(tenant, integration, operation, params)
-        outcome = calls.execute_call(services(), request, attempt=self.request.retries + 1,
-                                     task_id=self.request.id)
+        outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
+                                        task_id=self.request.id)
         return _finish(self, outcome, {"tenant": tenant, "integration": integration,
                                        **params})
 

@@ -10,8 +10,8 @@ from hub.cli.main import main as hub_main
 
 
 def _dispatcher():
+    from celerydispatch import CeleryDispatcher
     from tasks.app import app
-    from tasks.dispatcher import CeleryDispatcher
 
     return CeleryDispatcher(app)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub import deadletter
+from hub.platform import deadletters
 from tasks.app import app, services
 
 
 @app.task(name="hub.dead_letter.record", ignore_result=True)
 def record(**fields: Any) -> str:
-    """Store one dead letter (fields of hub.deadletter.record) and announce it."""
-    return str(deadletter.record_and_announce(services(), **fields))
+    """Store one dead letter (fields of hub.platform.deadletters.record) and announce it."""
+    return str(deadletters.record_and_announce(services(), **fields))

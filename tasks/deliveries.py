@@ -1,11 +1,11 @@
-"""``hub.deliveries.send`` and beat's sender of due deliveries."""
+"""``hub.deliveries.send`` and beat's sender of due sending."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from hub import deliveries
+from hub.deliveries import sending
 from tasks.app import app, services
 from tasks.base import HubTask
 
@@ -13,10 +13,10 @@ from tasks.base import HubTask
 @app.task(name="hub.deliveries.send", base=HubTask, ignore_result=True, acks_late=True)
 def send(delivery_id: str) -> dict[str, Any]:
     """POST one delivery to its subscriber (a no-op if it is not due or already claimed)."""
-    return dataclasses.asdict(deliveries.send_delivery(services(), delivery_id))
+    return dataclasses.asdict(sending.send_delivery(services(), delivery_id))
 
 
 @app.task(name="hub.maintenance.send_due_deliveries", ignore_result=True)
 def send_due_deliveries() -> int:
     """Enqueue deliveries whose retry wait is over or whose message went missing."""
-    return deliveries.send_due(services())
+    return sending.send_due(services())

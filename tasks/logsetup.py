@@ -12,8 +12,8 @@ from celery.signals import (
     task_prerun,
 )
 
-from hub import logs
-from hub.config import load_settings
+from hub.platform import logs
+from hub.platform.config import load_settings
 
 
 @after_setup_logger.connect

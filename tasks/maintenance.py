@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from hub import healthchecks, retention, scheduler
+from hub.ops import healthchecks, retention
+from hub.platform import scheduler
 from tasks.app import app, services
 
 

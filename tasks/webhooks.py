@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hub import queues
+from hub.ops import queues
 from hub.webhooks import processing
 from tasks.app import app, services
 from tasks.base import HubTask

@@ -53,8 +53,8 @@ def connect_signals() -> None:
 def _serve(**_: Any) -> None:
     from prometheus_client import start_http_server
 
-    from hub.config import load_settings
-    from hub.metrics import multiprocess_registry
+    from hub.platform.config import load_settings
+    from hub.platform.metrics import multiprocess_registry
 
     port = load_settings().worker_metrics_port
     if not port or not os.environ.get(DIRECTORY_VARIABLE):
@@ -71,6 +71,6 @@ def _serve(**_: Any) -> None:
 
 
 def _forget(pid: int | None = None, **_: Any) -> None:
-    from hub.metrics import mark_process_dead
+    from hub.platform.metrics import mark_process_dead
 
     mark_process_dead(pid or os.getpid())

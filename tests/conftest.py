@@ -5,7 +5,7 @@ Nothing here touches a developer's running hub: the database is
 ``hub_test_<random>`` (dropped at the end), Redis keys and queues carry a random
 prefix. PostgreSQL and Redis come from HUB_TEST_DATABASE_URL / HUB_TEST_REDIS_URL
 (defaults: the local servers); when those do not answer, embedded servers are
-started (hub.devservices), as ``hub dev`` does.
+started (hub.dev.embedded), as ``hub dev`` does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from hub.devservices import drop_database, ensure_local_services
+from hub.dev.embedded import drop_database, ensure_local_services
 
 _RUN = secrets.token_hex(4)
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -52,11 +52,11 @@ import pytest
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import migrate
-from hub.config import Settings, load_settings
-from hub.dispatch import RecordingDispatcher
-from hub.services import Services
-from hub.vault import Vault
+from hub.platform import migrate
+from hub.platform.config import Settings, load_settings
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.services import Services
+from hub.platform.vault import Vault
 
 
 @pytest.fixture(scope="session")

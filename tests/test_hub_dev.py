@@ -15,7 +15,7 @@ import pytest
 import requests
 from celery import Celery
 
-from hub.devservices import drop_database, free_port, with_database
+from hub.dev.embedded import drop_database, free_port, with_database
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from hub import logs
+from hub.platform import logs
 
 
 def test_log_lines_carry_task_tenant_and_correlation_ids():

@@ -9,10 +9,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, pool
 
-from hub import migrate
-from hub.config import load_settings
-from hub.devservices import create_database, drop_database, with_database
-from hub.models import Base
+from hub.dev.embedded import create_database, drop_database, with_database
+from hub.platform import migrate
+from hub.platform.config import load_settings
+from hub.platform.models import Base
 
 
 def test_models_and_migrations_agree(settings):

@@ -6,9 +6,10 @@ from celery import Celery
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hub import queues, statemetrics
-from hub.config import Settings, load_settings
-from hub.services import Services
+from celerydispatch import sender_app
+from hub.ops import queues, statemetrics
+from hub.platform.config import Settings, load_settings
+from hub.platform.services import Services
 from hub.webhooks.intake import Intake
 from webhooks_web import errors, views
 from webhooks_web.publisher import RedisTaskPublisher
@@ -21,16 +22,12 @@ PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 
 
 
 def _sender(settings: Settings) -> Celery:
-    # Sends by task name only: config from celeryconfig, and no task module is imported
-    # (tasks.app's include list is for workers).
-    celery = Celery("hub-web", config_source="celeryconfig")
-    celery.conf.broker_url = settings.effective_broker_url
-    celery.conf.broker_connection_timeout = 2
-    celery.conf.task_publish_retry_policy = PUBLISH_RETRY_POLICY
     # No "task-sent" monitoring event: it is a second publish per webhook on the hot path,
     # and Flower still sees the task when a worker receives it.
-    celery.conf.task_send_sent_event = False
-    return celery
+    return sender_app("hub-web", broker_url=settings.effective_broker_url,
+                      broker_connection_timeout=2,
+                      task_publish_retry_policy=PUBLISH_RETRY_POLICY,
+                      task_send_sent_event=False)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

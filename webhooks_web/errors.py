@@ -12,7 +12,7 @@ import math
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from hub.errors import HubError, RetryableError, ServiceUnavailable
+from hub.platform.errors import HubError, RetryableError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 

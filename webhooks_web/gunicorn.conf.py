@@ -7,7 +7,7 @@ Default: threaded workers, WEB_CONCURRENCY = one process per core, WEB_THREADS =
 threads each. A request spends most of its time waiting on PostgreSQL's commit
 (fsync) and the broker, and the requests waiting in one process share those round
 trips: the intake writes whatever events its threads hold in one INSERT, one
-commit and one LPUSH (hub.groupcommit). On the 2-core machine of
+commit and one LPUSH (hub.platform.groupcommit). On the 2-core machine of
 docs/benchmarks.md that took the ingest from 670-880/s with 8 sync workers to
 1,050-1,250/s, with lower tail latency. Threads also keep a slow client from
 holding a whole process, so no buffering proxy is required in front.
@@ -51,7 +51,7 @@ def on_starting(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    from hub.metrics import mark_process_dead
+    from hub.platform.metrics import mark_process_dead
 
     mark_process_dead(worker.pid)
 

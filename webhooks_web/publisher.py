@@ -25,8 +25,8 @@ import redis
 from celery import Celery
 from kombu.utils.json import dumps
 
-from hub.config import REDIS_PY_SCHEMES
-from tasks.dispatcher import CeleryDispatcher
+from celerydispatch import CeleryDispatcher
+from hub.platform.config import REDIS_PY_SCHEMES
 
 #: kombu's Redis transport: persistent delivery, default priority (the bare queue list).
 DELIVERY_MODE = 2

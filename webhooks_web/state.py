@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from celery import Celery
 from flask import current_app
 
-from hub.config import Settings
-from hub.services import Services
-from hub.statemetrics import StateCollector
+from hub.ops.statemetrics import StateCollector
+from hub.platform.config import Settings
+from hub.platform.services import Services
 from hub.webhooks.intake import Intake
 
 

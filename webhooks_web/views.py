@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from hub import health, metrics
+from hub.ops import health
+from hub.platform import metrics
 from webhooks_web.state import state
 
 bp = Blueprint("webhooks", __name__)

@@ -13,7 +13,7 @@ import pkgutil
 from functools import lru_cache
 
 from hub.adapters.base import Adapter, IntegrationView, Operation, OutboundRequest
-from hub.errors import ConfigError, NotFound
+from hub.platform.errors import ConfigError, NotFound
 
 __all__ = ["Adapter", "IntegrationView", "Operation", "OutboundRequest", "get", "registry"]
 

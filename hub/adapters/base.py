@@ -3,7 +3,7 @@
 An adapter declares its operations (:class:`Operation`) and turns one
 operation plus its params into an :class:`OutboundRequest`, and a provider
 response back into data. It never sends anything itself, never sees
-credentials (``hub.auth`` signs the request afterwards) and never touches the
+credentials (``hub.calls.auth`` signs the request afterwards) and never touches the
 database: the pipeline in ``hub.calls`` does all of that, the same way for every
 adapter. Adding a provider means adding one module under ``hub/adapters/`` with
 one :class:`Adapter` subclass.
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from hub import transform
-from hub.errors import NotFound, ValidationError
+from hub.adapters import transform
+from hub.platform.errors import NotFound, ValidationError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _PLACEHOLDER = re.compile(r"{(\w+)}")
@@ -115,7 +115,7 @@ class Adapter:
                        details={"operations": [o.name for o in self.operations]})
 
     def validate(self, op: Operation, params: Mapping[str, Any]) -> None:
-        """Check ``params`` against the operation's JSON Schema (``hub.transform``).
+        """Check ``params`` against the operation's JSON Schema (``hub.adapters.transform``).
         Raises ValidationError listing the problems, never secret values."""
         transform.validate(dict(params), op.params_schema,
                            what=f"params of {self.name}.{op.name}")

@@ -22,7 +22,7 @@ from hub.adapters.base import (
     OutboundRequest,
     join_url,
 )
-from hub.errors import ValidationError
+from hub.platform.errors import ValidationError
 
 DEFAULT_CACHE_TTL = 60
 _RESERVED_HEADERS = frozenset({"authorization", "host", "content-length"})

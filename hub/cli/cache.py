@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from hub import cache as response_cache
+from hub.calls import cache as response_cache
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
 
 STATS_COLUMNS = ("tenant", "integration", "operation", "hits", "misses", "stale",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from hub import migrate
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
+from hub.platform import migrate
 
 
 @cli.group()

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import click
 
-from hub import deliveries
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
-from hub.models import DELIVERY_STATUSES
+from hub.deliveries import sending
+from hub.platform.models import DELIVERY_STATUSES
 
 LIST_COLUMNS = ("id", "event_type", "status", "attempts", "last_status_code",
                 "next_attempt_at", "message_id")
@@ -48,8 +48,8 @@ def filter_options(func):
     return func
 
 
-def _filter(**kwargs: object) -> deliveries.DeliveryFilter:
-    return deliveries.DeliveryFilter(**kwargs)  # type: ignore[arg-type]
+def _filter(**kwargs: object) -> sending.DeliveryFilter:
+    return sending.DeliveryFilter(**kwargs)  # type: ignore[arg-type]
 
 
 @cli.group("deliveries")
@@ -64,7 +64,7 @@ def deliveries_group() -> None:
 def list_(ctx: CliContext, **kwargs: object) -> None:
     """Deliveries matching the filters, oldest first."""
     with ctx.services.sessions() as session:
-        rows = [deliveries.view(d) for d in deliveries.find(session, _filter(**kwargs))]
+        rows = [sending.view(d) for d in sending.find(session, _filter(**kwargs))]
     emit(ctx, rows, columns=LIST_COLUMNS)
 
 
@@ -76,7 +76,7 @@ def list_(ctx: CliContext, **kwargs: object) -> None:
 def show(ctx: CliContext, tenant: str, delivery_id: str) -> None:
     """One delivery and each of its attempts (status, response excerpt, duration)."""
     with ctx.services.sessions() as session:
-        emit(ctx, deliveries.show(session, tenant, delivery_id))
+        emit(ctx, sending.show(session, tenant, delivery_id))
 
 
 @deliveries_group.command()
@@ -86,7 +86,7 @@ def show(ctx: CliContext, tenant: str, delivery_id: str) -> None:
 @pass_ctx
 def retry(ctx: CliContext, tenant: str, delivery_id: str) -> None:
     """Send one delivery again now, with a fresh retry schedule."""
-    document = deliveries.retry(ctx.services, tenant, delivery_id)
+    document = sending.retry(ctx.services, tenant, delivery_id)
     emit(ctx, document, text=f"delivery {delivery_id} queued")
 
 
@@ -100,7 +100,7 @@ def retry(ctx: CliContext, tenant: str, delivery_id: str) -> None:
 @pass_ctx
 def replay(ctx: CliContext, dry_run: bool, rate: float | None, **kwargs: object) -> None:
     """Send a filtered set again, keeping each webhook-id."""
-    result = deliveries.replay(ctx.services, _filter(**kwargs), dry_run=dry_run, rate=rate)
+    result = sending.replay(ctx.services, _filter(**kwargs), dry_run=dry_run, rate=rate)
     verb = "would replay" if dry_run else "replaying"
     paced = (f", the last at {result['last_scheduled_at']:%Y-%m-%d %H:%M:%S} UTC"
              if "last_scheduled_at" in result else "")

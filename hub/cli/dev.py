@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from hub import devserver, migrate
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
-from hub.config import load_settings
+from hub.dev import server
+from hub.platform import migrate
+from hub.platform.config import load_settings
 
 
 @cli.command()
@@ -33,9 +34,9 @@ def dev(state_dir: Path, host: str, port: int, flower_port: int, worker_metrics_
     """
     from honcho.manager import Manager
 
-    plan = devserver.prepare(state_dir.resolve(), host=host, web_port=port,
-                             flower_port=flower_port, concurrency=concurrency,
-                             worker_metrics_port=worker_metrics_port)
+    plan = server.prepare(state_dir.resolve(), host=host, web_port=port,
+                          flower_port=flower_port, concurrency=concurrency,
+                          worker_metrics_port=worker_metrics_port)
     try:
         migrate.upgrade(load_settings(plan.env))
         for note in plan.notes:
@@ -61,7 +62,7 @@ def _project_root() -> Path:
 @pass_ctx
 def health(ctx: CliContext) -> None:
     """Check PostgreSQL, Redis, the broker and the schema revision; exit 1 if any fails."""
-    from hub.health import check_all
+    from hub.ops.health import check_all
 
     report = check_all(ctx.settings)
     emit(ctx, report, text="\n".join(

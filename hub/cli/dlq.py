@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from hub import deadletter
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
 from hub.cli.timefilters import time_options
-from hub.db import transaction
+from hub.ops import dlq as dead_letters
+from hub.platform.db import transaction
 
 COLUMNS = ("id", "tenant", "origin", "task_name", "integration", "error_code", "attempts",
            "last_failed_at", "replayed_at")
@@ -30,16 +30,16 @@ def _filter_options(func):
 
 def _filters(tenant: str | None, integration: str | None, endpoint: str | None,
              code: str | None, origin: str | None, since: datetime | None,
-             until: datetime | None, include_replayed: bool = True) -> deadletter.Filters:
+             until: datetime | None, include_replayed: bool = True) -> dead_letters.Filters:
     import uuid
 
     try:
         endpoint_id = uuid.UUID(endpoint) if endpoint else None
     except ValueError:
         raise click.BadParameter("not a UUID", param_hint="--endpoint") from None
-    return deadletter.Filters(tenant=tenant, integration=integration, endpoint_id=endpoint_id,
-                              code=code, origin=origin, since=since, until=until,
-                              include_replayed=include_replayed)
+    return dead_letters.Filters(tenant=tenant, integration=integration, endpoint_id=endpoint_id,
+                                code=code, origin=origin, since=since, until=until,
+                                include_replayed=include_replayed)
 
 
 @cli.group()
@@ -55,8 +55,8 @@ def dlq() -> None:
 def list_(ctx: CliContext, limit: int, **options: Any) -> None:
     """Dead letters matching the filters, newest failure first."""
     with ctx.services.sessions() as session:
-        rows = [deadletter.describe(r)
-                for r in deadletter.list_letters(session, _filters(**options), limit=limit)]
+        rows = [dead_letters.describe(r)
+                for r in dead_letters.list_letters(session, _filters(**options), limit=limit)]
     emit(ctx, rows, columns=COLUMNS)
 
 
@@ -68,7 +68,7 @@ def list_(ctx: CliContext, limit: int, **options: Any) -> None:
 def show(ctx: CliContext, letter_id: str, tenant: str | None) -> None:
     """One dead letter with its original arguments and traceback excerpt."""
     with ctx.services.sessions() as session:
-        emit(ctx, deadletter.describe(deadletter.get(session, letter_id, tenant), full=True))
+        emit(ctx, dead_letters.describe(dead_letters.get(session, letter_id, tenant), full=True))
 
 
 @dlq.command()
@@ -84,9 +84,9 @@ def replay(ctx: CliContext, dry_run: bool, rate: float, limit: int, again: bool,
            **options: Any) -> None:
     """Re-enqueue matching dead letters with their original arguments on the replay queue."""
     filters = _filters(**options, include_replayed=again)
-    done = deadletter.replay(ctx.services.sessions, ctx.services.dispatcher, filters,
-                             queue=ctx.settings.queue("replay"), dry_run=dry_run, rate=rate,
-                             limit=limit)
+    done = dead_letters.replay(ctx.services.sessions, ctx.services.dispatcher, filters,
+                               queue=ctx.settings.queue("replay"), dry_run=dry_run, rate=rate,
+                               limit=limit)
     verb = "would replay" if dry_run else "replayed"
     emit(ctx, {"dry_run": dry_run, "count": len(done), "letters": done} if ctx.json else done,
          columns=None if ctx.json else ("id", "task_name", "integration", "error_code",
@@ -108,9 +108,9 @@ def purge(ctx: CliContext, everything: bool, dry_run: bool, **options: Any) -> N
         raise click.UsageError("give at least one filter, or --all to purge every dead letter")
     if dry_run:
         with ctx.services.sessions() as session:
-            count = deadletter.count(session, filters)
+            count = dead_letters.count(session, filters)
     else:
         with transaction(ctx.services.sessions) as session:
-            count = deadletter.purge(session, filters)
+            count = dead_letters.purge(session, filters)
     emit(ctx, {"dry_run": dry_run, "purged": 0 if dry_run else count, "matched": count},
          text=f"{'would purge' if dry_run else 'purged'} {count} dead letter(s)")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hub import probe
+from hub.calls import probe
 from hub.cli.integrations import integrations
 from hub.cli.main import CliContext, emit, json_option, pass_ctx
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from hub import integrations as registry
+from hub.calls import integrations as registry
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx, read_json_stdin
-from hub.db import transaction
-from hub.models import AUTH_TYPES
+from hub.platform.db import transaction
+from hub.platform.models import AUTH_TYPES
 
 LIST_COLUMNS = ("tenant", "name", "adapter", "auth_type", "status", "health_status", "base_url")
 

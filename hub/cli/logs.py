@@ -6,10 +6,10 @@ from datetime import datetime
 
 import click
 
-from hub import audit, integrations
+from hub.calls import audit, integrations
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
 from hub.cli.timefilters import time_options
-from hub.models import LOG_OUTCOMES
+from hub.platform.models import LOG_OUTCOMES
 
 COLUMNS = ("started_at", "tenant", "operation", "method", "status_code", "outcome", "attempt",
            "duration_ms", "url", "error")

@@ -18,10 +18,10 @@ import psycopg
 import redis
 from sqlalchemy import exc as sa_exc
 
-from hub.config import Settings, load_settings
-from hub.dispatch import Dispatcher
-from hub.errors import ConfigError, HubError, ServiceUnavailable
-from hub.services import Services
+from hub.platform.config import Settings, load_settings
+from hub.platform.dispatch import Dispatcher
+from hub.platform.errors import ConfigError, HubError, ServiceUnavailable
+from hub.platform.services import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -6,9 +6,10 @@ from typing import Any
 
 import click
 
-from hub import events, subscriptions
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
-from hub.db import transaction
+from hub.deliveries import subscriptions
+from hub.platform import events
+from hub.platform.db import transaction
 
 LIST_COLUMNS = ("id", "url", "events", "active", "consecutive_failures", "disabled_reason")
 

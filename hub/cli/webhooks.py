@@ -6,10 +6,10 @@ from typing import Any
 
 import click
 
-from hub import endpoints
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx, read_stdin
-from hub.db import transaction
-from hub.signatures import DEFAULT_TOLERANCE, ENCODINGS, SCHEME_NAMES
+from hub.platform.db import transaction
+from hub.webhooks import endpoints
+from hub.webhooks.signatures import DEFAULT_TOLERANCE, ENCODINGS, SCHEME_NAMES
 
 LIST_COLUMNS = ("id", "source", "scheme", "active", "received_count", "rejected_count", "url")
 

@@ -2,7 +2,7 @@
 
 A handler is ``handler(event, ctx)``; it reads the parsed event and may name
 cached answers to invalidate through ``ctx`` (processing drops them from both
-cache layers, :func:`hub.cache.invalidate`, after its transaction commits). Handlers run inside the event's processing
+cache layers, :func:`hub.calls.cache.invalidate`, after its transaction commits). Handlers run inside the event's processing
 transaction: an exception fails the event, which is retried with backoff. They
 must be idempotent, since a retried or replayed event runs them again::
 
@@ -16,34 +16,12 @@ Patterns are ``fnmatch``-style and case-sensitive (``stripe``, ``*``, ``invoice.
 
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import parse_qsl
 
-from hub.models import WebhookEvent
-
-
-@dataclass(frozen=True)
-class InboundEvent:
-    """A recorded webhook event as handlers see it (no raw headers, no secrets)."""
-
-    id: uuid.UUID
-    tenant: str
-    source: str
-    event_type: str
-    external_id: str
-    received_at: datetime
-    payload: Any
-
-    @property
-    def qualified_type(self) -> str:
-        """``<source>.<event_type>``: what subscriptions' patterns and channels use."""
-        return f"{self.source}.{self.event_type}"
+from hub.platform.inbound import InboundEvent
 
 
 @dataclass(frozen=True)
@@ -73,26 +51,6 @@ class HandlerContext:
 
 
 Handler = Callable[[InboundEvent, HandlerContext], None]
-
-
-def parse_body(body: bytes, headers: Mapping[str, Any]) -> Any:
-    """The event body as JSON, form fields (Slack, some legacy senders) or text."""
-    text = body.decode("utf-8", "replace")
-    content_type = str({k.lower(): v for k, v in headers.items()}.get("content-type", ""))
-    if "application/x-www-form-urlencoded" in content_type:
-        return dict(parse_qsl(text, keep_blank_values=True))
-    try:
-        return json.loads(text)
-    except ValueError:
-        return {"raw": text}
-
-
-def inbound_event(row: WebhookEvent) -> InboundEvent:
-    """The handler view of a stored event."""
-    return InboundEvent(
-        id=row.id, tenant=row.tenant_id, source=row.source,
-        event_type=row.event_type or "unknown", external_id=row.external_id,
-        received_at=row.received_at, payload=parse_body(row.body, row.headers or {}))
 
 
 class HandlerRegistry:

@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub import deliveries
-from hub.errors import NotFound
-from hub.models import EVENT_STATUSES, Delivery, WebhookEvent
-from hub.redaction import redact_headers
-from hub.webhooks.handlers import parse_body
+from hub.deliveries import sending
+from hub.platform.errors import NotFound
+from hub.platform.inbound import parse_body
+from hub.platform.models import EVENT_STATUSES, Delivery, WebhookEvent
+from hub.platform.redaction import redact_headers
 
 #: Status names an operator may filter on.
 STATUSES = EVENT_STATUSES
@@ -42,7 +42,7 @@ def list_events(session: Session, tenant: str, *, status: str | None = None,
 
 
 def show_event(session: Session, tenant: str, event_id: str) -> dict[str, Any]:
-    """One event with its parsed payload, redacted headers and its deliveries.
+    """One event with its parsed payload, redacted headers and its sending.
 
     Raises NotFound for an unknown id or another tenant's event.
     """
@@ -58,4 +58,4 @@ def show_event(session: Session, tenant: str, event_id: str) -> dict[str, Any]:
                            .order_by(Delivery.created_at))
     return {**summary(row), "endpoint_id": str(row.endpoint_id),
             "headers": redact_headers(row.headers), "payload": parse_body(row.body, row.headers),
-            "deliveries": [deliveries.view(d) for d in sent]}
+            "deliveries": [sending.view(d) for d in sent]}

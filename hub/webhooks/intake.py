@@ -6,7 +6,7 @@ after it leaves a ``pending`` row that the processing sweeper re-enqueues. The
 provider's event id is unique per endpoint, so a retried event is recorded
 once and answered ``duplicate``.
 
-The durable write goes through a group commit (:mod:`hub.groupcommit`): the
+The durable write goes through a group commit (:mod:`hub.platform.groupcommit`): the
 requests of one process that wait at the same moment share one INSERT (plus one
 SELECT for duplicates), one commit and one LPUSH; a lone request writes at once.
 Endpoints are cached decrypted in process memory for
@@ -31,10 +31,9 @@ import psycopg
 from sqlalchemy import Engine, func, update
 from sqlalchemy.orm import Session
 
-from hub import endpoints, signatures
-from hub.dispatch import send_many
-from hub.endpoints import IngressEndpoint
-from hub.errors import (
+from hub.calls.quotas import QuotaLimiter
+from hub.platform.dispatch import send_many
+from hub.platform.errors import (
     Forbidden,
     HubError,
     MalformedBody,
@@ -43,17 +42,18 @@ from hub.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from hub.groupcommit import GroupCommit
-from hub.metrics import (
+from hub.platform.groupcommit import GroupCommit
+from hub.platform.metrics import (
     WEBHOOK_ENQUEUE_FAILURES,
     WEBHOOK_INGEST_BATCH,
     WEBHOOK_INGEST_SECONDS,
     WEBHOOKS_RECEIVED,
 )
-from hub.models import WebhookEndpoint
-from hub.ratelimit import QuotaLimiter
-from hub.redaction import redact_headers
-from hub.services import Services
+from hub.platform.models import WebhookEndpoint
+from hub.platform.redaction import redact_headers
+from hub.platform.services import Services
+from hub.webhooks import endpoints, signatures
+from hub.webhooks.endpoints import IngressEndpoint
 from hub.webhooks.store import (
     DATABASE_DOWN,
     EventStore,

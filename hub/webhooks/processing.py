@@ -28,18 +28,19 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hub import cache, deadletter, deliveries, events, metrics
-from hub.dispatch import send_after_commit
-from hub.errors import HubError, NotFound, ValidationError
-from hub.models import WebhookEvent
-from hub.scheduler import utcnow
-from hub.services import Services
+from hub.calls import cache
+from hub.deliveries import sending
+from hub.platform import deadletters, events, metrics
+from hub.platform.dispatch import send_after_commit
+from hub.platform.errors import HubError, NotFound, ValidationError
+from hub.platform.inbound import InboundEvent, inbound_event
+from hub.platform.models import WebhookEvent
+from hub.platform.scheduler import utcnow
+from hub.platform.services import Services
 from hub.webhooks.handlers import (
     CacheInvalidation,
     HandlerContext,
     HandlerRegistry,
-    InboundEvent,
-    inbound_event,
     registry,
 )
 
@@ -104,7 +105,7 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
                 return ProcessOutcome(str(key), "skipped")
             inbound = inbound_event(row)
             ctx = _run_handlers(handlers, inbound)
-            created = deliveries.create_for_event(session, services, row)
+            created = sending.create_for_event(session, services, row)
             _mark_processed(row)
     except Exception as exc:  # noqa: BLE001 - any handler error fails the event, not the worker
         return _record_failure(services, key, exc)
@@ -190,11 +191,11 @@ def _bury(session: Session, services: Services, row: WebhookEvent, code: str, me
     """Mark the event dead and add its dead letter, announced once committed."""
     row.status = "dead"
     row.next_attempt_at = None
-    letter = deadletter.record(
+    letter = deadletters.record(
         session, origin="webhook", task_name=PROCESS_TASK, kwargs={"event_id": str(row.id)},
         tenant_id=row.tenant_id, endpoint_id=row.endpoint_id, error_code=code, error=message,
         attempts=row.attempts, traceback="".join(traceback.format_exception(exc)))
-    deadletter.announce_after_commit(session, services.redis, letter)
+    deadletters.announce_after_commit(session, services.redis, letter)
 
 
 # --- beat and operators -----------------------------------------------------------
@@ -254,5 +255,5 @@ def replay_event(services: Services, event_id: str | uuid.UUID, *, tenant: str |
         row.next_attempt_at = utcnow() + timedelta(seconds=services.settings.webhook_pending_after)
         row.last_error = None
         send_after_commit(session, services.dispatcher, PROCESS_TASK, {"event_id": str(key)})
-        redelivered = deliveries.requeue_event(session, services, key) if redeliver else 0
+        redelivered = sending.requeue_event(session, services, key) if redeliver else 0
     return {"event_id": str(key), "status": "pending", "redelivered": redelivered}

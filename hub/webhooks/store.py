@@ -5,7 +5,7 @@ This is the hot path of every provider request, so it talks to psycopg directly
 through SQLAlchemy's execution layer, which costs more CPU per request than the
 whole signature check (docs/benchmarks.md, "Webhook ingest"). The statement is
 committed, and fsynced, when it returns: one round trip instead of BEGIN,
-INSERT, COMMIT. The intake's group commit (:mod:`hub.groupcommit`) decides what
+INSERT, COMMIT. The intake's group commit (:mod:`hub.platform.groupcommit`) decides what
 goes into a batch.
 """
 
@@ -21,8 +21,8 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
-from hub.config import Settings
-from hub.db import make_engine
+from hub.platform.config import Settings
+from hub.platform.db import make_engine
 
 #: PostgreSQL application_name of the intake's connections (pg_stat_activity).
 INTAKE_APPLICATION_NAME = "hub-webhook-intake"

@@ -28,17 +28,19 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hub import cache, integrations, migrate, transform
-from hub.auth import strategy_for
-from hub.auth.oauth2 import token_cache
-from hub.auth.tokens import Token
-from hub.breaker import breaker_for
-from hub.config import load_settings
-from hub.devservices import create_database, drop_database, with_database
-from hub.dispatch import RecordingDispatcher
-from hub.integrations import IntegrationSpec, credentials_of
-from hub.ratelimit import ProviderHold
-from hub.services import Services
+from hub.adapters import transform
+from hub.calls import cache, integrations
+from hub.calls.auth import strategy_for
+from hub.calls.auth.oauth2 import token_cache
+from hub.calls.auth.tokens import Token
+from hub.calls.breaker import breaker_for
+from hub.calls.integrations import IntegrationSpec, credentials_of
+from hub.calls.quotas import ProviderHold
+from hub.dev.embedded import create_database, drop_database, with_database
+from hub.platform import migrate
+from hub.platform.config import load_settings
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.services import Services
 
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -4,7 +4,7 @@ end-to-end ``send_task("hub.call")`` -> result through 2 prefork worker processe
 Against a local fake provider (ThreadingHTTPServer, HTTP/1.1 keep-alive, JSON):
 
 1. overhead: the same POST sent N times by a plain pooled ``requests.Session`` and
-   by ``hub.calls.execute_call`` in this process (cache off: ``post`` is not
+   by ``hub.calls.pipeline.execute_call`` in this process (cache off: ``post`` is not
    cacheable; api_key auth, quota check, breaker, audit row, events all on);
 2. cached: ``get`` served from the cache (L1 Redis), p50/p95;
 3. end to end: one worker ``celery -A tasks worker --pool prefork -c 2``; latency of
@@ -41,14 +41,15 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hub import integrations, migrate
-from hub.calls import CallRequest, execute_call
-from hub.config import load_settings
-from hub.devservices import create_database, drop_database, with_database
-from hub.dispatch import RecordingDispatcher
-from hub.integrations import IntegrationSpec
-from hub.models import IntegrationLog
-from hub.services import Services
+from hub.calls import integrations
+from hub.calls.integrations import IntegrationSpec
+from hub.calls.pipeline import CallRequest, execute_call
+from hub.dev.embedded import create_database, drop_database, with_database
+from hub.platform import migrate
+from hub.platform.config import load_settings
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.models import IntegrationLog
+from hub.platform.services import Services
 
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -35,15 +35,13 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hub import (
-    migrate,
-    subscriptions,
-)
-from hub.config import load_settings
-from hub.devservices import create_database, drop_database, with_database
-from hub.dispatch import RecordingDispatcher
-from hub.models import Delivery, WebhookEndpoint, WebhookEvent
-from hub.services import Services
+from hub.deliveries import subscriptions
+from hub.dev.embedded import create_database, drop_database, with_database
+from hub.platform import migrate
+from hub.platform.config import load_settings
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.models import Delivery, WebhookEndpoint, WebhookEvent
+from hub.platform.services import Services
 
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

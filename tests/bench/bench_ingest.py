@@ -12,7 +12,7 @@ Three targets, one after the other, under the same gunicorn config
 * ``hub``: ``webhooks_web:create_app()`` - endpoint lookup (cached), Stripe signature,
   JSON parse, INSERT ... ON CONFLICT into webhook_events (committed), Celery task
   message LPUSH; concurrent requests of one process share the INSERT and the LPUSH
-  (hub.groupcommit).
+  (hub.platform.groupcommit).
 
 Run it twice to see both sides: with the defaults (gunicorn.conf.py: threaded
 workers) and with ``--workers 8 --threads 1`` (sync workers, where the raw
@@ -51,12 +51,13 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hub import endpoints, migrate
-from hub.config import Settings, load_settings
-from hub.db import transaction
-from hub.devservices import create_database, drop_database, free_port, libpq_url
-from hub.dispatch import RecordingDispatcher
-from hub.services import Services
+from hub.dev.embedded import create_database, drop_database, free_port, libpq_url
+from hub.platform import migrate
+from hub.platform.config import Settings, load_settings
+from hub.platform.db import transaction
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.services import Services
+from hub.webhooks import endpoints
 
 SECRET = "whsec_bench_secret"
 APPS = {

@@ -26,9 +26,9 @@ from celery import Celery
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hub import migrate
-from hub.config import load_settings
-from hub.devservices import create_database, drop_database, with_database
+from hub.dev.embedded import create_database, drop_database, with_database
+from hub.platform import migrate
+from hub.platform.config import load_settings
 
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

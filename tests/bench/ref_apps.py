@@ -12,7 +12,7 @@ import os
 import redis
 from flask import Flask, request
 
-from hub.config import load_settings
+from hub.platform.config import load_settings
 from hub.webhooks.store import make_intake_engine
 
 ROUTE = "/api/v1/webhooks/<source>/<token>"

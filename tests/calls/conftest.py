@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import integrations
-from hub.integrations import IntegrationSpec
-from hub.models import Integration
-from hub.services import Services
+from hub.calls import integrations
+from hub.calls.integrations import IntegrationSpec
+from hub.platform.models import Integration
+from hub.platform.services import Services
 from tests.calls.fake_provider import FakeProvider, fake_provider
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from hub import adapters
 from hub.adapters.base import Adapter, IntegrationView, Operation
-from hub.calls import CallRequest, execute_call
-from hub.errors import NotFound, ValidationError
+from hub.calls.pipeline import CallRequest, execute_call
+from hub.platform.errors import NotFound, ValidationError
 from tests.calls.fake_provider import Reply
 
 

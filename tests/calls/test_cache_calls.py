@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.calls import CallRequest, execute_call
+from hub.calls.pipeline import CallRequest, execute_call
 from tests.calls.fake_provider import Reply
 
 
@@ -57,8 +57,8 @@ def test_tenants_never_share_cache_entries(services, tenant, provider, make_inte
     make_integration("crm")
     _get(services, tenant)
     other = tenant + "-b"
-    from hub import integrations
-    from hub.integrations import IntegrationSpec
+    from hub.calls import integrations
+    from hub.calls.integrations import IntegrationSpec
 
     with services.sessions() as s, s.begin():
         integrations.create(s, IntegrationSpec(tenant_id=other, name="crm", adapter="rest",

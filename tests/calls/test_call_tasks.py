@@ -13,8 +13,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from hub import deadletter, scheduler
-from hub.models import DeadLetter, IntegrationLog, ScheduledTask
+from hub.ops import dlq
+from hub.platform import scheduler
+from hub.platform.models import DeadLetter, IntegrationLog, ScheduledTask
 from tests.calls.fake_provider import Reply
 
 TIMEOUT = 30
@@ -120,7 +121,7 @@ def test_short_backoff_retries_by_countdown(worker, client_app, tenant, provider
 def test_long_backoff_lives_in_postgresql_and_runs_once(worker, celery_app, client_app,
                                                        sessions, tenant, provider,
                                                        make_integration):
-    from tasks.dispatcher import CeleryDispatcher
+    from celerydispatch import CeleryDispatcher
 
     make_integration("slow", config={"retry": {"base": 1, "cap": 10, "max_attempts": 3}})
     # Retry-After of an hour: far beyond HUB_MAX_COUNTDOWN (300 s) and any safe countdown.
@@ -153,7 +154,7 @@ def test_long_backoff_lives_in_postgresql_and_runs_once(worker, celery_app, clie
 def test_exhausted_call_is_dead_lettered_then_replayed(worker, celery_app, client_app,
                                                       sessions, redis_client, tenant,
                                                       provider, make_integration, settings):
-    from tasks.dispatcher import CeleryDispatcher
+    from celerydispatch import CeleryDispatcher
 
     make_integration("crm", config={"retry": {"base": 0.01, "cap": 0.02, "max_attempts": 2}})
     provider.script("/v1/down", Reply(500), Reply(500))
@@ -185,15 +186,15 @@ def test_exhausted_call_is_dead_lettered_then_replayed(worker, celery_app, clien
     assert sorted(dead_rows) == ["dead_lettered", "failed"]
 
     # The provider recovered (its script is used up): replay the tenant's letters.
-    filters = deadletter.Filters(tenant=tenant, include_replayed=False)
+    filters = dlq.Filters(tenant=tenant, include_replayed=False)
     dispatcher = CeleryDispatcher(celery_app)
-    dry = deadletter.replay(sessions, dispatcher, filters, queue=settings.queue("replay"),
-                            dry_run=True)
+    dry = dlq.replay(sessions, dispatcher, filters, queue=settings.queue("replay"),
+                     dry_run=True)
     assert [d["id"] for d in dry] == [str(row.id)] and provider.hits("/v1/down") == 2
-    [replayed] = deadletter.replay(sessions, dispatcher, filters,
-                                   queue=settings.queue("replay"))
-    assert deadletter.replay(sessions, dispatcher, filters,
-                             queue=settings.queue("replay")) == []
+    [replayed] = dlq.replay(sessions, dispatcher, filters,
+                            queue=settings.queue("replay"))
+    assert dlq.replay(sessions, dispatcher, filters,
+                      queue=settings.queue("replay")) == []
     again = client_app.AsyncResult(replayed["replay_task_id"]).get(timeout=TIMEOUT)
     assert again["ok"] and again["data"]["json"] == {"x": 1}
     assert provider.hits("/v1/down") == 3

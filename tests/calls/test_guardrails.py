@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from hub.models import DeadLetter
+from hub.platform.models import DeadLetter
 from tests.calls.processes import ROOT, worker_process
 
 pytestmark = pytest.mark.slow

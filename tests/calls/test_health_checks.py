@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from hub import healthchecks, integrations
+from hub.calls import integrations
+from hub.ops import healthchecks
 from tests.calls.fake_provider import Reply
 
 
@@ -45,7 +46,7 @@ def test_degraded_then_recovered_each_announced_once(services, sessions, tenant,
 def test_probe_error_never_shows_a_query_key(services, tenant, provider, make_integration):
     import socket
 
-    from hub import probe
+    from hub.calls import probe
 
     with socket.socket() as s:  # a port nobody listens on: the error names our URL
         s.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""The call pipeline in-process (hub.calls.execute_call) against a fake provider."""
+"""The call pipeline in-process (hub.calls.pipeline.execute_call) against a fake provider."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from hub.calls import CallRequest, execute_call
-from hub.config import load_settings
-from hub.dispatch import RecordingDispatcher
-from hub.models import IntegrationLog
-from hub.services import Services
+from hub.calls.pipeline import CallRequest, execute_call
+from hub.platform.config import load_settings
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.models import IntegrationLog
+from hub.platform.services import Services
 from tests.calls.fake_provider import Reply, rate_limited
 
 
@@ -91,7 +91,7 @@ def test_bad_call_options_are_validation_errors(services, tenant, provider, make
 
 def test_unknown_and_disabled_integration(services, session, tenant, provider,
                                           make_integration):
-    from hub import integrations
+    from hub.calls import integrations
 
     assert execute_call(services, CallRequest(tenant, "nope", "get", {"path": "/"})) \
         .error.code == "NOT_FOUND"
@@ -195,7 +195,7 @@ def test_path_cannot_leave_the_base_url(services, tenant, provider, make_integra
 
 
 def test_call_metrics(services, tenant, provider, make_integration):
-    from hub import metrics
+    from hub.platform import metrics
 
     make_integration("metered", rate_limit_per_minute=1)
 
@@ -218,7 +218,7 @@ def test_call_metrics(services, tenant, provider, make_integration):
 
 def test_open_circuit_uses_the_fallback_integration(services, session, tenant, provider,
                                                     make_integration):
-    from hub.breaker import breaker_for
+    from hub.calls.breaker import breaker_for
 
     make_integration("backup")
     primary = make_integration("primary", fallback="backup", config={

@@ -7,13 +7,13 @@ from email.utils import format_datetime
 
 import pytest
 
-from hub.errors import ValidationError
-from hub.retry import (
+from hub.calls.retry import (
     MAX_RETRY_AFTER,
     RetryPolicy,
     is_retryable_status,
     parse_retry_after,
 )
+from hub.platform.errors import ValidationError
 
 
 def test_backoff_ceiling_doubles_up_to_the_cap():

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from hub.breaker import breaker_for
-from hub.models import IntegrationLog
+from hub.calls.breaker import breaker_for
+from hub.platform.models import IntegrationLog
 from tests.calls.fake_provider import Reply
 from tests.calls.processes import worker_process
 

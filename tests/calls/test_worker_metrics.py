@@ -9,7 +9,7 @@ import uuid
 import pytest
 import requests
 
-from hub.devservices import free_port
+from hub.dev.embedded import free_port
 from tasks import workermetrics
 from tests.calls.processes import worker_process
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hub import cache, integrations
-from hub.integrations import IntegrationSpec
+from hub.calls import cache, integrations
+from hub.calls.integrations import IntegrationSpec
 
 
 def _seed(services, tenant):

@@ -7,12 +7,12 @@ from datetime import timedelta
 
 from click.testing import CliRunner
 
-from hub import deadletter
-from hub.calls import CallRequest, execute_call
+from hub.calls.pipeline import CallRequest, execute_call
 from hub.cli import commands  # noqa: F401 - registers the command groups
 from hub.cli.main import CliContext, cli
-from hub.dispatch import RecordingDispatcher
-from hub.scheduler import utcnow
+from hub.platform import deadletters
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.scheduler import utcnow
 from tests.calls.conftest import make_integration, provider  # noqa: F401 - fixtures
 from tests.calls.fake_provider import Reply
 
@@ -25,11 +25,11 @@ def _run(*args: str, dispatcher=None):  # type: ignore[no-untyped-def]
 def _letters(sessions, tenant):  # type: ignore[no-untyped-def]
     with sessions() as s, s.begin():
         for n, code in enumerate(("UPSTREAM_ERROR", "UPSTREAM_ERROR", "TIMEOUT")):
-            deadletter.record(s, origin="call", task_name="hub.call",
-                              kwargs={"tenant": tenant, "integration": "crm", "operation": "post",
-                                      "params": {"path": f"/v1/{n}"}},
-                              tenant_id=tenant, integration="crm", error_code=code,
-                              error="provider answered 500", attempts=5, task_id=f"t{n}")
+            deadletters.record(s, origin="call", task_name="hub.call",
+                               kwargs={"tenant": tenant, "integration": "crm", "operation": "post",
+                                       "params": {"path": f"/v1/{n}"}},
+                               tenant_id=tenant, integration="crm", error_code=code,
+                               error="provider answered 500", attempts=5, task_id=f"t{n}")
 
 
 def test_dlq_list_show_filters(sessions, tenant):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from hub import integrations
+from hub.calls import integrations
 from hub.cli.integrations import set_
-from hub.vault import Vault
+from hub.platform.vault import Vault
 
 
 def _add(hub, tenant, name="maps", *extra):
@@ -115,6 +115,6 @@ def test_an_unreachable_database_is_one_line_exit_1_without_the_password(hub, te
 
 @pytest.fixture
 def free_port_number() -> int:
-    from hub.devservices import free_port
+    from hub.dev.embedded import free_port
 
     return free_port()

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 from standardwebhooks import Webhook
 
-from hub import deliveries
 from hub.cli import commands  # noqa: F401 - registers the command groups
 from hub.cli.main import CliContext, cli
-from hub.dispatch import RecordingDispatcher
+from hub.deliveries import sending
+from hub.platform.dispatch import RecordingDispatcher
 from hub.webhooks import processing
 from tests.hub.inbox import add_event, subscriber
 
@@ -84,7 +84,7 @@ def test_deliveries_list_retry_and_replay_dry_run(hub, services, sessions, tenan
         event_id = add_event(sessions, tenant)
         processing.process_event(services, event_id)
         code, (listed,) = hub("deliveries", "list", "--tenant", tenant)
-        deliveries.send_delivery(services, listed["id"])
+        sending.send_delivery(services, listed["id"])
 
         code, failed = hub("deliveries", "list", "--tenant", tenant, "--status", "failed",
                            "--event-type", "stripe.invoice.*", "--since", "2000-01-01T00:00:00")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hub.models import WebhookEndpoint
+from hub.platform.models import WebhookEndpoint
 
 
 def test_add_with_a_generated_secret_prints_it_once(hub, tenant, sessions, vault, settings):

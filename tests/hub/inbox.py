@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from werkzeug.wrappers import Request, Response
 
-from hub.models import WebhookEndpoint, WebhookEvent
+from hub.platform.models import WebhookEndpoint, WebhookEvent
 from tests.hub.fake_http import LocalServer, serve
 
 

@@ -1,4 +1,4 @@
-"""hub.auth strategies against a local fake OAuth2 token server (RFC 6749 wire format)."""
+"""hub.calls.auth strategies against a local fake OAuth2 token server (RFC 6749 wire format)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import pytest
 import requests
 from werkzeug.wrappers import Response
 
-from hub import integrations
-from hub.auth import strategy_for
-from hub.dispatch import RecordingDispatcher
-from hub.errors import AuthError
-from hub.integrations import IntegrationSpec, credentials_of
-from hub.services import Services
+from hub.calls import integrations
+from hub.calls.auth import strategy_for
+from hub.calls.integrations import IntegrationSpec, credentials_of
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.errors import AuthError
+from hub.platform.services import Services
 from tests.hub.fake_http import serve
 
 

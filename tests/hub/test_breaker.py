@@ -1,4 +1,4 @@
-"""hub.breaker: one breaker state shared through Redis by separate processes."""
+"""hub.calls.breaker: one breaker state shared through Redis by separate processes."""
 
 from __future__ import annotations
 
@@ -10,23 +10,23 @@ import time
 
 import pytest
 
-from hub import integrations
-from hub.breaker import breaker_for
-from hub.dispatch import RecordingDispatcher
-from hub.errors import CircuitOpen, NotFound, RateLimited, TimeoutError_
-from hub.integrations import IntegrationSpec
-from hub.services import Services
+from hub.calls import integrations
+from hub.calls.breaker import breaker_for
+from hub.calls.integrations import IntegrationSpec
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.errors import CircuitOpen, NotFound, RateLimited, TimeoutError_
+from hub.platform.services import Services
 
 # Another worker process: loads the integration from PostgreSQL and fails calls
 # through its own breaker_for() until the circuit trips.
 _OTHER_PROCESS = """
 import sys
-from hub import integrations
-from hub.breaker import breaker_for
-from hub.config import load_settings
-from hub.dispatch import RecordingDispatcher
-from hub.errors import TimeoutError_
-from hub.services import Services
+from hub.calls import integrations
+from hub.calls.breaker import breaker_for
+from hub.platform.config import load_settings
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.errors import TimeoutError_
+from hub.platform.services import Services
 
 services = Services(load_settings(), RecordingDispatcher())
 with services.sessions() as session:

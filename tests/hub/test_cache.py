@@ -1,4 +1,4 @@
-"""hub.cache: Redis L1 + PostgreSQL L2, tenant isolation, invalidation, caching headers."""
+"""hub.calls.cache: Redis L1 + PostgreSQL L2, tenant isolation, invalidation, caching headers."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import time
 import pytest
 from sqlalchemy import select
 
-from hub import cache, integrations
-from hub.dispatch import RecordingDispatcher
-from hub.integrations import IntegrationSpec
-from hub.models import CacheEntry
-from hub.services import Services
+from hub.calls import cache, integrations
+from hub.calls.integrations import IntegrationSpec
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.models import CacheEntry
+from hub.platform.services import Services
 
 
 def make(services, tenant, name="crm"):

@@ -7,13 +7,13 @@ import sys
 import pytest
 from cryptography.fernet import Fernet
 
-from hub.config import (
+from hub.platform.config import (
     DEFAULT_DATABASE_URL,
     load_settings,
     setting_fields,
     settings_table,
 )
-from hub.errors import ConfigError
+from hub.platform.errors import ConfigError
 
 
 def test_defaults_point_at_local_postgres_and_redis():
@@ -67,7 +67,7 @@ def test_readme_settings_table_matches_the_code():
 
     missing = [f.metadata["env"] for f in setting_fields() if f.metadata["env"] not in readme]
     assert missing == []
-    # Regenerate with `python -m hub.config` when this fails.
+    # Regenerate with `python -m hub.platform.config` when this fails.
     assert settings_table() in readme
 
 

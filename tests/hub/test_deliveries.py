@@ -1,4 +1,4 @@
-"""hub.deliveries: status semantics, retry schedule from PostgreSQL, disabling, replay."""
+"""hub.deliveries.sending: status semantics, retry schedule from PostgreSQL, disabling, replay."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 from werkzeug.wrappers import Response
 
-from hub import deliveries, subscriptions
-from hub.config import load_settings
-from hub.deliveries import DeliveryFilter
-from hub.dispatch import RecordingDispatcher
-from hub.errors import SSRFRefused, ValidationError
-from hub.models import DeadLetter, Delivery, DeliveryAttempt, Subscription
-from hub.scheduler import utcnow
-from hub.services import Services
+from hub.deliveries import sending, subscriptions
+from hub.deliveries.sending import DeliveryFilter
+from hub.platform.config import load_settings
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.errors import SSRFRefused, ValidationError
+from hub.platform.models import DeadLetter, Delivery, DeliveryAttempt, Subscription
+from hub.platform.scheduler import utcnow
+from hub.platform.services import Services
 from hub.webhooks import processing
 from tests.hub.fake_http import serve
 from tests.hub.inbox import add_event, subscriber, wait_for
@@ -58,9 +58,9 @@ def _drive_due(svc, delivery_id):
     """What beat and the worker do once the wait is over: send_due, then the task body."""
     wait_for(lambda: _get(svc, Delivery, delivery_id).next_attempt_at <= utcnow())
     svc.dispatcher.sent.clear()
-    deliveries.send_due(svc)
+    sending.send_due(svc)
     assert ("hub.deliveries.send", {"delivery_id": str(delivery_id)}, None) in svc.dispatcher.sent
-    return deliveries.send_delivery(svc, str(delivery_id))
+    return sending.send_delivery(svc, str(delivery_id))
 
 
 def test_success_is_signed_and_recorded(svc, tenant):
@@ -69,8 +69,8 @@ def test_success_is_signed_and_recorded(svc, tenant):
         receiver.secrets.append(secret)
         (delivery_id,) = _deliver_event(svc, tenant)
 
-        outcome = deliveries.send_delivery(svc, str(delivery_id))
-        again = deliveries.send_delivery(svc, str(delivery_id))
+        outcome = sending.send_delivery(svc, str(delivery_id))
+        again = sending.send_delivery(svc, str(delivery_id))
 
     assert (outcome.status, outcome.status_code, again.status) == ("succeeded", 200, "skipped")
     assert receiver.count() == 1 and receiver.received[0].verified
@@ -86,7 +86,7 @@ def test_failing_subscriber_follows_its_schedule_then_dead_letters(svc, tenant):
         sub_id, _ = _subscribe(svc, tenant, receiver.url, schedule=[0.05, 0.1])
         (delivery_id,) = _deliver_event(svc, tenant)
 
-        first = deliveries.send_delivery(svc, str(delivery_id))
+        first = sending.send_delivery(svc, str(delivery_id))
         assert first.status == "failed" and first.attempt == 1
         # A short first wait also gets a countdown message (the 5 s case).
         assert svc.dispatcher.sent[-1][0] == "hub.deliveries.send"
@@ -112,7 +112,7 @@ def test_subscription_failing_for_the_whole_period_is_disabled(svc, tenant, redi
     with subscriber(default=(500, {})) as receiver:
         sub_id, _ = _subscribe(svc, tenant, receiver.url, schedule=[3600] * 5)
         first, waiting = _deliver_event(svc, tenant)[0], _deliver_event(svc, tenant)[0]
-        deliveries.send_delivery(svc, str(first))
+        sending.send_delivery(svc, str(first))
         with svc.sessions() as session, session.begin():
             session.execute(update(Subscription).where(Subscription.id == sub_id).values(
                 failing_since=utcnow() - timedelta(days=5, seconds=1)))
@@ -120,7 +120,7 @@ def test_subscription_failing_for_the_whole_period_is_disabled(svc, tenant, redi
             session.execute(update(Delivery).where(Delivery.id == first).values(
                 next_attempt_at=utcnow()))
 
-        outcome = deliveries.send_delivery(svc, str(first))
+        outcome = sending.send_delivery(svc, str(first))
 
         def disabled_event():
             message = pubsub.get_message(timeout=0.1)
@@ -147,8 +147,8 @@ def test_410_gone_disables_the_subscription(svc, tenant):
         (delivery_id,) = _deliver_event(svc, tenant)
         (later,) = _deliver_event(svc, tenant)
 
-        outcome = deliveries.send_delivery(svc, str(delivery_id))
-        after = deliveries.send_delivery(svc, str(later))
+        outcome = sending.send_delivery(svc, str(delivery_id))
+        after = sending.send_delivery(svc, str(later))
 
     sub = _get(svc, Subscription, sub_id)
     assert outcome.status == "cancelled" and after.status == "skipped"
@@ -162,7 +162,7 @@ def test_redirect_counts_as_a_failure(svc, tenant):
         _subscribe(svc, tenant, receiver.url, schedule=[600])
         (delivery_id,) = _deliver_event(svc, tenant)
 
-        outcome = deliveries.send_delivery(svc, str(delivery_id))
+        outcome = sending.send_delivery(svc, str(delivery_id))
 
     assert (outcome.status, outcome.status_code) == ("failed", 301)
     assert receiver.count() == 1
@@ -178,7 +178,7 @@ def test_throttle_honours_retry_after_within_the_schedule(svc, tenant, retry_aft
         (delivery_id,) = _deliver_event(svc, tenant)
         before = utcnow()
 
-        outcome = deliveries.send_delivery(svc, str(delivery_id))
+        outcome = sending.send_delivery(svc, str(delivery_id))
 
     after = utcnow()
     assert outcome.status == "failed"
@@ -188,16 +188,16 @@ def test_throttle_honours_retry_after_within_the_schedule(svc, tenant, retry_aft
 
 
 def test_throttle_waits_at_least_a_minute():
-    assert deliveries.throttled_wait(5, 10) == 60
-    assert deliveries.throttled_wait(5, None) == 60
-    assert deliveries.throttled_wait(300, 1000) == 600
+    assert sending.throttled_wait(5, 10) == 60
+    assert sending.throttled_wait(5, None) == 60
+    assert sending.throttled_wait(300, 1000) == 600
 
 
 def test_default_schedule_with_jitter():
     schedule = load_settings().delivery_retry_schedule
     rng = random.Random(7)
 
-    waits = [deliveries.scheduled_wait(schedule, n, 0.2, rng) for n in range(1, 9)]
+    waits = [sending.scheduled_wait(schedule, n, 0.2, rng) for n in range(1, 9)]
 
     assert schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
     assert waits[-1] is None
@@ -219,7 +219,7 @@ def test_rotation_signs_with_both_secrets(svc, tenant):
             sub = subscriptions.get(session, tenant, sub_id, lock=True)
             new = subscriptions.rotate_secret(svc.vault, sub).reveal()
         (delivery_id,) = _deliver_event(svc, tenant)
-        deliveries.send_delivery(svc, str(delivery_id))
+        sending.send_delivery(svc, str(delivery_id))
 
     got = receiver.received[0]
     assert len(got.headers["Webhook-Signature"].split(" ")) == 2
@@ -237,19 +237,19 @@ def test_bulk_replay_dry_run_then_real_keeps_webhook_id(svc, tenant):
         paid = _deliver_event(svc, tenant, event_type="invoice.paid")[0]
         other = _deliver_event(svc, tenant, event_type="customer.created")[0]
         for delivery_id in (paid, other):
-            deliveries.send_delivery(svc, str(delivery_id))
+            sending.send_delivery(svc, str(delivery_id))
         flt = DeliveryFilter(tenant=tenant, event_type="stripe.invoice.*",
                              since=utcnow() - timedelta(minutes=5), statuses=("succeeded",))
 
         svc.dispatcher.sent.clear()
-        dry = deliveries.replay(svc, flt, dry_run=True)
+        dry = sending.replay(svc, flt, dry_run=True)
         assert dry["count"] == 1 and svc.dispatcher.sent == []
         assert _get(svc, Delivery, paid).status == "succeeded"
 
-        real = deliveries.replay(svc, flt)
+        real = sending.replay(svc, flt)
         assert svc.dispatcher.sent == [("hub.deliveries.send", {"delivery_id": str(paid)},
                                         svc.settings.queue("replay"))]
-        deliveries.send_delivery(svc, str(paid))
+        sending.send_delivery(svc, str(paid))
 
     first, replayed = [r for r in receiver.received
                        if json.loads(r.body)["type"] == "stripe.invoice.paid"]
@@ -279,7 +279,7 @@ def test_disabled_subscription_is_not_delivered(svc, tenant):
             subscriptions.disable(session, subscriptions.get(session, tenant, sub_id),
                                   "operator")
 
-        outcome = deliveries.send_delivery(svc, str(delivery_id))
+        outcome = sending.send_delivery(svc, str(delivery_id))
 
     assert outcome.status == "skipped" and receiver.count() == 0
     assert _get(svc, Delivery, delivery_id).status == "cancelled"
@@ -289,13 +289,13 @@ def test_a_success_clears_the_failure_record(svc, tenant):
     with subscriber(answers=[(503, {})], default=(200, {})) as receiver:
         sub_id, _ = _subscribe(svc, tenant, receiver.url, schedule=[0.05])
         (delivery_id,) = _deliver_event(svc, tenant)
-        deliveries.send_delivery(svc, str(delivery_id))
+        sending.send_delivery(svc, str(delivery_id))
         assert _get(svc, Subscription, sub_id).consecutive_failures == 1
         with svc.sessions() as session, session.begin():
             session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
                 next_attempt_at=utcnow()))
 
-        outcome = deliveries.send_delivery(svc, str(delivery_id))
+        outcome = sending.send_delivery(svc, str(delivery_id))
 
     sub = _get(svc, Subscription, sub_id)
     assert outcome.status == "succeeded" and receiver.count() == 2
@@ -309,7 +309,7 @@ def test_a_delivery_whose_worker_died_is_sent_again_after_its_lease(svc, tenant)
         with svc.sessions() as session, session.begin():  # claimed, then the worker vanished
             session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
                 status="delivering", attempts=1, next_attempt_at=utcnow() + timedelta(minutes=5)))
-        assert deliveries.send_delivery(svc, str(delivery_id)).status == "skipped"
+        assert sending.send_delivery(svc, str(delivery_id)).status == "skipped"
         with svc.sessions() as session, session.begin():
             session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
                 next_attempt_at=utcnow() - timedelta(seconds=1)))
@@ -331,7 +331,7 @@ def test_private_destinations_are_refused_when_not_allowed(tenant):
             session.add(sub)
         (delivery_id,) = _deliver_event(guarded, tenant)
 
-        outcome = deliveries.send_delivery(guarded, str(delivery_id))
+        outcome = sending.send_delivery(guarded, str(delivery_id))
         delivery = _get(guarded, Delivery, delivery_id)
     finally:
         guarded.close()
@@ -354,7 +354,7 @@ def test_a_slow_subscriber_times_out_and_is_retried(tenant):
             _subscribe(impatient, tenant, server.url + "/hooks", schedule=[600])
             (delivery_id,) = _deliver_event(impatient, tenant)
 
-            outcome = deliveries.send_delivery(impatient, str(delivery_id))
+            outcome = sending.send_delivery(impatient, str(delivery_id))
             release.set()
         delivery = _get(impatient, Delivery, delivery_id)
     finally:
@@ -371,13 +371,13 @@ def test_bulk_replay_with_a_rate_is_scheduled_in_postgresql_and_sent_by_beat(svc
         receiver.secrets.append(secret)
         ids = [_deliver_event(svc, tenant)[0] for _ in range(3)]
         for delivery_id in ids:
-            deliveries.send_delivery(svc, str(delivery_id))
+            sending.send_delivery(svc, str(delivery_id))
         flt = DeliveryFilter(tenant=tenant, since=utcnow() - timedelta(minutes=5),
                              statuses=("succeeded",))
         svc.dispatcher.sent.clear()
 
         # One every 10 s: the first is due now, the others well after this test's steps.
-        result = deliveries.replay(svc, flt, rate=0.1)
+        result = sending.replay(svc, flt, rate=0.1)
         rows = [_get(svc, Delivery, d) for d in ids]
         assert svc.dispatcher.sent == []
         assert [r.status for r in rows] == ["pending"] * 3
@@ -387,7 +387,7 @@ def test_bulk_replay_with_a_rate_is_scheduled_in_postgresql_and_sent_by_beat(svc
         assert gaps == [10.0, 10.0]
         assert result["last_scheduled_at"] == rows[-1].next_attempt_at
 
-        deliveries.send_due(svc)  # other tests' due rows may be sent too: shared database
+        sending.send_due(svc)  # other tests' due rows may be sent too: shared database
         sent = {kwargs["delivery_id"] for _name, kwargs, _queue in svc.dispatcher.sent}
         assert str(ids[0]) in sent
         assert not sent & {str(ids[1]), str(ids[2])}
@@ -395,4 +395,4 @@ def test_bulk_replay_with_a_rate_is_scheduled_in_postgresql_and_sent_by_beat(svc
 
 def test_bulk_replay_refuses_a_rate_that_is_not_positive(svc, tenant):
     with pytest.raises(ValidationError, match="rate must be a positive"):
-        deliveries.replay(svc, DeliveryFilter(tenant=tenant), rate=0)
+        sending.replay(svc, DeliveryFilter(tenant=tenant), rate=0)

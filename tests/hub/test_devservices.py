@@ -7,7 +7,7 @@ import psycopg
 import pytest
 import redis
 
-from hub.devservices import (
+from hub.dev.embedded import (
     ensure_local_services,
     free_port,
     libpq_url,

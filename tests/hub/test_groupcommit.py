@@ -1,4 +1,4 @@
-"""hub.groupcommit: threads that arrive while a batch is written share the next one,
+"""hub.platform.groupcommit: threads that arrive while a batch is written share the next one,
 and each gets its own item's outcome."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from hub.groupcommit import GroupCommit
+from hub.platform.groupcommit import GroupCommit
 
 DEADLINE = 10.0
 

@@ -1,5 +1,5 @@
-"""hub.http: SSRF guard (after DNS, on the connected address, on redirects), timeouts,
-size limit, exception mapping; hub.redaction."""
+"""hub.calls.http: SSRF guard (after DNS, on the connected address, on redirects), timeouts,
+size limit, exception mapping; hub.platform.redaction."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import pytest
 import requests
 from werkzeug.wrappers import Response
 
-from hub import http
-from hub.errors import (
+from hub.calls import http
+from hub.platform.errors import (
     ResponseTooLarge,
     RetryableError,
     SSRFRefused,
     TimeoutError_,
     UpstreamError,
 )
-from hub.redaction import (
+from hub.platform.redaction import (
     MASK,
     redact_body,
     redact_headers,

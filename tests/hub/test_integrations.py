@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub import integrations
-from hub.errors import Conflict, IntegrationDisabled, NotFound, ValidationError
+from hub.calls import integrations
+from hub.platform.errors import Conflict, IntegrationDisabled, NotFound, ValidationError
 
 
 def _spec(tenant, name="maps", **kw):

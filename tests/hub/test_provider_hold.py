@@ -1,4 +1,4 @@
-"""hub.ratelimit: quotas learned from provider headers, held for every worker."""
+"""hub.calls.quotas: quotas learned from provider headers, held for every worker."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from email.utils import formatdate
 import pytest
 import redis
 
-from hub.ratelimit import MAX_HOLD_SECONDS, ProviderHold, quota_exhausted_until
+from hub.calls.quotas import MAX_HOLD_SECONDS, ProviderHold, quota_exhausted_until
 
 NOW = 1_800_000_000.0
 

@@ -4,9 +4,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from hub import integrations, retention
-from hub.models import IntegrationLog, ScheduledTask
-from hub.scheduler import utcnow
+from hub.calls import integrations
+from hub.ops import retention
+from hub.platform.models import IntegrationLog, ScheduledTask
+from hub.platform.scheduler import utcnow
 
 
 def test_old_audit_rows_go_in_batches_and_recent_ones_stay(services, sessions, tenant):

@@ -1,4 +1,4 @@
-"""hub.signatures: each scheme against requests signed exactly as the provider signs them.
+"""hub.webhooks.signatures: each scheme against requests signed exactly as the provider signs them.
 
 Where the provider publishes a library, the library signs (stripe, standardwebhooks,
 svix, slack_sdk); GitHub, Shopify, Telegram and the generic scheme follow the
@@ -21,9 +21,9 @@ import svix.webhooks
 from slack_sdk.signature import SignatureVerifier
 from standardwebhooks import Webhook
 
-from hub import signatures
-from hub.errors import InvalidSignature, MalformedBody, ValidationError
-from hub.signatures import Options
+from hub.platform.errors import InvalidSignature, MalformedBody, ValidationError
+from hub.webhooks import signatures
+from hub.webhooks.signatures import Options
 
 BODY = json.dumps({"id": "evt_1", "type": "customer.created", "update_id": 42,
                    "event_id": "Ev1", "event": {"type": "app_mention"},

@@ -1,4 +1,4 @@
-"""hub.standard_webhooks against the reference implementation (the ``standardwebhooks`` package)."""
+"""hub.deliveries.standard_webhooks against the reference implementation (the ``standardwebhooks`` package)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError as ReferenceError_
 
-from hub import standard_webhooks as sw
-from hub.standard_webhooks import WebhookVerificationError
+from hub.deliveries import standard_webhooks as sw
+from hub.deliveries.standard_webhooks import WebhookVerificationError
 
 BODY = json.dumps({"type": "invoice.paid", "data": {"id": "in_1", "amount": 4200}}).encode()
 

@@ -1,4 +1,4 @@
-"""hub.transform: JMESPath mapping and JSON-Schema validation without leaking secrets."""
+"""hub.adapters.transform: JMESPath mapping and JSON-Schema validation without leaking secrets."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from hub import transform
-from hub.errors import ValidationError
+from hub.adapters import transform
+from hub.platform.errors import ValidationError
 
 ORDER = {"id": "o-1", "customer": {"email": "a@example.com"},
          "lines": [{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}]}

@@ -6,10 +6,10 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
 
-from hub import integrations
-from hub.errors import VaultError
-from hub.models import Integration
-from hub.vault import Secret, Vault, generate_key, rotate_all
+from hub.calls import integrations
+from hub.platform.errors import VaultError
+from hub.platform.models import Integration
+from hub.platform.vault import Secret, Vault, generate_key, rotate_all
 
 
 def _add(session, vault, tenant, name, secret):

@@ -9,12 +9,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from hub import cache, integrations, subscriptions
-from hub.config import load_settings
-from hub.dispatch import RecordingDispatcher
-from hub.models import DeadLetter, Delivery, WebhookEvent
-from hub.scheduler import utcnow
-from hub.services import Services
+from hub.calls import cache, integrations
+from hub.deliveries import subscriptions
+from hub.platform.config import load_settings
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.models import DeadLetter, Delivery, WebhookEvent
+from hub.platform.scheduler import utcnow
+from hub.platform.services import Services
 from hub.webhooks import processing
 from hub.webhooks.handlers import HandlerRegistry
 from tests.hub.inbox import add_event, subscriber, wait_for
@@ -235,7 +236,7 @@ def test_queue_waiting_counts_every_priority_list_of_the_broker(settings):
     import dataclasses
     import uuid
 
-    from hub import queues
+    from hub.ops import queues
 
     own = dataclasses.replace(settings, queue_prefix=f"hub-test-count-{uuid.uuid4().hex[:8]}.")
     queue = own.queue("webhooks")

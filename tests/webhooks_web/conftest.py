@@ -15,9 +15,9 @@ import pytest
 import redis
 from flask import Flask
 
-from hub import endpoints
-from hub.config import Settings
-from hub.db import transaction
+from hub.platform.config import Settings
+from hub.platform.db import transaction
+from hub.webhooks import endpoints
 from webhooks_web import create_app
 
 
@@ -104,7 +104,7 @@ def new_id() -> str:
 @pytest.fixture
 def free_port() -> int:
     """A local port nothing listens on (for a database or broker that is down)."""
-    from hub.devservices import free_port as pick
+    from hub.dev.embedded import free_port as pick
 
     return pick()
 
@@ -128,7 +128,7 @@ def read_only_database_url(settings: Settings) -> Iterator[str]:
     from psycopg import sql
     from sqlalchemy.engine import make_url
 
-    from hub.devservices import libpq_url
+    from hub.dev.embedded import libpq_url
 
     role = f"hub_ro_{secrets.token_hex(4)}"
     statements = [

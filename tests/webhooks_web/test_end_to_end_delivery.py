@@ -7,7 +7,8 @@ import hmac
 import json
 import uuid
 
-from hub import endpoints, subscriptions
+from hub.deliveries import subscriptions
+from hub.webhooks import endpoints
 from tests.hub.inbox import subscriber, wait_for
 from tests.webhooks_web.conftest import close_app
 from webhooks_web import create_app

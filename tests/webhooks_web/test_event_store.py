@@ -10,7 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from hub.models import WebhookEvent
+from hub.platform.models import WebhookEvent
 from hub.webhooks.store import EventStore, NewEvent, Stored, make_intake_engine
 from tests.webhooks_web.conftest import new_id
 
@@ -95,8 +95,8 @@ def test_a_write_blocked_on_a_lock_is_503_after_the_lock_timeout_and_stores_noth
 
     import psycopg
 
-    from hub.devservices import libpq_url
-    from hub.errors import ServiceUnavailable
+    from hub.dev.embedded import libpq_url
+    from hub.platform.errors import ServiceUnavailable
     from hub.webhooks.intake import Intake
     from tests.webhooks_web.test_receive import SECRET, rows, stripe_request
 

@@ -14,8 +14,8 @@ import requests
 import stripe
 from sqlalchemy import select
 
-from hub.devservices import free_port
-from hub.models import WebhookEvent
+from hub.dev.embedded import free_port
+from hub.platform.models import WebhookEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 
-from tasks.dispatcher import CeleryDispatcher
+from celerydispatch import CeleryDispatcher
 from webhooks_web.app import _sender
 from webhooks_web.publisher import RedisTaskPublisher
 

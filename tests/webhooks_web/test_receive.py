@@ -13,12 +13,11 @@ import pytest
 import stripe
 from sqlalchemy import select
 
-from hub import endpoints
-from hub.db import transaction
-from hub.dispatch import RecordingDispatcher
-from hub.models import WebhookEndpoint, WebhookEvent
-from hub.services import Services
-from hub.webhooks import processing
+from hub.platform.db import transaction
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.models import WebhookEndpoint, WebhookEvent
+from hub.platform.services import Services
+from hub.webhooks import endpoints, processing
 from tests.webhooks_web.conftest import close_app, new_id, url_of
 from webhooks_web import create_app
 
@@ -310,7 +309,7 @@ def test_pooled_connection_killed_by_a_restart_is_replaced_transparently(client,
                                                                          sessions, settings):
     import psycopg
 
-    from hub.devservices import libpq_url
+    from hub.dev.embedded import libpq_url
     from hub.webhooks.store import INTAKE_APPLICATION_NAME
 
     created = make_endpoint(secrets=[SECRET])

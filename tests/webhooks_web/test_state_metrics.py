@@ -7,8 +7,8 @@ import re
 
 from sqlalchemy import func, select
 
-from hub import deadletter
-from hub.models import WebhookEvent
+from hub.ops import dlq
+from hub.platform.models import WebhookEvent
 from tests.webhooks_web.conftest import url_of
 from tests.webhooks_web.test_receive import SECRET, stripe_request
 
@@ -34,7 +34,7 @@ def test_metrics_show_queue_depth_open_events_and_dead_letters(client, broker, s
     with sessions() as session:
         pending = session.scalar(select(func.count()).select_from(WebhookEvent)
                                  .where(WebhookEvent.status == "pending"))
-        letters = deadletter.count(session)
+        letters = dlq.count(session)
     assert gauge(text, "hub_queue_messages", queue="calls") == 3
     assert gauge(text, "hub_queue_messages", queue="webhooks") == len(sent())
     assert gauge(text, "hub_webhook_events", status="pending") == pending >= 1

@@ -1,0 +1,40 @@
+"""Send hub tasks by name from any process, with a Celery app that loads no task.
+
+The worker (``tasks``), the web process (``webhooks_web``) and the ``hub``
+command all enqueue through :class:`CeleryDispatcher`, the process's
+implementation of :class:`hub.platform.dispatch.Dispatcher`. :func:`sender_app`
+is the Celery app of a process that only sends: celeryconfig's broker, queues,
+routes and serializer, and no task module, so the web process never imports
+``tasks`` (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+
+def sender_app(name: str, **conf: Any) -> Celery:
+    """A Celery app configured from ``celeryconfig`` (plus ``conf``) that only sends."""
+    app = Celery(name, config_source="celeryconfig")
+    app.conf.update(conf)
+    return app
+
+
+class CeleryDispatcher:
+    """Enqueue by task name through ``app.send_task``."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def send(self, name: str, kwargs: dict[str, Any], *, queue: str | None = None,
+             countdown: float | None = None, task_id: str | None = None) -> str:
+        options: dict[str, Any] = {}
+        if queue:
+            options["queue"] = queue
+        if countdown:
+            options["countdown"] = countdown
+        if task_id:
+            options["task_id"] = task_id
+        return self._app.send_task(name, kwargs=kwargs, **options).id

@@ -1,0 +1,148 @@
+"""The audit trail: one ``integration_logs`` row per attempt (DESIGN §3).
+
+Everything written here is redacted first (``hub.platform.redaction``): credential
+headers and query parameters by name, sensitive JSON fields by name, and every
+known credential value wherever it appears. Bodies are truncated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.platform import redaction
+from hub.platform.db import filter_clauses
+from hub.platform.models import LOG_OUTCOMES, IntegrationLog
+
+BODY_LIMIT = 4096
+ERROR_LIMIT = 2000
+#: Outcomes that reached the provider and therefore cost money.
+BILLED_OUTCOMES = frozenset({"success", "failed", "dead_lettered"})
+
+
+@dataclass
+class Attempt:
+    """What one attempt did, in raw form; :func:`write` redacts it."""
+
+    tenant_id: str
+    integration_id: uuid.UUID | None
+    operation: str
+    outcome: str
+    started_at: datetime
+    attempt: int = 1
+    method: str | None = None
+    url: str | None = None
+    request_headers: Mapping[str, Any] | None = None
+    request_body: bytes | str | None = None
+    response_headers: Mapping[str, Any] | None = None
+    response_body: bytes | str | None = None
+    status_code: int | None = None
+    error: str | None = None
+    task_id: str | None = None
+    idempotency_key: str | None = None
+    duration_ms: int | None = None
+    reached_provider: bool = False
+    secrets: Iterable[str] = field(default_factory=tuple)
+    sensitive_fields: Iterable[str] = field(default_factory=tuple)
+
+
+def estimated_cost(outcome: str, reached_provider: bool, cost_per_call: Decimal) -> Decimal:
+    """``cost_per_call`` for an attempt the provider served, else zero."""
+    return cost_per_call if reached_provider and outcome in BILLED_OUTCOMES else Decimal(0)
+
+
+def write(session: Session, attempt: Attempt, *, cost_per_call: Decimal = Decimal(0),
+          ) -> IntegrationLog:
+    """Add the attempt's redacted row to ``session`` (flushed, not committed).
+
+    Raises ValueError for an outcome outside :data:`hub.platform.models.LOG_OUTCOMES`.
+    """
+    if attempt.outcome not in LOG_OUTCOMES:
+        raise ValueError(f"unknown outcome {attempt.outcome!r}")
+    secrets = list(attempt.secrets)
+    row = IntegrationLog(
+        id=uuid.uuid4(), tenant_id=attempt.tenant_id, integration_id=attempt.integration_id,
+        operation=attempt.operation, method=attempt.method,
+        url=redaction.redact_url(attempt.url, secrets),
+        request_headers=_headers(attempt.request_headers, secrets),
+        request_body=_body(attempt.request_body, attempt, secrets),
+        response_headers=_headers(attempt.response_headers, secrets),
+        response_body=_body(attempt.response_body, attempt, secrets),
+        status_code=attempt.status_code, outcome=attempt.outcome,
+        error=_error(attempt.error, secrets), attempt=attempt.attempt,
+        task_id=attempt.task_id, idempotency_key=attempt.idempotency_key,
+        duration_ms=attempt.duration_ms, started_at=attempt.started_at,
+        estimated_cost=estimated_cost(attempt.outcome, attempt.reached_provider,
+                                      cost_per_call),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _headers(headers: Mapping[str, Any] | None, secrets: list[str]) -> dict[str, str] | None:
+    if headers is None:
+        return None
+    return {k: redaction.redact_text(v, secrets) or ""
+            for k, v in redaction.redact_headers(headers).items()}
+
+
+def _body(body: bytes | str | None, attempt: Attempt, secrets: list[str]) -> str | None:
+    return redaction.redact_body(body, fields=attempt.sensitive_fields, secrets=secrets,
+                                 limit=BODY_LIMIT)
+
+
+def _error(error: str | None, secrets: list[str]) -> str | None:
+    if error is None:
+        return None
+    return redaction.truncate(redaction.redact_text(error, secrets) or "", ERROR_LIMIT)
+
+
+# --- reading the trail (``hub logs``) ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogFilters:
+    tenant: str | None = None
+    integration_id: uuid.UUID | None = None
+    operation: str | None = None
+    outcome: str | None = None
+    task_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def clauses(self) -> list[Any]:
+        pairs = [(self.tenant, IntegrationLog.tenant_id),
+                 (self.integration_id, IntegrationLog.integration_id),
+                 (self.operation, IntegrationLog.operation),
+                 (self.outcome, IntegrationLog.outcome), (self.task_id, IntegrationLog.task_id)]
+        return filter_clauses(pairs, IntegrationLog.started_at, self.since, self.until)
+
+
+def query(session: Session, filters: LogFilters, *, limit: int = 100) -> list[IntegrationLog]:
+    """Audit rows matching ``filters``, newest first."""
+    return list(session.scalars(select(IntegrationLog).where(*filters.clauses())
+                                .order_by(IntegrationLog.started_at.desc()).limit(limit)))
+
+
+def describe(row: IntegrationLog, *, full: bool = False) -> dict[str, Any]:
+    """A JSON-able view of an (already redacted) audit row; ``full`` adds headers/bodies."""
+    view: dict[str, Any] = {
+        "id": str(row.id), "tenant": row.tenant_id,
+        "integration_id": str(row.integration_id) if row.integration_id else None,
+        "operation": row.operation, "method": row.method, "url": row.url,
+        "status_code": row.status_code, "outcome": row.outcome, "error": row.error,
+        "attempt": row.attempt, "task_id": row.task_id, "idempotency_key": row.idempotency_key,
+        "duration_ms": row.duration_ms, "estimated_cost": str(row.estimated_cost),
+        "started_at": row.started_at,
+    }
+    if full:
+        view.update(request_headers=row.request_headers, request_body=row.request_body,
+                    response_headers=row.response_headers, response_body=row.response_body)
+    return view

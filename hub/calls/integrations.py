@@ -1,0 +1,197 @@
+"""The integrations registry: tenant-scoped CRUD, credentials stored only encrypted.
+
+Every function takes the tenant explicitly and filters by it: tenant B asking
+for tenant A's integration gets NotFound, exactly as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hub.platform import events
+from hub.platform.db import on_commit
+from hub.platform.errors import Conflict, IntegrationDisabled, NotFound, ValidationError
+from hub.platform.models import AUTH_TYPES, Integration
+from hub.platform.services import Services
+from hub.platform.vault import Secret, Vault
+
+MUTABLE_FIELDS = frozenset({
+    "base_url", "config", "auth_type", "rate_limit_per_minute", "rate_limit_per_hour",
+    "rate_limit_per_day", "priority", "cost_per_call", "adapter",
+})
+
+
+@dataclass(frozen=True)
+class IntegrationSpec:
+    """What an operator gives to create an integration."""
+
+    tenant_id: str
+    name: str
+    adapter: str
+    base_url: str
+    auth_type: str = "none"
+    config: dict[str, Any] | None = None
+    rate_limit_per_minute: int | None = None
+    rate_limit_per_hour: int | None = None
+    rate_limit_per_day: int | None = None
+    priority: int = 0
+    cost_per_call: Decimal = Decimal(0)
+    fallback: str | None = None
+
+
+def _validate(spec: IntegrationSpec) -> None:
+    if not spec.tenant_id or not spec.name:
+        raise ValidationError("tenant and name are required")
+    if spec.auth_type not in AUTH_TYPES:
+        raise ValidationError(f"unknown auth type {spec.auth_type!r}; "
+                              f"expected one of {', '.join(AUTH_TYPES)}")
+    parts = urlsplit(spec.base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"base URL must be an absolute http(s) URL, got {spec.base_url!r}")
+    for limit in (spec.rate_limit_per_minute, spec.rate_limit_per_hour, spec.rate_limit_per_day):
+        if limit is not None and limit <= 0:
+            raise ValidationError("rate limits must be positive")
+
+
+def create(session: Session, spec: IntegrationSpec) -> Integration:
+    """Register an integration. Raises ValidationError, Conflict (name taken), NotFound
+    (unknown fallback)."""
+    _validate(spec)
+    row = Integration(
+        tenant_id=spec.tenant_id, name=spec.name, adapter=spec.adapter, base_url=spec.base_url,
+        auth_type=spec.auth_type, config=spec.config or {},
+        rate_limit_per_minute=spec.rate_limit_per_minute,
+        rate_limit_per_hour=spec.rate_limit_per_hour,
+        rate_limit_per_day=spec.rate_limit_per_day,
+        priority=spec.priority, cost_per_call=spec.cost_per_call,
+    )
+    if spec.fallback:
+        row.fallback_integration_id = get(session, spec.tenant_id, spec.fallback).id
+    session.add(row)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"integration {spec.name!r} already exists for tenant "
+                       f"{spec.tenant_id!r}") from None
+    return row
+
+
+def register(services: Services, spec: IntegrationSpec) -> Integration:
+    """:func:`create` in its own transaction, then announce ``integration.service.registered``.
+
+    Raises what :func:`create` raises; nothing is announced for a refused spec.
+    """
+    with services.sessions() as session, session.begin():
+        row = create(session, spec)
+        on_commit(session, lambda: events.publish(
+            services.redis, "service.registered", spec.tenant_id,
+            {"integration": spec.name, "adapter": spec.adapter, "id": str(row.id)}))
+    return row
+
+
+def get(session: Session, tenant_id: str, name: str, *, lock: bool = False) -> Integration:
+    """The tenant's integration called ``name``, whatever its status. Raises NotFound."""
+    query = select(Integration).where(Integration.tenant_id == tenant_id,
+                                      Integration.name == name)
+    if lock:
+        query = query.with_for_update()
+    row = session.scalars(query).one_or_none()
+    if row is None:
+        raise NotFound(f"no integration {name!r} for tenant {tenant_id!r}")
+    return row
+
+
+def get_by_id(session: Session, tenant_id: str, integration_id: uuid.UUID) -> Integration:
+    row = session.get(Integration, integration_id)
+    if row is None or row.tenant_id != tenant_id:
+        raise NotFound(f"no integration {integration_id} for tenant {tenant_id!r}")
+    return row
+
+
+def get_active(session: Session, tenant_id: str, name: str) -> Integration:
+    """Like :func:`get`, but raises IntegrationDisabled for a disabled integration."""
+    row = get(session, tenant_id, name)
+    if row.status != "active":
+        raise IntegrationDisabled(f"integration {name!r} of tenant {tenant_id!r} is disabled")
+    return row
+
+
+def list_for_tenant(session: Session, tenant_id: str | None = None) -> list[Integration]:
+    """Integrations of one tenant (or of every tenant, for operators), by tenant and name."""
+    query = select(Integration).order_by(Integration.tenant_id, Integration.name)
+    if tenant_id is not None:
+        query = query.where(Integration.tenant_id == tenant_id)
+    return list(session.scalars(query))
+
+
+def update(session: Session, tenant_id: str, name: str, **changes: Any) -> Integration:
+    """Change mutable fields of an integration. Raises NotFound, ValidationError."""
+    unknown = set(changes) - MUTABLE_FIELDS
+    if unknown:
+        raise ValidationError(f"cannot change {', '.join(sorted(unknown))}")
+    row = get(session, tenant_id, name, lock=True)
+    merged = IntegrationSpec(
+        tenant_id=tenant_id, name=name,
+        **{f: changes.get(f, getattr(row, f)) for f in (
+            "adapter", "base_url", "auth_type", "config", "rate_limit_per_minute",
+            "rate_limit_per_hour", "rate_limit_per_day", "priority", "cost_per_call")},
+    )
+    _validate(merged)
+    for field_name, value in changes.items():
+        setattr(row, field_name, value)
+    return row
+
+
+def set_status(session: Session, tenant_id: str, name: str, status: str) -> Integration:
+    if status not in ("active", "disabled"):
+        raise ValidationError(f"unknown status {status!r}")
+    row = get(session, tenant_id, name, lock=True)
+    row.status = status
+    return row
+
+
+def set_credentials(session: Session, vault: Vault, tenant_id: str, name: str,
+                    credentials: dict[str, Any]) -> Integration:
+    """Store ``credentials`` (a JSON object of secrets) encrypted. Raises ValidationError."""
+    if not isinstance(credentials, dict) or not credentials:
+        raise ValidationError("credentials must be a non-empty JSON object")
+    row = get(session, tenant_id, name, lock=True)
+    row.credentials = vault.encrypt(credentials)
+    return row
+
+
+def credentials_of(vault: Vault, row: Integration) -> Secret[dict[str, Any]]:
+    """Decrypted credentials of ``row`` (empty if none), wrapped so they never print.
+
+    Raises VaultError naming the integration when no key opens them.
+    """
+    if not row.credentials:
+        return Secret({})
+    return Secret(vault.decrypt(row.credentials,
+                                owner=f"integration {row.tenant_id}/{row.name}"))
+
+
+def describe(row: Integration) -> dict[str, Any]:
+    """A JSON-able view of an integration for operators; never includes credentials."""
+    return {
+        "id": str(row.id), "tenant": row.tenant_id, "name": row.name, "adapter": row.adapter,
+        "base_url": row.base_url, "auth_type": row.auth_type, "config": row.config,
+        "status": row.status, "health_status": row.health_status,
+        "has_credentials": bool(row.credentials),
+        "rate_limits": {"per_minute": row.rate_limit_per_minute,
+                        "per_hour": row.rate_limit_per_hour,
+                        "per_day": row.rate_limit_per_day},
+        "priority": row.priority, "cost_per_call": str(row.cost_per_call),
+        "fallback_integration_id": (str(row.fallback_integration_id)
+                                    if row.fallback_integration_id else None),
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+    }

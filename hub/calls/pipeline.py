@@ -1,0 +1,684 @@
+"""The call pipeline: one path for every adapter operation (DESIGN §4, issue 3).
+
+    resolve -> validate -> attempt count -> idempotency -> cache lookup -> quota
+    -> breaker -> auth -> adapter request -> transform -> cache store -> audit -> events
+
+:func:`execute_call` runs one attempt and returns a :class:`CallOutcome`; the
+Celery task maps it to a result, a retry (countdown or PostgreSQL) or a failure.
+Each step is a small function of this module or of its own module.
+
+The cache is looked up *before* the quota and the breaker (the issue lists it
+after them): a cached answer costs the provider nothing, so it should neither
+spend quota nor be refused while the provider's circuit is open - serving the
+cache is exactly the graceful degradation an open circuit asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+import requests
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from hub import adapters
+from hub.adapters import transform
+from hub.adapters.base import Adapter, IntegrationView, Operation, OutboundRequest
+from hub.calls import audit, auth, cache, http, idempotency, integrations
+from hub.calls.auth.base import AuthStrategy
+from hub.calls.breaker import breaker_for
+from hub.calls.quotas import ProviderHold, QuotaLimiter
+from hub.calls.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from hub.platform import deadletters, events, metrics, redaction, scheduler
+from hub.platform.errors import (
+    AuthError,
+    CircuitOpen,
+    DeadLettered,
+    HubError,
+    RateLimited,
+    RetryableError,
+    UpstreamError,
+    ValidationError,
+)
+from hub.platform.models import Integration, IntegrationLog
+from hub.platform.scheduler import utcnow
+from hub.platform.services import Services
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_MODES = ("wait", "fail")
+#: How long a duplicate waits in-task for the owner of its idempotency key.
+IDEMPOTENCY_WAIT = 5.0
+#: Countdown before a duplicate looks again when the owner is still running.
+IDEMPOTENCY_RECHECK = 2.0
+ERROR_EXCERPT = 500
+
+OutcomeStatus = Literal["success", "failed", "retry", "exhausted"]
+
+
+class CallFailed(Exception):
+    """Raised by the call tasks; its only argument is the public failure envelope.
+
+    A client that has only Celery installed rebuilds it as a generic exception
+    with the same ``args[0]`` (Celery's JSON exception serialisation keeps the
+    type name, module and args), so ``result.result.args[0]`` is the envelope.
+    """
+
+    def __init__(self, envelope: dict[str, Any]) -> None:
+        super().__init__(envelope)
+        self.envelope = envelope
+
+    def __str__(self) -> str:
+        return json.dumps(self.envelope, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """One ``hub.call``: plain JSON, no secrets.
+
+    ``cache``: None uses the operation's default, False bypasses the cache for this
+    call (and does not store), True asks for caching of a cacheable operation.
+    ``on_rate_limit``: ``wait`` (default) re-schedules a call over its quota for when
+    the window frees; ``fail`` fails it at once with RATE_LIMITED.
+    """
+
+    tenant: str
+    integration: str
+    operation: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    cache: bool | None = None
+    timeout: float | None = None
+    on_rate_limit: str = "wait"
+
+
+@dataclass
+class CallOutcome:
+    """``success``: ``result`` is the envelope. ``failed``/``exhausted``: ``error``.
+    ``retry``: run again in ``delay`` seconds."""
+
+    status: OutcomeStatus
+    result: dict[str, Any] | None = None
+    error: HubError | None = None
+    delay: float = 0.0
+    attempt: int = 1
+    integration: str | None = None
+    reason: str | None = None
+
+    def failure(self) -> HubError:
+        """The error a ``failed``/``exhausted`` outcome ends with (INTERNAL_ERROR if
+        none was recorded)."""
+        return self.error or HubError("call failed")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The resolved integration and operation: a snapshot, no open session."""
+
+    row: Integration
+    adapter: Adapter
+    op: Operation
+
+    @property
+    def view(self) -> IntegrationView:
+        return IntegrationView(self.row.name, self.row.base_url, self.row.config or {})
+
+
+@dataclass
+class Attempt:
+    """State gathered while one attempt runs."""
+
+    request: CallRequest
+    target: Target
+    number: int
+    task_id: str | None
+    started_at: datetime = field(default_factory=utcnow)
+    started: float = field(default_factory=time.monotonic)
+    secrets: list[str] = field(default_factory=list)
+    outbound: requests.PreparedRequest | None = None
+    response: requests.Response | None = None
+    #: An expired cache entry with an ETag, revalidated with If-None-Match.
+    stale: cache.CachedResponse | None = None
+    #: The idempotency key, under the integration the caller named (a fallback
+    #: serving the call stores its result there too).
+    key: idempotency.Key | None = None
+
+    def __post_init__(self) -> None:
+        if self.key is None and self.request.idempotency_key:
+            self.key = idempotency.Key(self.request.tenant, self.target.row.id,
+                                       self.request.idempotency_key)
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+
+# --- entry point --------------------------------------------------------------------
+
+def execute_call(services: Services, request: CallRequest, attempt: int = 1,
+                 task_id: str | None = None) -> CallOutcome:
+    """Run one attempt of ``request``. Never raises a HubError: failures are outcomes.
+
+    ``attempt`` is the caller's count (Celery retries + 1); with a ``task_id`` the
+    audit rows of earlier failed attempts of that task are counted too, so a retry
+    resent from PostgreSQL keeps its number.
+    """
+    try:
+        with services.sessions() as session:
+            target = resolve(session, request)
+            prior = failed_attempts(session, task_id)
+        params = validate_params(target, request.params)
+        run = Attempt(replace(request, params=params), target, max(attempt, prior + 1), task_id)
+        return _run(services, run)
+    except HubError as exc:
+        return CallOutcome("failed", error=exc, attempt=attempt)
+    except Exception as exc:  # noqa: BLE001 - a bug or an outage below us must not lose the call
+        return _unexpected(request, exc, attempt, task_id)
+
+
+def _unexpected(request: CallRequest, exc: Exception, attempt: int,
+                task_id: str | None) -> CallOutcome:
+    """An error the pipeline did not foresee (database down, a bug): retried like a
+    network error, then dead-lettered. Logged by type only: its text or traceback may
+    carry a URL or header we have not redacted."""
+    log.error("call %s/%s.%s (task %s) failed unexpectedly: %s", request.tenant,
+              request.integration, request.operation, task_id, type(exc).__name__)
+    error = RetryableError(f"internal error ({type(exc).__name__})",
+                           details={"internal": True})
+    policy = RetryPolicy()
+    if policy.exhausted(attempt):
+        return CallOutcome("exhausted", error=error, attempt=attempt)
+    return CallOutcome("retry", error=error, delay=policy.next_delay(attempt),
+                       attempt=attempt + 1, reason="internal_error")
+
+
+def _run(services: Services, run: Attempt) -> CallOutcome:
+    claim = _claim(services, run)
+    if claim is not None:
+        return claim
+    return _run_claimed(services, run)
+
+
+def _run_claimed(services: Services, run: Attempt) -> CallOutcome:
+    try:
+        return _through_provider(services, run)
+    except CircuitOpen as exc:
+        fallback = _fallback(services, run)
+        if fallback is None:
+            return _fail(services, run, exc, outcome="circuit_open")
+        return _run_claimed(services, fallback)
+    except HubError as exc:
+        return _fail(services, run, exc)
+
+
+def _through_provider(services: Services, run: Attempt) -> CallOutcome:
+    cached = _cache_lookup(services, run)
+    if cached is not None:
+        return cached
+    waiting = check_quota(services, run)
+    if waiting is not None:
+        return waiting
+    response = breaker_for(services, run.target.row).call(_send_checked, services, run)
+    return _succeed(services, run, response)
+
+
+# --- resolve and validate -----------------------------------------------------------
+
+def resolve(session: Session, request: CallRequest) -> Target:
+    """The tenant's active integration and its adapter operation.
+
+    Raises NotFound (unknown integration, adapter or operation), IntegrationDisabled,
+    ValidationError (bad on_rate_limit).
+    """
+    if request.on_rate_limit not in RATE_LIMIT_MODES:
+        raise ValidationError(f"on_rate_limit must be one of {', '.join(RATE_LIMIT_MODES)}")
+    if request.timeout is not None and not (
+            isinstance(request.timeout, (int, float)) and request.timeout > 0):
+        raise ValidationError("timeout must be a positive number of seconds")
+    row = integrations.get_active(session, request.tenant, request.integration)
+    adapter = adapters.get(row.adapter)
+    return Target(row, adapter, adapter.operation(request.operation))
+
+
+def validate_params(target: Target, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``params`` checked against the operation's JSON Schema. Raises ValidationError."""
+    if params is not None and not isinstance(params, Mapping):
+        raise ValidationError("params must be a JSON object")
+    value = dict(params or {})
+    target.adapter.validate(target.op, value)
+    return value
+
+
+def failed_attempts(session: Session, task_id: str | None) -> int:
+    """Failed attempts already audited for ``task_id`` (0 without a task id)."""
+    if task_id is None:
+        return 0
+    failed = session.scalar(select(func.count()).select_from(IntegrationLog).where(
+        IntegrationLog.task_id == task_id, IntegrationLog.outcome == "failed"))
+    return int(failed or 0)
+
+
+# --- idempotency --------------------------------------------------------------------
+
+def _claim(services: Services, run: Attempt) -> CallOutcome | None:
+    """None when this attempt may call the provider; else the stored or pending answer."""
+    key = run.key
+    if key is None:
+        return None
+    stale = float(services.settings.task_time_limit)
+    got = idempotency.claim(services.sessions, key, operation=run.request.operation,
+                            task_id=run.task_id, stale_after=stale)
+    if got.state == "busy":
+        stored = idempotency.wait(services.sessions, key, timeout=IDEMPOTENCY_WAIT)
+        if stored is None:
+            return CallOutcome("retry", delay=IDEMPOTENCY_RECHECK, attempt=run.number,
+                               reason="idempotency_key_busy")
+        return CallOutcome("success", result=stored, attempt=run.number)
+    if got.state == "done":
+        return CallOutcome("success", result=got.result, attempt=run.number)
+    return None
+
+
+# --- quota ----------------------------------------------------------------------------
+
+def check_quota(services: Services, run: Attempt) -> CallOutcome | None:
+    """Count this call against the integration's quotas and any provider-imposed hold.
+
+    None when allowed. Over quota: a ``retry`` outcome for when the window frees
+    (not counted as an attempt), or a ``failed`` RATE_LIMITED one when the caller
+    asked to fail fast. Emits ``integration.rate_limit.exceeded`` either way.
+    """
+    wait = _quota_wait(services, run.target.row)
+    if wait is None:
+        return None
+    _publish(services, run, "rate_limit.exceeded", retry_after=round(wait, 3))
+    exc = RateLimited(f"integration {run.target.row.name!r} is over its quota; "
+                      f"it frees in {wait:.1f}s", retry_after=wait,
+                      details={"retry_after": round(wait, 3)})
+    _audit(services, run, "rate_limited", error=exc.message)
+    _metric("rate_limited", run)
+    metrics.record_rate_limited(run.target.row.name)
+    if run.request.on_rate_limit == "fail":
+        return CallOutcome("failed", error=exc, attempt=run.number)
+    return CallOutcome("retry", error=exc, delay=wait, attempt=run.number,
+                       reason="rate_limited")
+
+
+def _quota_wait(services: Services, row: Integration) -> float | None:
+    scope = _quota_scope(row)
+    held = _holds(services).held_for(scope)
+    if held:
+        return held
+    limiter = QuotaLimiter(services.redis, services.settings.redis_key("quota") + ":")
+    decision = limiter.hit(scope, {"minute": row.rate_limit_per_minute,
+                                   "hour": row.rate_limit_per_hour,
+                                   "day": row.rate_limit_per_day})
+    return None if decision.allowed else decision.retry_after
+
+
+def _learn_hold(services: Services, run: Attempt, response: requests.Response) -> None:
+    _holds(services).learn(_quota_scope(run.target.row), response.status_code,
+                           response.headers)
+
+
+def _quota_scope(row: Integration) -> str:
+    return f"{row.tenant_id}:{row.id}"
+
+
+def _holds(services: Services) -> ProviderHold:
+    return ProviderHold(services.redis, services.settings.redis_key("hold") + ":")
+
+
+# --- fallback --------------------------------------------------------------------------
+
+def _fallback(services: Services, run: Attempt) -> Attempt | None:
+    """The same call on the integration's fallback, once (a fallback's fallback is not
+    followed). None when there is none or it cannot serve the operation."""
+    row = run.target.row
+    if row.fallback_integration_id is None or run.request.integration != row.name:
+        return None
+    with services.sessions() as session:
+        other = integrations.get_by_id(session, row.tenant_id, row.fallback_integration_id)
+    if other.status != "active":
+        return None
+    adapter = adapters.get(other.adapter)
+    target = Target(other, adapter, adapter.operation(run.request.operation))
+    log.info("circuit of %s open; calling fallback %s", row.name, other.name)
+    return Attempt(run.request, target, run.number, run.task_id, key=run.key)
+
+
+# --- cache ------------------------------------------------------------------------------
+
+def _cacheable(run: Attempt) -> bool:
+    return run.target.op.cacheable and run.request.cache is not False \
+        and run.request.idempotency_key is None
+
+
+def _cache_lookup(services: Services, run: Attempt) -> CallOutcome | None:
+    if not _cacheable(run):
+        return None
+    entry = cache.lookup(services, run.target.row, run.request.operation, run.request.params,
+                         allow_stale=True)
+    hit = entry is not None and entry.fresh
+    _publish(services, run, "cache.hit" if hit else "cache.miss")
+    metrics.record_cache(run.target.row.name, run.request.operation, hit)
+    if entry is None or not entry.fresh:
+        run.stale = entry
+        return None
+    row_id = _audit(services, run, "cached", status_code=entry.status_code)
+    _metric("cached", run)
+    return CallOutcome("success", result=_envelope(run, entry.status_code, entry.data,
+                                                   cached=True, log_id=row_id),
+                       attempt=run.number, integration=run.target.row.name)
+
+
+def _cache_store(services: Services, run: Attempt, status: int, data: Any) -> Any:
+    """Store a 2xx answer; after a 304 refresh the stale entry and return its data."""
+    if not _cacheable(run) or run.response is None:
+        return data
+    ttl = run.target.adapter.cache_ttl(run.target.op, run.target.row.config or {})
+    if status == 304 and run.stale is not None:
+        entry = cache.refresh(services, run.target.row, run.request.operation,
+                              run.request.params, ttl=ttl, headers=run.response.headers)
+        return (entry or run.stale).data
+    cache.store(services, run.target.row, run.request.operation, run.request.params,
+                status_code=status, data=data, headers=run.response.headers, ttl=ttl)
+    return data
+
+
+# --- the provider request ---------------------------------------------------------------
+
+def build_request(run: Attempt) -> requests.Request:
+    """The adapter's request as a ``requests.Request`` (not yet authenticated)."""
+    out: OutboundRequest = run.target.adapter.build_request(
+        run.target.view, run.target.op, run.request.params)
+    headers = {"Accept": "application/json", **out.headers}
+    if run.stale is not None and run.stale.etag:
+        headers["If-None-Match"] = run.stale.etag  # RFC 9110 §13.1.2 revalidation
+    if run.request.idempotency_key and not run.target.op.is_idempotent:
+        # Stripe-style: lets a provider that supports it dedupe our own retries.
+        headers.setdefault("Idempotency-Key", run.request.idempotency_key)
+    return requests.Request(out.method, out.url, params=out.params or None, headers=headers,
+                            json=out.json, data=out.data)
+
+
+def _send_checked(services: Services, run: Attempt) -> requests.Response:
+    """:func:`_send`, then :func:`check_status`: inside the breaker, so 5xx count."""
+    response = _send(services, run)
+    try:
+        check_status(response)
+    except HubError as exc:
+        exc.details.setdefault("body", _excerpt(run, response.content))
+        raise
+    return response
+
+
+def _send(services: Services, run: Attempt) -> requests.Response:
+    """Authenticate, send, and on a 401 re-authenticate once and send once more."""
+    strategy = _auth_strategy(services, run)
+    response = _send_once(services, run, strategy)
+    if response.status_code == 401:
+        _audit_failed_401(services, run, response)
+        strategy.invalidate()
+        response = _send_once(services, run, strategy)
+    return response
+
+
+def _send_once(services: Services, run: Attempt,
+               strategy: AuthStrategy) -> requests.Response:
+    session = http.session_for(str(run.target.row.id), services.settings)
+    prepared = session.prepare_request(build_request(run))
+    strategy.apply(prepared)
+    run.outbound = prepared
+    run.secrets = _secrets_of(run, prepared)
+    _publish(services, run, "request.sent", method=prepared.method,
+             url=redaction.redact_url(prepared.url, run.secrets))
+    run.response = http.send(session, prepared, services.settings, timeout=run.request.timeout,
+                             secrets=run.secrets)
+    _learn_hold(services, run, run.response)
+    return run.response
+
+
+def _auth_strategy(services: Services, run: Attempt) -> AuthStrategy:
+    credentials = integrations.credentials_of(services.vault, run.target.row)
+    run.secrets = redaction.secret_values(credentials)
+    return auth.strategy_for(services, run.target.row, credentials)
+
+
+def _secrets_of(run: Attempt, prepared: requests.PreparedRequest) -> list[str]:
+    """Known secret values: stored credentials plus whatever auth put in headers."""
+    values = set(run.secrets)
+    for name, value in prepared.headers.items():
+        if redaction.is_sensitive_name(name) and value:
+            text = value if isinstance(value, str) else value.decode("latin-1")
+            values.add(text)
+            values.add(text.split(" ", 1)[-1])
+    return sorted(v for v in values if len(v) >= redaction.MIN_SECRET_LENGTH)
+
+
+def check_status(response: requests.Response) -> None:
+    """Raise the hub error a non-2xx provider answer means (2xx and 304 pass).
+
+    401/403: AuthError. 429: RateLimited, 5xx: RetryableError (both retried, with the
+    Retry-After delay).
+    Any other 4xx (or 3xx not followed): UpstreamError, final.
+    """
+    status = response.status_code
+    if 200 <= status < 300 or status == 304:
+        return
+    details = {"status_code": status}
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status == 429:
+        # Not a sign of an unhealthy provider: RateLimited does not count for the breaker.
+        raise RateLimited("provider answered 429 (its rate limit)", details=details,
+                          retry_after=retry_after)
+    if is_retryable_status(status):
+        raise RetryableError(f"provider answered {status}", details=details,
+                             retry_after=retry_after)
+    if status in (401, 403):
+        raise AuthError(f"provider refused our credentials ({status})", details=details)
+    raise UpstreamError(f"provider answered {status}", details=details)
+
+
+# --- outcomes -------------------------------------------------------------------------
+
+def _succeed(services: Services, run: Attempt, response: requests.Response) -> CallOutcome:
+    stale = run.stale if response.status_code == 304 else None
+    revalidated = stale is not None
+    data = _cache_store(services, run, response.status_code, _transform(run, response))
+    status = stale.status_code if stale is not None else response.status_code
+    with services.sessions() as session, session.begin():
+        row = _write_audit(session, run, "success", status_code=response.status_code)
+        result = _envelope(run, status, data, cached=revalidated, log_id=row.id)
+        if run.key is not None:
+            idempotency.complete(session, run.key, result)
+    _publish(services, run, "request.completed", status_code=response.status_code,
+             log_id=str(row.id), duration_ms=run.elapsed_ms())
+    _metric("success", run)
+    metrics.set_breaker_open(run.target.row.name, False)
+    return CallOutcome("success", result=result, attempt=run.number,
+                       integration=run.target.row.name)
+
+
+def _transform(run: Attempt, response: requests.Response) -> Any:
+    data = run.target.adapter.parse_response(run.target.op, response.status_code,
+                                             response.headers, response.content)
+    if run.target.op.response_map and data is not None:
+        data = transform.apply(run.target.op.response_map, data)
+    return _scrub(data, run.secrets)
+
+
+def _fail(services: Services, run: Attempt, exc: HubError, *,
+          outcome: str = "failed") -> CallOutcome:
+    """Audit the failed attempt and decide: retry later, give up, or final failure.
+
+    ``outcome`` names a final (non-retryable) failure in the audit, e.g. circuit_open.
+    """
+    _scrub_error(exc, run.secrets)
+    policy = RetryPolicy.from_config(run.target.row.config)
+    exhausted = exc.retryable and policy.exhausted(run.number)
+    metric = exc.code.lower() if outcome == "failed" else outcome
+    if exc.retryable:
+        outcome = "dead_lettered" if exhausted else "failed"
+    _record_failure(services, run, exc, outcome, exhausted)
+    _metric(metric, run)
+    if not exc.retryable:
+        return CallOutcome("failed", error=exc, attempt=run.number)
+    if exhausted:
+        return CallOutcome("exhausted", error=exc, attempt=run.number)
+    delay = policy.next_delay(run.number, getattr(exc, "retry_after", None))
+    return CallOutcome("retry", error=exc, delay=delay, attempt=run.number + 1,
+                       reason="retryable")
+
+
+def _record_failure(services: Services, run: Attempt, exc: HubError, outcome: str,
+                    exhausted: bool) -> None:
+    """Audit row (and the idempotency key freed when the call is over), event, gauge."""
+    with services.sessions() as session, session.begin():
+        _write_audit(session, run, outcome, error=exc.message)
+        if run.key is not None and (exhausted or not exc.retryable):
+            idempotency.release(session, run.key, run.task_id)
+    _publish(services, run, "request.failed", code=exc.code, error=exc.message,
+             retryable=exc.retryable, exhausted=exhausted)
+    if isinstance(exc, CircuitOpen):
+        metrics.set_breaker_open(run.target.row.name, True)
+
+
+def _audit_failed_401(services: Services, run: Attempt, response: requests.Response) -> None:
+    with services.sessions() as session, session.begin():
+        _write_audit(session, run, "failed", status_code=401,
+                     error="provider answered 401; re-authenticating once")
+    run.number += 1
+
+
+def _envelope(run: Attempt, status: int | None, data: Any, *, cached: bool,
+              log_id: uuid.UUID | None) -> dict[str, Any]:
+    return {"ok": True, "status_code": status, "data": data, "cached": cached,
+            "integration": run.target.row.name, "operation": run.request.operation,
+            "attempts": run.number, "log_id": str(log_id) if log_id else None}
+
+
+# --- audit, events, metrics --------------------------------------------------------------
+
+def _audit(services: Services, run: Attempt, outcome: str, **extra: Any) -> uuid.UUID:
+    """An audit row on its own (cache hits, quota refusals): committed without waiting
+    for the WAL flush, because nothing else depends on it and a crash losing the last
+    few such rows costs less than a disk flush on every cached read."""
+    with services.sessions() as session, session.begin():
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        return _write_audit(session, run, outcome, **extra).id
+
+
+def _write_audit(session: Any, run: Attempt, outcome: str, *, status_code: int | None = None,
+                 error: str | None = None) -> IntegrationLog:
+    out, resp = run.outbound, run.response
+    attempt = audit.Attempt(
+        tenant_id=run.request.tenant, integration_id=run.target.row.id,
+        operation=run.request.operation, outcome=outcome, started_at=run.started_at,
+        attempt=run.number, method=out.method if out else None, url=out.url if out else None,
+        request_headers=dict(out.headers) if out else None,
+        request_body=out.body if out and isinstance(out.body, (bytes, str)) else None,
+        response_headers=dict(resp.headers) if resp is not None else None,
+        response_body=resp.content if resp is not None else None,
+        status_code=status_code or (resp.status_code if resp is not None else None),
+        error=error, task_id=run.task_id, idempotency_key=run.request.idempotency_key,
+        duration_ms=run.elapsed_ms(), reached_provider=resp is not None,
+        secrets=run.secrets,
+        sensitive_fields=tuple((run.target.row.config or {}).get("sensitive_fields", ())),
+    )
+    return audit.write(session, attempt, cost_per_call=run.target.row.cost_per_call
+                       or Decimal(0))
+
+
+def _publish(services: Services, run: Attempt, event_type: str, **data: Any) -> None:
+    payload = {"integration": run.target.row.name, "operation": run.request.operation,
+               "task_id": run.task_id, "attempt": run.number, **data}
+    events.publish(services.redis, event_type, run.request.tenant, payload)
+
+
+def _metric(outcome: str, run: Attempt) -> None:
+    metrics.record_call(run.target.row.name, run.request.operation, outcome,
+                        time.monotonic() - run.started)
+
+
+# --- redaction helpers -----------------------------------------------------------------
+
+def _excerpt(run: Attempt, content: bytes) -> str | None:
+    fields = tuple((run.target.row.config or {}).get("sensitive_fields", ()))
+    return redaction.redact_body(content, fields=fields, secrets=run.secrets,
+                                 limit=ERROR_EXCERPT)
+
+
+def _scrub(data: Any, secrets: list[str]) -> Any:
+    """``data`` with any known secret value masked (a provider echoing our key)."""
+    if not secrets or data is None:
+        return data
+    dumped = json.dumps(data)
+    if not any(s in dumped for s in secrets):
+        return data
+    return json.loads(redaction.redact_text(dumped, secrets) or "null")
+
+
+def _scrub_error(exc: HubError, secrets: list[str]) -> None:
+    """Mask known secret values in the error's message and details (e.g. the URL of a
+    failed request carrying a query-parameter key), which callers and audit see."""
+    if secrets:
+        exc.message = redaction.redact_text(exc.message, secrets) or ""
+        exc.args = (exc.message,)
+        exc.details = _scrub(exc.details, secrets)
+
+
+# --- what the task does with an outcome ----------------------------------------------------
+
+def defer_retry(services: Services, *, task_name: str, kwargs: dict[str, Any], delay: float,
+                task_id: str | None, tenant: str | None, reason: str | None) -> bool:
+    """Keep a retry whose wait is longer than ``settings.max_countdown`` in PostgreSQL.
+
+    Beat's ``hub.maintenance.enqueue_due`` sends it under the same ``task_id`` when it
+    falls due (DESIGN §4: a long countdown on a Redis broker is redelivered again and
+    again, celery#2599); the row is committed before this returns True. A short wait
+    stores nothing and returns False: the task retries with a Celery countdown.
+    """
+    if delay <= services.settings.max_countdown:
+        return False
+    with services.sessions() as session, session.begin():
+        scheduler.schedule(session, task_name, kwargs,
+                           due_at=utcnow() + timedelta(seconds=delay),
+                           queue=services.settings.queue("calls"), tenant_id=tenant,
+                           reason=reason, task_id=task_id)
+    return True
+
+
+def dead_letter(services: Services, *, task_name: str, kwargs: dict[str, Any],
+                outcome: CallOutcome, task_id: str | None) -> DeadLettered:
+    """Send the exhausted call to ``hub.dead_letter.record`` on the dead_letter queue and
+    return the DEAD_LETTERED error the task fails with.
+
+    When the broker refuses the message the dead letter is written directly, so it is
+    never lost.
+    """
+    last = outcome.error
+    fields = {"origin": "call", "task_name": task_name, "kwargs": kwargs,
+              "tenant_id": kwargs.get("tenant"), "integration": kwargs.get("integration"),
+              "error_code": last.code if last else None,
+              "error": last.message if last else None, "attempts": outcome.attempt,
+              "task_id": task_id}
+    try:
+        services.dispatcher.send("hub.dead_letter.record", fields,
+                                 queue=services.settings.queue("dead_letter"))
+    except Exception:  # any broker failure: keep the dead letter anyway
+        log.warning("dead_letter queue unavailable; recording %s directly", task_id,
+                    exc_info=True)
+        deadletters.record_and_announce(services, **fields)
+    return DeadLettered(
+        f"{task_name} gave up after {outcome.attempt} attempt(s): "
+        f"{last.message if last else 'unknown error'}",
+        details={"attempts": outcome.attempt, "last_error": last.envelope()["error"]
+                 if last else None})

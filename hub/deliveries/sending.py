@@ -1,0 +1,516 @@
+"""Outbound deliveries: one signed POST of one event to one subscription (DESIGN §5).
+
+Life of a delivery row (PostgreSQL is the source of truth, the broker only a
+wake-up call)::
+
+    pending ──claim──> delivering ──2xx──> succeeded
+       ^                   │ 410 ──> cancelled (subscription disabled)
+       │ beat, retry,      │ other ──> failed (next_attempt_at) ──> ... ──> dead
+       └── replay ─────────┘                 schedule exhausted: dead letter
+
+``pending`` rows are waiting for a worker and ``failed`` rows for their
+``next_attempt_at``; both carry a deadline in ``next_attempt_at`` after which
+beat (:func:`send_due`) sends them again, so a lost message or a killed worker
+delays a delivery but never loses it. Only waits up to
+:data:`COUNTDOWN_LIMIT` (the 5 s first retry) also get a Celery countdown.
+Every message is claimed with ``FOR UPDATE SKIP LOCKED`` plus a status check,
+so duplicates (countdown and beat, a redelivered message) send once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
+from typing import Any
+
+import requests
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from hub.calls import http
+from hub.calls.retry import parse_retry_after
+from hub.deliveries import standard_webhooks, subscriptions
+from hub.platform import deadletters, events, metrics
+from hub.platform.dispatch import send_after_commit
+from hub.platform.errors import Conflict, HubError, NotFound, ValidationError
+from hub.platform.inbound import inbound_event
+from hub.platform.models import Delivery, DeliveryAttempt, Subscription, WebhookEvent
+from hub.platform.scheduler import utcnow
+from hub.platform.services import Services
+from hub.platform.vault import Secret
+
+log = logging.getLogger(__name__)
+
+SEND_TASK = "hub.deliveries.send"
+#: Responses that mean "slow down" rather than "broken" (Standard Webhooks).
+THROTTLE_STATUSES = frozenset({429, 502, 503, 504})
+#: The shortest wait after a throttling answer, seconds.
+THROTTLE_MIN_WAIT = 60.0
+#: Waits up to this long also get a Celery countdown; longer ones only beat.
+COUNTDOWN_LIMIT = 10.0
+#: A claimed delivery whose worker vanished is sent again after this margin.
+LEASE_MARGIN = 60.0
+#: An early message (countdown vs. clock skew) may send this much before its time.
+EARLY_SLACK = 2.0
+EXCERPT_LIMIT = 1000
+CLAIMABLE = ("pending", "failed", "delivering", "dead")
+
+
+# --- creating deliveries ----------------------------------------------------------
+
+def new_message_id() -> str:
+    """A Standard Webhooks ``webhook-id``; kept for every retry and replay."""
+    return "msg_" + uuid.uuid4().hex
+
+
+def _lease(services: Services) -> datetime:
+    """When beat should re-send a row whose message (or worker) went missing."""
+    return utcnow() + timedelta(seconds=max(services.settings.webhook_pending_after,
+                                            services.settings.delivery_timeout + LEASE_MARGIN))
+
+
+def create_for_event(session: Session, services: Services, event: WebhookEvent) -> int:
+    """Create a delivery of ``event`` for each matching active subscription.
+
+    Idempotent: an existing (subscription, event) delivery is left alone. New
+    ones are enqueued after ``session`` commits. Returns how many were created.
+    """
+    qualified = f"{event.source}.{event.event_type or 'unknown'}"
+    created = 0
+    for sub in subscriptions.matching(session, event.tenant_id, qualified):
+        delivery_id = session.scalar(
+            insert(Delivery)
+            .values(tenant_id=event.tenant_id, subscription_id=sub.id, event_id=event.id,
+                    message_id=new_message_id(), event_type=qualified, status="pending",
+                    next_attempt_at=_lease(services))
+            .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
+            .returning(Delivery.id))
+        if delivery_id is not None:
+            send_after_commit(session, services.dispatcher, SEND_TASK,
+                              {"delivery_id": str(delivery_id)})
+            created += 1
+    return created
+
+
+def requeue(session: Session, services: Services, delivery: Delivery, *,
+            queue: str | None = None, reset_attempts: bool = False) -> None:
+    """Make ``delivery`` pending again (same ``message_id``) and enqueue it after commit."""
+    delivery.status = "pending"
+    delivery.next_attempt_at = _lease(services)
+    if reset_attempts:
+        delivery.attempts = 0
+    send_after_commit(session, services.dispatcher, SEND_TASK,
+                      {"delivery_id": str(delivery.id)}, queue=queue)
+
+
+# --- the message ------------------------------------------------------------------
+
+def payload(event: WebhookEvent) -> bytes:
+    """The body POSTed to subscribers; the same bytes on every retry and replay.
+
+    ``{"type", "timestamp", "data"}`` as Standard Webhooks recommends, plus the
+    hub's ids. Raw headers and signatures of the provider are never passed on.
+    """
+    inbound = inbound_event(event)
+    document = {
+        "id": str(event.id), "type": inbound.qualified_type, "source": event.source,
+        "event_type": inbound.event_type, "external_id": event.external_id,
+        "tenant": event.tenant_id, "timestamp": event.received_at.isoformat(),
+        "data": inbound.payload,
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+@dataclass(frozen=True)
+class _Claim:
+    delivery_id: uuid.UUID
+    subscription_id: uuid.UUID
+    tenant: str
+    attempt: int
+    message_id: str
+    url: str
+    secrets: Secret[list[str]]
+    body: bytes
+    schedule: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class _Response:
+    status_code: int | None
+    excerpt: str | None
+    error: str | None
+    duration_ms: int
+    retry_after: float | None
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What one :func:`send_delivery` call did."""
+
+    delivery_id: str
+    status: str
+    attempt: int = 0
+    status_code: int | None = None
+    next_attempt_at: datetime | None = None
+
+
+# --- sending ----------------------------------------------------------------------
+
+def _claim(session: Session, services: Services, delivery_id: uuid.UUID) -> _Claim | None:
+    now = utcnow()
+    due = Delivery.next_attempt_at <= now + timedelta(seconds=EARLY_SLACK)
+    found = session.execute(
+        select(Delivery, Subscription, WebhookEvent)
+        .join(Subscription, Subscription.id == Delivery.subscription_id)
+        .join(WebhookEvent, WebhookEvent.id == Delivery.event_id)
+        .where(Delivery.id == delivery_id, Delivery.status.in_(CLAIMABLE),
+               or_(Delivery.status.in_(("pending", "dead")), Delivery.next_attempt_at.is_(None),
+                   due))
+        .with_for_update(of=Delivery, skip_locked=True)).one_or_none()
+    if found is None:
+        return None
+    delivery, sub, event = found
+    if not sub.active:
+        delivery.status = "cancelled"
+        delivery.next_attempt_at = None
+        return None
+    delivery.status = "delivering"
+    delivery.attempts += 1
+    delivery.next_attempt_at = _lease(services)
+    return _Claim(delivery.id, sub.id, sub.tenant_id, delivery.attempts, delivery.message_id,
+                  sub.url, subscriptions.secrets_of(services.vault, sub), payload(event),
+                  subscriptions.schedule_for(sub, services.settings))
+
+
+def _post(services: Services, claim: _Claim) -> _Response:
+    settings = services.settings
+    headers = {"content-type": "application/json", "user-agent": "integration-hub/1",
+               **standard_webhooks.headers(claim.secrets.reveal(), claim.message_id, claim.body)}
+    session = http.session_for(f"subscription:{claim.subscription_id}", settings)
+    started = time.monotonic()
+    try:
+        response = http.send(session, requests.Request("POST", claim.url, data=claim.body,
+                                                       headers=headers),
+                             settings, timeout=settings.delivery_timeout, allow_redirects=False)
+    except HubError as exc:
+        return _Response(None, None, exc.message[:EXCERPT_LIMIT],
+                         int((time.monotonic() - started) * 1000), None)
+    return _Response(response.status_code, response.text[:EXCERPT_LIMIT], None,
+                     int((time.monotonic() - started) * 1000),
+                     parse_retry_after(response.headers.get("Retry-After")))
+
+
+def send_delivery(services: Services, delivery_id: str) -> DeliveryOutcome:
+    """Send one delivery if it is due and unclaimed; record the attempt and what follows.
+
+    A delivery already claimed, finished, cancelled or not yet due is left
+    alone (status ``skipped``). Never raises for the receiver's behaviour;
+    raises ValidationError for a malformed id, and database errors as they are
+    (the row then stays due and beat sends it again).
+    """
+    try:
+        key = uuid.UUID(str(delivery_id))
+    except ValueError:
+        raise ValidationError(f"not a delivery id: {delivery_id!r}") from None
+    with services.sessions() as session, session.begin():
+        claim = _claim(session, services, key)
+    if claim is None:
+        return DeliveryOutcome(str(key), "skipped")
+    response = _post(services, claim)
+    return _finish(services, claim, response)
+
+
+# --- what an answer means ---------------------------------------------------------
+
+def scheduled_wait(schedule: Sequence[float], attempt: int, jitter: float,
+                   rng: random.Random | None = None) -> float | None:
+    """The wait after failed attempt number ``attempt`` (1-based), jittered; None when done."""
+    if attempt > len(schedule):
+        return None
+    spread = (rng or random).uniform(1 - jitter, 1 + jitter)
+    return schedule[attempt - 1] * spread
+
+
+def throttled_wait(scheduled: float, retry_after: float | None) -> float:
+    """Honour ``Retry-After`` within [scheduled, 2 x scheduled], never under a minute."""
+    wait = scheduled if retry_after is None else min(max(retry_after, scheduled), 2 * scheduled)
+    return max(wait, THROTTLE_MIN_WAIT)
+
+
+def _record_attempt(session: Session, claim: _Claim, response: _Response,
+                    delivery: Delivery) -> None:
+    session.add(DeliveryAttempt(
+        delivery_id=claim.delivery_id, attempt=claim.attempt, status_code=response.status_code,
+        response_excerpt=response.excerpt, error=response.error,
+        duration_ms=response.duration_ms))
+    delivery.last_status_code = response.status_code
+    delivery.last_response_excerpt = response.excerpt
+    delivery.last_error = response.error or (
+        None if response.status_code is None or 200 <= response.status_code < 300
+        else f"receiver answered {response.status_code}")
+    delivery.last_duration_ms = response.duration_ms
+
+
+def _disable(session: Session, sub: Subscription, delivery: Delivery, reason: str) -> None:
+    subscriptions.disable(session, sub, reason)
+    delivery.status = "cancelled"
+    delivery.next_attempt_at = None
+
+
+def _failing_too_long(services: Services, sub: Subscription) -> bool:
+    since = sub.failing_since
+    period = timedelta(seconds=services.settings.delivery_disable_after)
+    return since is not None and utcnow() - since >= period
+
+
+def _retry_or_bury(session: Session, services: Services, claim: _Claim,
+                   response: _Response, delivery: Delivery) -> float | None:
+    wait = scheduled_wait(claim.schedule, claim.attempt, services.settings.delivery_jitter)
+    if wait is None:
+        delivery.status = "dead"
+        delivery.next_attempt_at = None
+        letter = deadletters.record(
+            session, origin="delivery", task_name=SEND_TASK,
+            kwargs={"delivery_id": str(claim.delivery_id)}, tenant_id=claim.tenant,
+            error_code="DELIVERY_FAILED", error=delivery.last_error, attempts=claim.attempt)
+        deadletters.announce_after_commit(session, services.redis, letter)
+        return None
+    if response.status_code in THROTTLE_STATUSES:
+        wait = throttled_wait(wait, response.retry_after)
+    delivery.status = "failed"
+    delivery.next_attempt_at = utcnow() + timedelta(seconds=wait)
+    if wait <= COUNTDOWN_LIMIT:
+        send_after_commit(session, services.dispatcher, SEND_TASK,
+                          {"delivery_id": str(claim.delivery_id)}, countdown=wait)
+    return wait
+
+
+def _succeeded(session: Session, delivery: Delivery) -> None:
+    delivery.status, delivery.delivered_at, delivery.next_attempt_at = "succeeded", utcnow(), None
+    # Touch the subscription only when it has a failure record to clear: locking
+    # it on every success would serialise all deliveries to a busy subscriber.
+    session.execute(update(Subscription)
+                    .where(Subscription.id == delivery.subscription_id,
+                           or_(Subscription.consecutive_failures != 0,
+                               Subscription.failing_since.is_not(None)))
+                    .values(consecutive_failures=0, failing_since=None)
+                    .execution_options(synchronize_session=False))
+
+
+def _failed(session: Session, services: Services, claim: _Claim, response: _Response,
+            delivery: Delivery, sub: Subscription) -> str | None:
+    """Update delivery and subscription; return a reason when the subscription got disabled."""
+    code = response.status_code
+    if code == 410:
+        reason = "receiver answered 410 Gone"
+        _disable(session, sub, delivery, reason)
+        return reason
+    sub.consecutive_failures += 1
+    sub.failing_since = sub.failing_since or utcnow()
+    if _failing_too_long(services, sub):
+        reason = (f"only failures since {sub.failing_since.isoformat()} "
+                  f"({sub.consecutive_failures} in a row)")
+        _disable(session, sub, delivery, reason)
+        return reason
+    _retry_or_bury(session, services, claim, response, delivery)
+    return None
+
+
+def _finish(services: Services, claim: _Claim, response: _Response) -> DeliveryOutcome:
+    with services.sessions() as session, session.begin():
+        delivery = session.get(Delivery, claim.delivery_id, with_for_update=True)
+        assert delivery is not None  # a claimed row is not deleted
+        _record_attempt(session, claim, response, delivery)
+        disabled = None
+        if response.status_code is not None and 200 <= response.status_code < 300:
+            _succeeded(session, delivery)
+        else:
+            sub = session.get(Subscription, claim.subscription_id, with_for_update=True)
+            assert sub is not None
+            disabled = _failed(session, services, claim, response, delivery, sub)
+        outcome = DeliveryOutcome(str(delivery.id), delivery.status, claim.attempt,
+                                  response.status_code, delivery.next_attempt_at)
+    _count(response, outcome.status)
+    if disabled:
+        events.publish(services.redis, "subscription.disabled", claim.tenant,
+                       {"subscription_id": str(claim.subscription_id), "reason": disabled})
+    return outcome
+
+
+def _count(response: _Response, status: str) -> None:
+    code = response.status_code
+    label = ("dead" if status == "dead" else "error" if code is None
+             else "succeeded" if 200 <= code < 300 else "gone" if code == 410
+             else "throttled" if code in THROTTLE_STATUSES else "failed")
+    metrics.DELIVERIES.labels(label).inc()
+    metrics.DELIVERY_SECONDS.observe(response.duration_ms / 1000)
+
+
+# --- beat -------------------------------------------------------------------------
+
+def send_due(services: Services, *, limit: int = 500) -> int:
+    """Enqueue deliveries whose wait is over or whose message went missing (beat).
+
+    Rows are locked with SKIP LOCKED, marked pending with a fresh deadline and
+    enqueued after commit. Returns how many were enqueued.
+    """
+    with services.sessions() as session, session.begin():
+        rows = session.scalars(
+            select(Delivery)
+            .where(Delivery.status.in_(("pending", "failed", "delivering")),
+                   Delivery.next_attempt_at <= utcnow())
+            .order_by(Delivery.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)).all()
+        for delivery in rows:
+            requeue(session, services, delivery)
+    return len(rows)
+
+
+def view(delivery: Delivery) -> dict[str, Any]:
+    """A JSON-able summary of a delivery."""
+    return {
+        "id": str(delivery.id), "tenant": delivery.tenant_id,
+        "subscription_id": str(delivery.subscription_id), "event_id": str(delivery.event_id),
+        "message_id": delivery.message_id, "event_type": delivery.event_type,
+        "status": delivery.status, "attempts": delivery.attempts,
+        "next_attempt_at": delivery.next_attempt_at, "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error, "delivered_at": delivery.delivered_at,
+        "created_at": delivery.created_at,
+    }
+
+
+# --- operators --------------------------------------------------------------------
+
+def requeue_event(session: Session, services: Services, event_id: uuid.UUID) -> int:
+    """Send every delivery of one event again (same ``webhook-id``); return how many."""
+    rows = session.scalars(select(Delivery).where(Delivery.event_id == event_id)
+                           .with_for_update()).all()
+    for delivery in rows:
+        requeue(session, services, delivery, reset_attempts=True)
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """Which deliveries an operator means; ``tenant`` is always required."""
+
+    tenant: str
+    subscription_id: uuid.UUID | None = None
+    event_type: str | None = None  # fnmatch pattern over ``<source>.<event_type>``
+    since: datetime | None = None
+    until: datetime | None = None
+    statuses: tuple[str, ...] = ()
+    limit: int = 1000
+
+
+def find(session: Session, flt: DeliveryFilter, *, lock: bool = False) -> list[Delivery]:
+    """Deliveries matching ``flt``, oldest first (at most ``flt.limit``)."""
+    query = select(Delivery).where(Delivery.tenant_id == flt.tenant)
+    if flt.subscription_id is not None:
+        query = query.where(Delivery.subscription_id == flt.subscription_id)
+    if flt.since is not None:
+        query = query.where(Delivery.created_at >= flt.since)
+    if flt.until is not None:
+        query = query.where(Delivery.created_at < flt.until)
+    if flt.statuses:
+        query = query.where(Delivery.status.in_(flt.statuses))
+    query = query.order_by(Delivery.created_at, Delivery.id).limit(flt.limit)
+    rows = session.scalars(query.with_for_update(skip_locked=True) if lock else query).all()
+    return [d for d in rows
+            if flt.event_type is None or fnmatchcase(d.event_type or "", flt.event_type)]
+
+
+def show(session: Session, tenant: str, delivery_id: str) -> dict[str, Any]:
+    """One delivery with every attempt (status, response excerpt, error, duration).
+
+    Raises NotFound for an unknown id or another tenant's delivery.
+    """
+    delivery = session.scalars(select(Delivery).where(
+        Delivery.id == _delivery_key(delivery_id), Delivery.tenant_id == tenant)).one_or_none()
+    if delivery is None:
+        raise NotFound(f"no delivery {delivery_id} for tenant {tenant}")
+    attempts = session.scalars(select(DeliveryAttempt)
+                               .where(DeliveryAttempt.delivery_id == delivery.id)
+                               .order_by(DeliveryAttempt.attempted_at))
+    return {**view(delivery), "last_response_excerpt": delivery.last_response_excerpt,
+            "attempt_log": [{"attempt": a.attempt, "status_code": a.status_code,
+                             "response_excerpt": a.response_excerpt, "error": a.error,
+                             "duration_ms": a.duration_ms, "attempted_at": a.attempted_at}
+                            for a in attempts]}
+
+
+def retry(services: Services, tenant: str, delivery_id: str) -> dict[str, Any]:
+    """Send one delivery again now (failed, dead or cancelled ones included).
+
+    Raises NotFound for an unknown id or another tenant's delivery, Conflict when
+    its subscription is disabled (enable it first).
+    """
+    with services.sessions() as session, session.begin():
+        delivery = session.scalars(
+            select(Delivery).where(Delivery.id == _delivery_key(delivery_id),
+                                   Delivery.tenant_id == tenant).with_for_update()).one_or_none()
+        if delivery is None:
+            raise NotFound(f"no delivery {delivery_id} for tenant {tenant}")
+        _require_active(session, delivery)
+        requeue(session, services, delivery, reset_attempts=True)
+        return view(delivery)
+
+
+def replay(services: Services, flt: DeliveryFilter, *, dry_run: bool = False,
+           rate: float | None = None) -> dict[str, Any]:
+    """Send a filtered set of deliveries again, same ``webhook-id``, oldest first.
+
+    Without ``rate`` all are enqueued at once on the ``replay`` queue. With
+    ``rate`` (deliveries per second) each is scheduled in PostgreSQL, the k-th
+    at ``now + k / rate``, and beat's :func:`send_due` sends it when due, so a
+    receiver that is just recovering is not flooded and nothing depends on the
+    operator's terminal staying open. Deliveries of disabled subscriptions are
+    skipped. With ``dry_run`` nothing changes; the result lists what would be
+    sent either way.
+    """
+    if rate is not None and rate <= 0:
+        raise ValidationError("rate must be a positive number of deliveries per second")
+    with services.sessions() as session, session.begin():
+        rows = find(session, flt, lock=not dry_run)
+        active = {s.id for s in session.scalars(select(Subscription).where(
+            Subscription.id.in_({d.subscription_id for d in rows}), Subscription.active))}
+        chosen = [d for d in rows if d.subscription_id in active]
+        now = utcnow()
+        if not dry_run:
+            for position, delivery in enumerate(chosen):
+                if rate is None:
+                    requeue(session, services, delivery, reset_attempts=True,
+                            queue=services.settings.queue("replay"))
+                else:
+                    delivery.status, delivery.attempts = "pending", 0
+                    delivery.next_attempt_at = now + timedelta(seconds=position / rate)
+        result: dict[str, Any] = {
+            "dry_run": dry_run, "count": len(chosen),
+            "skipped_inactive": len(rows) - len(chosen),
+            "deliveries": [{"id": str(d.id), "message_id": d.message_id,
+                            "event_type": d.event_type} for d in chosen]}
+        if rate is not None and chosen:
+            result["last_scheduled_at"] = now + timedelta(seconds=(len(chosen) - 1) / rate)
+        return result
+
+
+def _delivery_key(delivery_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(delivery_id))
+    except ValueError:
+        raise NotFound(f"no delivery {delivery_id}") from None
+
+
+def _require_active(session: Session, delivery: Delivery) -> None:
+    sub = session.get(Subscription, delivery.subscription_id)
+    if sub is None or not sub.active:
+        raise Conflict(f"subscription {delivery.subscription_id} is disabled; enable it first")

@@ -1,0 +1,130 @@
+"""The operator's dead-letter queue (``hub dlq``): list, show, replay and purge the
+dead letters every domain records (:mod:`hub.platform.deadletters`)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.platform.db import filter_clauses
+from hub.platform.dispatch import Dispatcher
+from hub.platform.errors import NotFound
+from hub.platform.models import DeadLetter
+from hub.platform.scheduler import utcnow
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which dead letters an operator means; every field optional, all combined (AND)."""
+
+    tenant: str | None = None
+    integration: str | None = None
+    endpoint_id: uuid.UUID | None = None
+    code: str | None = None
+    origin: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_replayed: bool = True
+
+    def clauses(self) -> list[Any]:
+        pairs = [(self.tenant, DeadLetter.tenant_id), (self.integration, DeadLetter.integration),
+                 (self.endpoint_id, DeadLetter.endpoint_id), (self.code, DeadLetter.error_code),
+                 (self.origin, DeadLetter.origin)]
+        clauses = filter_clauses(pairs, DeadLetter.last_failed_at, self.since, self.until)
+        if not self.include_replayed:
+            clauses.append(DeadLetter.replayed_at.is_(None))
+        return clauses
+
+
+def list_letters(session: Session, filters: Filters, *, limit: int = 100) -> list[DeadLetter]:
+    """Dead letters matching ``filters``, newest failure first."""
+    return list(session.scalars(select(DeadLetter).where(*filters.clauses())
+                                .order_by(DeadLetter.last_failed_at.desc()).limit(limit)))
+
+
+def get(session: Session, letter_id: uuid.UUID | str, tenant: str | None = None) -> DeadLetter:
+    """One dead letter (scoped to ``tenant`` when given). Raises NotFound."""
+    try:
+        key = letter_id if isinstance(letter_id, uuid.UUID) else uuid.UUID(str(letter_id))
+    except ValueError:
+        raise NotFound(f"no dead letter {letter_id!r}") from None
+    row = session.get(DeadLetter, key)
+    if row is None or (tenant is not None and row.tenant_id != tenant):
+        raise NotFound(f"no dead letter {letter_id}")
+    return row
+
+
+def describe(row: DeadLetter, *, full: bool = False) -> dict[str, Any]:
+    """A JSON-able view for operators (``full`` adds kwargs and traceback)."""
+    view: dict[str, Any] = {
+        "id": str(row.id), "tenant": row.tenant_id, "origin": row.origin,
+        "task_name": row.task_name, "task_id": row.task_id, "integration": row.integration,
+        "endpoint_id": str(row.endpoint_id) if row.endpoint_id else None,
+        "error_code": row.error_code, "error": row.error, "attempts": row.attempts,
+        "first_failed_at": row.first_failed_at, "last_failed_at": row.last_failed_at,
+        "replayed_at": row.replayed_at, "replay_task_id": row.replay_task_id,
+    }
+    if full:
+        view.update(args=row.args, kwargs=row.kwargs, traceback=row.traceback)
+    return view
+
+
+def replay(factory: sessionmaker[Session], dispatcher: Dispatcher, filters: Filters, *,
+           queue: str, dry_run: bool = False, rate: float | None = None,
+           limit: int = 1000) -> list[dict[str, Any]]:
+    """Re-enqueue matching dead letters with their original task name and arguments on
+    ``queue`` (the ``replay`` queue, apart from live traffic), oldest first.
+
+    Each row is claimed with ``FOR UPDATE SKIP LOCKED`` and marked (``replayed_at``,
+    ``replay_task_id``) in the same transaction as its send, so two operators
+    replaying at once never send one letter twice. ``rate`` caps sends per second.
+    ``dry_run`` sends nothing and returns what would be sent. Letters already
+    replayed are skipped unless ``filters.include_replayed`` is true.
+    """
+    with factory() as session:
+        candidates = list(session.scalars(select(DeadLetter).where(*filters.clauses())
+                                          .order_by(DeadLetter.last_failed_at).limit(limit)))
+    if dry_run:
+        return [describe(row) for row in candidates]
+    done: list[dict[str, Any]] = []
+    for candidate in candidates:
+        if done and rate:
+            time.sleep(1.0 / rate)  # pacing the operator asked for, not synchronisation
+        view = _replay_one(factory, dispatcher, candidate.id, filters, queue)
+        if view is not None:
+            done.append(view)
+    return done
+
+
+def _replay_one(factory: sessionmaker[Session], dispatcher: Dispatcher, letter_id: uuid.UUID,
+                filters: Filters, queue: str) -> dict[str, Any] | None:
+    with factory() as session, session.begin():
+        # The filters again, under the lock: another operator may have replayed the
+        # letter since we listed it.
+        row = session.scalars(select(DeadLetter)
+                              .where(DeadLetter.id == letter_id, *filters.clauses())
+                              .with_for_update(skip_locked=True)).one_or_none()
+        if row is None:
+            return None  # being replayed right now, or already replayed
+        row.replay_task_id = dispatcher.send(row.task_name, dict(row.kwargs), queue=queue)
+        row.replayed_at = utcnow()
+        return describe(row)
+
+
+def purge(session: Session, filters: Filters) -> int:
+    """Delete matching dead letters (in ``session``'s transaction); return how many."""
+    result = session.execute(delete(DeadLetter).where(*filters.clauses()))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def count(session: Session, filters: Filters | None = None) -> int:
+    """How many dead letters match (all of them without filters): the DLQ size."""
+    clauses = (filters or Filters()).clauses()
+    return int(session.scalar(select(func.count()).select_from(DeadLetter).where(*clauses))
+               or 0)

@@ -1,0 +1,59 @@
+"""How many messages wait in the broker's queues (a Redis broker, as kombu lays it out).
+
+Read by the web app's ``/metrics`` (hub_queue_messages) and by beat's webhook
+sweeper, which leaves pending events to a backlogged queue instead of adding
+copies. Only for a Redis broker: other brokers report "unknown" (None).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import redis
+
+from hub.platform.config import QUEUE_NAMES, REDIS_PY_SCHEMES, Settings
+
+log = logging.getLogger(__name__)
+
+#: kombu's Redis transport keeps a queue's messages of priority p > 0 in "<queue>\x06\x16<p>".
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
+
+
+def broker_queues(settings: Settings) -> dict[str, str]:
+    """Short queue name -> the broker's queue name, for every queue the hub routes to."""
+    return {name: settings.queue(name) for name in ("celery", *QUEUE_NAMES)}
+
+
+def broker_client(settings: Settings) -> redis.Redis | None:
+    """A client for the broker when it is Redis, else None."""
+    url = settings.effective_broker_url
+    if not url.startswith(REDIS_PY_SCHEMES):
+        return None
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def lengths(broker: redis.Redis, queues: Sequence[str]) -> list[int]:
+    """Messages waiting in each of ``queues`` (all priorities), in one round trip."""
+    pipe = broker.pipeline(transaction=False)
+    for queue in queues:
+        for priority in KOMBU_PRIORITY_STEPS:
+            pipe.llen(queue if priority == 0 else f"{queue}{KOMBU_PRIORITY_SEPARATOR}{priority}")
+    counts = pipe.execute()
+    steps = len(KOMBU_PRIORITY_STEPS)
+    return [sum(counts[i * steps:(i + 1) * steps]) for i in range(len(queues))]
+
+
+def waiting(settings: Settings, name: str) -> int | None:
+    """Messages waiting in the hub queue ``name``; None when the broker cannot say."""
+    broker = broker_client(settings)
+    if broker is None:
+        return None
+    try:
+        return lengths(broker, [settings.queue(name)])[0]
+    except redis.RedisError as exc:
+        log.warning("could not count the messages waiting in %s: %s", name, exc)
+        return None
+    finally:
+        broker.close()

@@ -1,0 +1,56 @@
+"""Retention: old audit rows, expired cache rows and sent schedule rows, deleted in
+short batches so no table is locked for long (DESIGN §8)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.calls import cache
+from hub.platform.models import IntegrationLog, ScheduledTask
+from hub.platform.scheduler import utcnow
+from hub.platform.services import Services
+
+DEFAULT_BATCH = 5000
+#: Sent or cancelled scheduled_tasks rows are only history once their task ran.
+SCHEDULED_KEEP = timedelta(days=7)
+
+
+def delete_in_batches(factory: sessionmaker[Session], model: Any, *where: Any,
+                      batch: int = DEFAULT_BATCH) -> int:
+    """Delete rows of ``model`` matching ``where``, ``batch`` per transaction; return the count.
+
+    SKIP LOCKED: rows a worker holds are left for the next run rather than waited for.
+    """
+    total = 0
+    while True:
+        ids = (select(model.id).where(*where).limit(batch)
+               .with_for_update(skip_locked=True).scalar_subquery())
+        with factory() as session, session.begin():
+            result = cast("CursorResult[Any]",
+                          session.execute(delete(model).where(model.id.in_(ids))))
+            deleted = int(result.rowcount or 0)
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+def run(services: Services, *, now: datetime | None = None,
+        batch: int = DEFAULT_BATCH) -> dict[str, int]:
+    """Apply every retention rule; return rows deleted per table."""
+    now = now or utcnow()
+    log_cutoff = now - timedelta(days=services.settings.log_retention_days)
+    # Expired rows that still carry an ETag stay a while for revalidation.
+    cache_cutoff = now - timedelta(seconds=cache.STALE_KEEP_SECONDS)
+    return {
+        "integration_logs": delete_in_batches(
+            services.sessions, IntegrationLog, IntegrationLog.started_at < log_cutoff,
+            batch=batch),
+        "cache_entries": cache.expire_before(services, cache_cutoff),
+        "scheduled_tasks": delete_in_batches(
+            services.sessions, ScheduledTask, ScheduledTask.status != "pending",
+            ScheduledTask.created_at < now - SCHEDULED_KEEP, batch=batch),
+    }

@@ -1,0 +1,288 @@
+"""Settings, read once from the environment into a frozen, typed object.
+
+Every setting the hub knows is declared here with its environment variable and
+its default; README.md's configuration table mirrors this module. A malformed
+value raises :class:`~hub.platform.errors.ConfigError` with one line naming the variable,
+which the entry points print instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.fernet import Fernet
+
+from hub.platform.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hub"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+#: Queues of DESIGN §4, before HUB_QUEUE_PREFIX is applied.
+QUEUE_NAMES = ("calls", "webhooks", "deliveries", "maintenance", "dead_letter", "replay")
+
+
+def _int(value: str) -> int:
+    return int(value)
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError("expected a TCP port, 0-65535")
+    return port
+
+
+def _float(value: str) -> float:
+    return float(value)
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _keys(value: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            # Never echo the key itself: it is a secret even when malformed.
+            raise ValueError(
+                f"key #{position} is not a url-safe base64 32-byte Fernet key "
+                "(generate one with `hub keys generate`)"
+            ) from None
+    return keys
+
+
+def _log_format(value: str) -> str:
+    if value not in ("json", "text"):
+        raise ValueError("expected json or text")
+    return value
+
+
+def _database_url(value: str) -> str:
+    # SQLAlchemy would pick psycopg2 for a bare postgresql:// URL; the hub ships psycopg 3.
+    for bare in ("postgresql://", "postgres://"):
+        if value.startswith(bare):
+            return "postgresql+psycopg://" + value[len(bare):]
+    if not value.startswith("postgresql+psycopg://"):
+        raise ValueError("expected a postgresql:// or postgresql+psycopg:// URL")
+    return value
+
+
+#: URL schemes redis-py's ``Redis.from_url`` opens (kombu also takes redis+socket://).
+REDIS_PY_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _redis_url(value: str) -> str:
+    if not value.startswith((*REDIS_PY_SCHEMES, "redis+socket://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _schedule(value: str) -> tuple[float, ...]:
+    waits = tuple(float(v) for v in value.split(",") if v.strip())
+    if not waits or any(w < 0 for w in waits):
+        raise ValueError("expected comma-separated non-negative seconds, e.g. 5,300,1800")
+    return waits
+
+
+def _tenant_schedules(value: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    raw = json.loads(value or "{}")
+    if not isinstance(raw, dict):
+        raise ValueError('expected a JSON object {"tenant": [seconds, ...]}')  # noqa: TRY004
+    if not all(isinstance(waits, list) for waits in raw.values()):
+        raise ValueError("each tenant's schedule must be a JSON list of seconds")
+    return tuple((str(t), _schedule(",".join(str(w) for w in waits)))
+                 for t, waits in raw.items())
+
+
+def _env(name: str, parse: Callable[[str], Any], default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": name, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the hub. Build it with :func:`load_settings`."""
+
+    database_url: str = _env(
+        "HUB_DATABASE_URL", _database_url, DEFAULT_DATABASE_URL,
+        "PostgreSQL for the hub's tables (and, by default, task results).")
+    redis_url: str = _env(
+        "HUB_REDIS_URL", _redis_url, DEFAULT_REDIS_URL,
+        "Redis for quotas, breaker state, the hot cache and the event bus.")
+    broker_url: str = _env(
+        "HUB_BROKER_URL", _redis_url, "",
+        "Celery broker; defaults to HUB_REDIS_URL.")
+    result_backend: str = _env(
+        "HUB_RESULT_BACKEND", str, "",
+        "Celery result backend; defaults to db+HUB_DATABASE_URL.")
+    encryption_keys: tuple[str, ...] = _env(
+        "HUB_ENCRYPTION_KEYS", _keys, (),
+        "Comma-separated Fernet keys, current first; every key decrypts. Required.")
+    queue_prefix: str = _env(
+        "HUB_QUEUE_PREFIX", str, "",
+        "Prefix for every queue name (isolates test runs and side-by-side installs).")
+    redis_prefix: str = _env(
+        "HUB_REDIS_PREFIX", str, "hub:",
+        "Prefix for every Redis key and pub/sub channel the hub owns besides the broker's.")
+    visibility_timeout: int = _env(
+        "HUB_VISIBILITY_TIMEOUT", _int, 3600,
+        "Seconds before the Redis broker redelivers an unacknowledged message.")
+    max_countdown: int = _env(
+        "HUB_MAX_COUNTDOWN", _int, 300,
+        "Longest wait kept as a Celery countdown; longer waits are stored in PostgreSQL.")
+    unacked_restore_interval: int = _env(
+        "HUB_UNACKED_RESTORE_INTERVAL", _int, 10,
+        "Seconds between the broker's sweeps for messages of dead workers.")
+    task_soft_time_limit: int = _env(
+        "HUB_TASK_SOFT_TIME_LIMIT", _int, 300, "Soft time limit of every task, seconds.")
+    task_time_limit: int = _env(
+        "HUB_TASK_TIME_LIMIT", _int, 360, "Hard time limit of every task, seconds.")
+    worker_soft_shutdown_timeout: float = _env(
+        "HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT", _float, 30.0,
+        "Seconds a stopping worker lets running tasks finish before requeueing them.")
+    max_receives: int = _env(
+        "HUB_MAX_RECEIVES", _int, 3,
+        "Deliveries of one message after which it is dead-lettered as poison.")
+    http_connect_timeout: float = _env(
+        "HUB_HTTP_CONNECT_TIMEOUT", _float, 5.0, "Outbound connect timeout, seconds.")
+    http_read_timeout: float = _env(
+        "HUB_HTTP_READ_TIMEOUT", _float, 30.0, "Outbound read timeout, seconds.")
+    http_max_response_bytes: int = _env(
+        "HUB_HTTP_MAX_RESPONSE_BYTES", _int, 10 * 1024 * 1024,
+        "Largest provider response body read, bytes.")
+    allow_private_networks: bool = _env(
+        "HUB_ALLOW_PRIVATE_NETWORKS", _bool, False,
+        "Allow outbound requests to private, loopback and link-local addresses.")
+    webhook_max_body: int = _env(
+        "HUB_WEBHOOK_MAX_BODY", _int, 1024 * 1024, "Largest accepted webhook body, bytes.")
+    webhook_trusted_proxies: int = _env(
+        "HUB_WEBHOOK_TRUSTED_PROXIES", _int, 0,
+        "Reverse proxies in front of the webhook app whose X-Forwarded-For is trusted "
+        "(for IP allow-lists); 0 uses the peer address.")
+    public_url: str = _env(
+        "HUB_PUBLIC_URL", str, "http://127.0.0.1:8000",
+        "Base URL providers use to reach the webhook app (printed in endpoint URLs).")
+    log_retention_days: int = _env(
+        "HUB_LOG_RETENTION_DAYS", _int, 90, "Days integration_logs rows are kept.")
+    log_level: str = _env("HUB_LOG_LEVEL", str, "INFO", "Log level of every process.")
+    log_format: str = _env(
+        "HUB_LOG_FORMAT", _log_format, "json",
+        "json (one object per line, with task id, tenant, correlation id) or text.")
+    worker_metrics_port: int = _env(
+        "HUB_WORKER_METRICS_PORT", _port, 0,
+        "Port where a Celery worker serves Prometheus /metrics for all its pool "
+        "processes (calls, cache, breaker, deliveries...); 0: not served.")
+    webhook_pending_after: int = _env(
+        "HUB_WEBHOOK_PENDING_AFTER", _int, 60,
+        "Seconds a webhook event may stay pending before beat re-enqueues it (lost enqueue).")
+    webhook_max_attempts: int = _env(
+        "HUB_WEBHOOK_MAX_ATTEMPTS", _int, 8,
+        "Processing attempts of a webhook event before it is dead-lettered.")
+    webhook_retry_base: float = _env(
+        "HUB_WEBHOOK_RETRY_BASE", _float, 10.0,
+        "Wait before the first retry of a failed webhook event, doubled per attempt (<= 1 h).")
+    delivery_retry_schedule: tuple[float, ...] = _env(
+        "HUB_DELIVERY_RETRY_SCHEDULE", _schedule, (5, 300, 1800, 7200, 18000, 36000, 36000),
+        "Waits between outbound delivery attempts, seconds (Standard Webhooks schedule).")
+    delivery_tenant_schedules: tuple[tuple[str, tuple[float, ...]], ...] = _env(
+        "HUB_DELIVERY_TENANT_SCHEDULES", _tenant_schedules, (),
+        'Per-tenant delivery schedules, JSON {"tenant": [seconds, ...]}.')
+    delivery_jitter: float = _env(
+        "HUB_DELIVERY_JITTER", _float, 0.2, "Relative jitter applied to each delivery wait.")
+    delivery_timeout: float = _env(
+        "HUB_DELIVERY_TIMEOUT", _float, 15.0, "Timeout of one outbound delivery, seconds.")
+    delivery_disable_after: int = _env(
+        "HUB_DELIVERY_DISABLE_AFTER", _int, 5 * 24 * 3600,
+        "Seconds of only failures after which a subscription is disabled.")
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def effective_result_backend(self) -> str:
+        return self.result_backend or "db+" + self.database_url
+
+    def queue(self, name: str) -> str:
+        """The broker queue name for one of :data:`QUEUE_NAMES`."""
+        return self.queue_prefix + name
+
+    def redis_key(self, *parts: str) -> str:
+        """A Redis key (or channel) in the hub's namespace."""
+        return self.redis_prefix + ":".join(parts)
+
+    def delivery_schedule(self, tenant: str) -> tuple[float, ...]:
+        """The delivery retry schedule of ``tenant`` (its own, else the default)."""
+        return dict(self.delivery_tenant_schedules).get(tenant, self.delivery_retry_schedule)
+
+    def require_encryption_keys(self) -> tuple[str, ...]:
+        """Return the keys, or raise ConfigError naming HUB_ENCRYPTION_KEYS."""
+        if not self.encryption_keys:
+            raise ConfigError(
+                "HUB_ENCRYPTION_KEYS is not set: give one or more Fernet keys, comma-separated "
+                "(generate one with `hub keys generate`)")
+        return self.encryption_keys
+
+    def validate(self) -> Settings:
+        """Check settings that depend on each other; return self."""
+        if self.max_countdown >= self.visibility_timeout:
+            raise ConfigError(
+                f"HUB_MAX_COUNTDOWN ({self.max_countdown}s) must stay below "
+                f"HUB_VISIBILITY_TIMEOUT ({self.visibility_timeout}s): a Redis broker "
+                "redelivers a countdown that outlives the visibility timeout (celery#2599)")
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ConfigError("HUB_TASK_SOFT_TIME_LIMIT must be below HUB_TASK_TIME_LIMIT")
+        return self
+
+
+def setting_fields() -> list[dataclasses.Field[Any]]:
+    """The declared settings, for documentation and ``hub config``."""
+    return list(dataclasses.fields(Settings))
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``) plus explicit overrides.
+
+    Raises ConfigError naming the first malformed variable.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in setting_fields():
+        name = f.metadata["env"]
+        raw = environ.get(name)
+        if raw is None or f.name in overrides:
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} is malformed: {exc}") from None
+    values.update(overrides)
+    return Settings(**values).validate()
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, as README.md shows it."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in setting_fields():
+        default = f.default
+        if isinstance(default, tuple):  # written as the variable takes it: comma-separated
+            default = ",".join(str(v) for v in default)
+        shown = "(none)" if default == "" else f"`{default}`"
+        rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -1,0 +1,72 @@
+"""Engine and session factory.
+
+The engine is built from settings by the process that owns it (worker, web app,
+CLI) and passed down; nothing here is a module-level singleton.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.platform.config import Settings
+
+
+def make_engine(settings: Settings, **kwargs: object) -> Engine:
+    """A pooled engine for ``settings.database_url``.
+
+    ``pool_pre_ping`` lets a process survive a PostgreSQL restart: a dead pooled
+    connection is replaced instead of failing the next task.
+    """
+    options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+    options.update(kwargs)
+    return create_engine(settings.database_url, **options)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    # expire_on_commit=False: rows returned by a committed unit of work stay readable.
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def ping(engine: Engine) -> None:
+    """Raise if PostgreSQL cannot answer a trivial query."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def filter_clauses(equal: Iterable[tuple[Any, Any]], time_column: Any,
+                   since: datetime | None, until: datetime | None) -> list[Any]:
+    """WHERE clauses of an operator filter: ``column == value`` for every
+    ``(value, column)`` pair whose value is set, and ``since <= time_column < until``."""
+    clauses: list[Any] = [column == value for value, column in equal if value is not None]
+    if since is not None:
+        clauses.append(time_column >= since)
+    if until is not None:
+        clauses.append(time_column < until)
+    return clauses
+
+
+def on_commit(session: Session, callback: Callable[[], object]) -> None:
+    """Run ``callback`` once ``session`` commits; forget it if the session rolls back."""
+
+    def _run(_session: Session) -> None:
+        callback()
+
+    def _forget(_session: Session) -> None:
+        if event.contains(session, "after_commit", _run):
+            event.remove(session, "after_commit", _run)
+
+    event.listen(session, "after_commit", _run, once=True)
+    event.listen(session, "after_rollback", _forget, once=True)

@@ -1,0 +1,53 @@
+"""The parsed view of a stored webhook event: what handlers run on and what
+subscribers receive (the same parsing for both, so a delivery carries exactly
+the payload the hub's handlers saw)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from hub.platform.models import WebhookEvent
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """A recorded webhook event as handlers see it (no raw headers, no secrets)."""
+
+    id: uuid.UUID
+    tenant: str
+    source: str
+    event_type: str
+    external_id: str
+    received_at: datetime
+    payload: Any
+
+    @property
+    def qualified_type(self) -> str:
+        """``<source>.<event_type>``: what subscriptions' patterns and channels use."""
+        return f"{self.source}.{self.event_type}"
+
+
+def parse_body(body: bytes, headers: Mapping[str, Any]) -> Any:
+    """The event body as JSON, form fields (Slack, some legacy senders) or text."""
+    text = body.decode("utf-8", "replace")
+    content_type = str({k.lower(): v for k, v in headers.items()}.get("content-type", ""))
+    if "application/x-www-form-urlencoded" in content_type:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"raw": text}
+
+
+def inbound_event(row: WebhookEvent) -> InboundEvent:
+    """The handler view of a stored event."""
+    return InboundEvent(
+        id=row.id, tenant=row.tenant_id, source=row.source,
+        event_type=row.event_type or "unknown", external_id=row.external_id,
+        received_at=row.received_at, payload=parse_body(row.body, row.headers or {}))

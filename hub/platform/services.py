@@ -1,0 +1,57 @@
+"""The bundle of outside systems a unit of work needs, passed explicitly.
+
+Processes build one :class:`Services` (lazily, after fork) and hand it to core
+functions; nothing in ``hub/`` reaches for a module-level client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import redis
+from redis import Redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.platform.config import Settings
+from hub.platform.db import make_engine, make_session_factory
+from hub.platform.dispatch import Dispatcher
+from hub.platform.vault import Vault
+
+
+@dataclass
+class Services:
+    settings: Settings
+    dispatcher: Dispatcher
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = make_engine(self.settings)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_session_factory(self.engine)
+
+    @cached_property
+    def redis(self) -> Redis:
+        """Text-mode client (``decode_responses=True``) for the hub's own keys."""
+        return redis.Redis.from_url(self.settings.redis_url, decode_responses=True,
+                                    health_check_interval=30)
+
+    @cached_property
+    def redis_bytes(self) -> Redis:
+        """Bytes-mode client; pybreaker's CircuitRedisStorage needs it."""
+        return redis.Redis.from_url(self.settings.redis_url, decode_responses=False,
+                                    health_check_interval=30)
+
+    @cached_property
+    def vault(self) -> Vault:
+        return Vault.from_settings(self.settings)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        for name in ("redis", "redis_bytes"):
+            client = self.__dict__.pop(name, None)
+            if client is not None:
+                client.close()
