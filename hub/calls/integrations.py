@@ -93,7 +93,7 @@ def register(services: Services, spec: IntegrationSpec) -> Integration:
     with services.sessions() as session, session.begin():
         row = create(session, spec)
         on_commit(session, lambda: events.publish(
-            services.redis, "service.registered", spec.tenant_id,
+            services.events, "service.registered", spec.tenant_id,
             {"integration": spec.name, "adapter": spec.adapter, "id": str(row.id)}))
     return row
 

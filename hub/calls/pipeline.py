@@ -600,7 +600,7 @@ def _write_audit(session: Any, run: Attempt, outcome: str, *, status_code: int |
 def _publish(services: Services, run: Attempt, event_type: str, **data: Any) -> None:
     payload = {"integration": run.target.row.name, "operation": run.request.operation,
                "task_id": run.task_id, "attempt": run.number, **data}
-    events.publish(services.redis, event_type, run.request.tenant, payload)
+    events.publish(services.events, event_type, run.request.tenant, payload)
 
 
 def _metric(outcome: str, run: Attempt) -> None:

@@ -74,7 +74,7 @@ def disable(ctx: CliContext, tenant: str, subscription_id: str, reason: str) -> 
         sub = subscriptions.get(session, tenant, subscription_id, lock=True)
         subscriptions.disable(session, sub, reason)
         document = subscriptions.view(sub)
-    events.publish(ctx.services.redis, "subscription.disabled", tenant,
+    events.publish(ctx.services.events, "subscription.disabled", tenant,
                    {"subscription_id": document["id"], "reason": reason})
     emit(ctx, document, text=f"subscription {subscription_id} disabled")
 

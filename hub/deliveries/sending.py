@@ -281,7 +281,7 @@ def _retry_or_bury(session: Session, services: Services, claim: _Claim,
             session, origin="delivery", task_name=SEND_TASK,
             kwargs={"delivery_id": str(claim.delivery_id)}, tenant_id=claim.tenant,
             error_code="DELIVERY_FAILED", error=delivery.last_error, attempts=claim.attempt)
-        deadletters.announce_after_commit(session, services.redis, letter)
+        deadletters.announce_after_commit(session, services.events, letter)
         return None
     if response.status_code in THROTTLE_STATUSES:
         wait = throttled_wait(wait, response.retry_after)
@@ -340,7 +340,7 @@ def _finish(services: Services, claim: _Claim, response: _Response) -> DeliveryO
                                   response.status_code, delivery.next_attempt_at)
     _count(response, outcome.status)
     if disabled:
-        events.publish(services.redis, "subscription.disabled", claim.tenant,
+        events.publish(services.events, "subscription.disabled", claim.tenant,
                        {"subscription_id": str(claim.subscription_id), "reason": disabled})
     return outcome
 

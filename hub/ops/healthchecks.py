@@ -32,7 +32,7 @@ def check_one(services: Services, tenant: str, name: str) -> dict[str, Any]:
     report["health_status"] = status
     # "unknown" -> "healthy" is a first check, not a recovery.
     if previous != status and not (previous == "unknown" and status == "healthy"):
-        events.publish(services.redis, TRANSITION_EVENTS[status], tenant, {
+        events.publish(services.events, TRANSITION_EVENTS[status], tenant, {
             "integration": name, "previous": previous, "status_code": report["status_code"],
             "error": report["error"]})
     return report

@@ -174,6 +174,13 @@ class Settings:
     public_url: str = _env(
         "HUB_PUBLIC_URL", str, "http://127.0.0.1:8000",
         "Base URL providers use to reach the webhook app (printed in endpoint URLs).")
+    event_stream_maxlen: int = _env(
+        "HUB_EVENT_STREAM_MAXLEN", _int, 100_000,
+        "Events kept in the Redis Stream <HUB_REDIS_PREFIX>events for consumer groups "
+        "(trimmed approximately: MAXLEN ~).")
+    event_publish_timeout: float = _env(
+        "HUB_EVENT_PUBLISH_TIMEOUT", _float, 1.0,
+        "Seconds one event publish may wait for Redis before the event is dropped.")
     log_retention_days: int = _env(
         "HUB_LOG_RETENTION_DAYS", _int, 90, "Days integration_logs rows are kept.")
     log_level: str = _env("HUB_LOG_LEVEL", str, "INFO", "Log level of every process.")
@@ -222,6 +229,11 @@ class Settings:
     def redis_key(self, *parts: str) -> str:
         """A Redis key (or channel) in the hub's namespace."""
         return self.redis_prefix + ":".join(parts)
+
+    @property
+    def event_stream(self) -> str:
+        """The Redis Stream every event is appended to (``hub:events`` by default)."""
+        return self.redis_key("events")
 
     def delivery_schedule(self, tenant: str) -> tuple[float, ...]:
         """The delivery retry schedule of ``tenant`` (its own, else the default)."""

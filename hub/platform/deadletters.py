@@ -55,7 +55,7 @@ def announcement(row: DeadLetter) -> dict[str, Any]:
             else None, "ids": {k: v for k, v in row.kwargs.items() if k.endswith("_id")}}
 
 
-def announce_after_commit(session: Session, publisher: events.Publisher,
+def announce_after_commit(session: Session, publisher: events.EventBus,
                           row: DeadLetter) -> None:
     """Publish ``integration.dead_letter.added`` for ``row`` once ``session`` commits."""
     payload, tenant = announcement(row), row.tenant_id
@@ -70,5 +70,5 @@ def record_and_announce(services: Any, **fields: Any) -> uuid.UUID:
     """
     with services.sessions() as session, session.begin():
         row = record(session, **fields)
-        announce_after_commit(session, services.redis, row)
+        announce_after_commit(session, services.events, row)
     return row.id

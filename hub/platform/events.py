@@ -1,19 +1,33 @@
-"""The event bus: JSON events on Redis pub/sub channels ``integration.<type>`` (DESIGN §6).
+"""The event bus (DESIGN §6): JSON events on Redis pub/sub channels ``integration.<type>``,
+and the same events appended to one Redis Stream for consumers that must not miss any.
+
+Pub/sub reaches only the listeners connected at that moment; the stream keeps the
+last ``HUB_EVENT_STREAM_MAXLEN`` events (trimmed with ``MAXLEN ~``), so a consumer
+group can read, acknowledge and, after a restart, catch up on what it missed. One
+stream for every type: a consumer filters on the entry's ``type`` field, and the
+order between families (request.failed, then dead_letter.added) is kept.
 
 Publishing fails open: an event is a notification, not the record of the work
-(that is in PostgreSQL), so a Redis hiccup is logged and counted, never raised
-into the work that emitted it.
+(that is in PostgreSQL), so Redis being slow or down is logged and counted, never
+raised into the work that emitted it. Each publish is one round trip (the
+PUBLISHes and the XADD in one non-transactional pipeline) on a client with short
+timeouts; after a failure the bus drops events for :data:`SUSPEND_AFTER_FAILURE`
+seconds instead of paying a connect timeout on every one of them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import redis
+
+from hub.platform import metrics
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +35,11 @@ EVENT_TYPES = frozenset({
     "service.registered", "request.sent", "request.completed", "request.failed",
     "webhook.received", "rate_limit.exceeded", "cache.hit", "cache.miss",
     "health.degraded", "health.recovered", "dead_letter.added", "subscription.disabled",
+    "oauth.connected", "oauth.failed", "budget.exceeded",
 })
 
-
-class Publisher(Protocol):
-    def publish(self, channel: str, message: str) -> Any: ...
+#: Seconds events are dropped (counted) after Redis failed to take one.
+SUSPEND_AFTER_FAILURE = 2.0
 
 
 def make_event(event_type: str, tenant: str | None, data: dict[str, Any]) -> dict[str, Any]:
@@ -43,19 +57,62 @@ def channel_for(event_type: str) -> str:
     return f"integration.{event_type}"
 
 
-def publish(client: Publisher, event_type: str, tenant: str | None, data: dict[str, Any],
-            *, extra_channels: tuple[str, ...] = ()) -> dict[str, Any] | None:
-    """Publish one event on ``integration.<type>`` (and ``extra_channels``).
+def stream_fields(event: dict[str, Any], message: str) -> dict[str, str]:
+    """The fields of one stream entry: ``type`` and ``tenant`` for cheap filtering, and
+    ``event``, the same JSON document the channels carry."""
+    return {"type": event["type"], "tenant": event["tenant"] or "", "event": message}
 
-    ``data`` must already be free of secrets. Returns the event, or None when
-    Redis could not take it (logged, never raised).
+
+class EventBus:
+    """Publishes events to pub/sub and to the stream ``stream`` (capped near ``maxlen``).
+
+    ``client`` should have short socket timeouts (:meth:`hub.platform.services.Services.events`
+    builds one): a hung Redis must not hold the work that emits an event.
     """
-    event = make_event(event_type, tenant, data)
-    try:
-        message = json.dumps(event, default=str)
-        for channel in (channel_for(event_type), *extra_channels):
-            client.publish(channel, message)
-    except (redis.RedisError, OSError, TypeError, ValueError):
-        log.warning("event %s not published", event_type, exc_info=True)
-        return None
-    return event
+
+    def __init__(self, client: redis.Redis, *, stream: str, maxlen: int) -> None:
+        self.client = client
+        self.stream = stream
+        self.maxlen = maxlen
+        self._suspended_until = 0.0
+        self._lock = threading.Lock()
+
+    def publish(self, event_type: str, tenant: str | None, data: dict[str, Any], *,
+                extra_channels: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """Publish one event on ``integration.<type>`` (and ``extra_channels``) and append
+        it to the stream, in one round trip.
+
+        ``data`` must already be free of secrets. Returns the event, or None when it
+        was dropped (Redis unavailable or just failed: logged and counted, never raised).
+        """
+        event = make_event(event_type, tenant, data)
+        if time.monotonic() < self._suspended_until:
+            metrics.record_event_dropped(event_type)
+            return None
+        try:
+            message = json.dumps(event, default=str)
+            pipe = self.client.pipeline(transaction=False)
+            for channel in (channel_for(event_type), *extra_channels):
+                pipe.publish(channel, message)
+            pipe.xadd(self.stream, stream_fields(event, message),  # type: ignore[arg-type]
+                      maxlen=self.maxlen, approximate=True)
+            pipe.execute()
+        except (redis.RedisError, OSError, TypeError, ValueError):
+            self._suspend()
+            metrics.record_event_dropped(event_type)
+            log.warning("event %s not published", event_type, exc_info=True)
+            return None
+        return event
+
+    def _suspend(self) -> None:
+        with self._lock:
+            self._suspended_until = time.monotonic() + SUSPEND_AFTER_FAILURE
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def publish(bus: EventBus, event_type: str, tenant: str | None, data: dict[str, Any], *,
+            extra_channels: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """``bus.publish(...)``: see :meth:`EventBus.publish`. Never raises."""
+    return bus.publish(event_type, tenant, data, extra_channels=extra_channels)

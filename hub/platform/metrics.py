@@ -85,6 +85,16 @@ BREAKER_OPEN = Gauge(
     ["integration"], multiprocess_mode="mostrecent")
 
 
+EVENTS_DROPPED = Counter(
+    "hub_events_dropped_total",
+    "Events not published (Redis unavailable or slow; publishing fails open), by type.",
+    ["type"])
+
+
+def record_event_dropped(event_type: str) -> None:
+    EVENTS_DROPPED.labels(event_type).inc()
+
+
 def record_call(integration: str, operation: str, outcome: str, seconds: float) -> None:
     """Count one call attempt and its latency."""
     CALLS.labels(integration, operation, outcome).inc()

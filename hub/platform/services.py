@@ -11,12 +11,15 @@ from functools import cached_property
 
 import redis
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.platform.config import Settings
 from hub.platform.db import make_engine, make_session_factory
 from hub.platform.dispatch import Dispatcher
+from hub.platform.events import EventBus
 from hub.platform.vault import Vault
 
 
@@ -46,12 +49,25 @@ class Services:
                                     health_check_interval=30)
 
     @cached_property
+    def events(self) -> EventBus:
+        """The event bus, on a client of its own with short timeouts: publishing an
+        event must never hold the work that emits it."""
+        timeout = self.settings.event_publish_timeout
+        # One immediate retry (a connection Redis closed), not redis-py 8's default of
+        # ten with exponential backoff, which would hold the caller for many seconds.
+        client = redis.Redis.from_url(self.settings.redis_url, decode_responses=True,
+                                      socket_timeout=timeout, socket_connect_timeout=timeout,
+                                      retry=Retry(NoBackoff(), 1), health_check_interval=30)
+        return EventBus(client, stream=self.settings.event_stream,
+                        maxlen=self.settings.event_stream_maxlen)
+
+    @cached_property
     def vault(self) -> Vault:
         return Vault.from_settings(self.settings)
 
     def close(self) -> None:
         self.engine.dispose()
-        for name in ("redis", "redis_bytes"):
+        for name in ("redis", "redis_bytes", "events"):
             client = self.__dict__.pop(name, None)
             if client is not None:
                 client.close()

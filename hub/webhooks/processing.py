@@ -135,7 +135,7 @@ def _after_commit(services: Services, inbound: InboundEvent, ctx: HandlerContext
                   created: int) -> None:
     for wanted in ctx.invalidations:
         _invalidate(services, inbound.tenant, wanted)
-    events.publish(services.redis, "webhook.received", inbound.tenant,
+    events.publish(services.events, "webhook.received", inbound.tenant,
                    event_data(inbound, created),
                    extra_channels=(f"integration.webhook.{inbound.qualified_type}",))
 
@@ -195,7 +195,7 @@ def _bury(session: Session, services: Services, row: WebhookEvent, code: str, me
         session, origin="webhook", task_name=PROCESS_TASK, kwargs={"event_id": str(row.id)},
         tenant_id=row.tenant_id, endpoint_id=row.endpoint_id, error_code=code, error=message,
         attempts=row.attempts, traceback="".join(traceback.format_exception(exc)))
-    deadletters.announce_after_commit(session, services.redis, letter)
+    deadletters.announce_after_commit(session, services.events, letter)
 
 
 # --- beat and operators -----------------------------------------------------------
