@@ -7,19 +7,35 @@ credentials (``hub.calls.auth`` signs the request afterwards) and never touches 
 database: the pipeline in ``hub.calls`` does all of that, the same way for every
 adapter. Adding a provider means adding one module under ``hub/adapters/`` with
 one :class:`Adapter` subclass.
+
+What the pipeline asks of an adapter, in order (each has a default):
+
+- :meth:`Adapter.exchange`: the requests of one operation. Most operations are one
+  request (:meth:`Adapter.build_request`); an operation that needs several (a
+  distance between two geocoded addresses, following pages) yields each request
+  and receives the parsed answer of each, like httpx's ``Auth.auth_flow``.
+- :meth:`Adapter.parse_error` for a non-2xx answer, :meth:`Adapter.parse_response`
+  for a 2xx one. Both speak in :mod:`hub.platform.errors`: a provider that reports
+  errors inside a 200 body (Google's ``status: OVER_QUERY_LIMIT``) raises the hub
+  error it means from ``parse_response``, and the pipeline retries, fails over or
+  fails exactly as it would for the equivalent HTTP status.
+- Declarations: :attr:`Adapter.auth_defaults` (where the provider expects its key),
+  :attr:`Adapter.default_limits` (quotas given to a new integration),
+  :attr:`Operation.invalidates` (a write that makes cached reads stale),
+  :meth:`Adapter.health_request` / :meth:`Adapter.health_error` (beat's probe).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from hub.adapters import transform
-from hub.platform.errors import NotFound, ValidationError
+from hub.platform.errors import HubError, NotFound, ValidationError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _PLACEHOLDER = re.compile(r"{(\w+)}")
@@ -35,6 +51,10 @@ class Operation:
     params) form the JSON body of methods that carry one, unless ``body`` lists
     them explicitly. ``request_map`` / ``response_map`` are JMESPath expressions
     applied to the JSON body and to the provider's JSON answer.
+
+    ``invalidates`` names a param (e.g. ``spreadsheet_id``): after a successful
+    call, the integration's cached answers whose params carry the same value of
+    it are dropped, so a write is never followed by a stale cached read.
     """
 
     name: str
@@ -49,6 +69,7 @@ class Operation:
     request_map: str | None = None
     response_map: str | None = None
     description: str = ""
+    invalidates: str | None = None
 
     @property
     def is_idempotent(self) -> bool:
@@ -71,6 +92,11 @@ class OutboundRequest:
     headers: dict[str, str] = field(default_factory=dict)
     json: Any = None
     data: bytes | None = None
+
+
+#: What :meth:`Adapter.exchange` is: yields requests, is sent each parsed answer,
+#: returns the operation's data.
+Exchange = Generator[OutboundRequest, Any, Any]
 
 
 @dataclass(frozen=True)
@@ -97,14 +123,20 @@ class Adapter:
     """Base adapter: declarative operations, generic request building and parsing.
 
     Subclasses set :attr:`name` and :attr:`operations`, and override
-    :meth:`build_request` / :meth:`parse_response` only when the declaration is
-    not enough.
+    :meth:`build_request` / :meth:`parse_response` (or :meth:`exchange`,
+    :meth:`parse_error`) only when the declaration is not enough.
     """
 
     name: ClassVar[str] = ""
     operations: ClassVar[tuple[Operation, ...]] = ()
     #: Path probed by :meth:`health_request` (relative to the base URL).
     health_path: ClassVar[str] = "/"
+    #: Defaults of ``config["auth"]`` (e.g. an API key sent as the ``key`` query
+    #: parameter); the integration's own ``config["auth"]`` overrides them key by key.
+    auth_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: Quotas a new integration of this adapter gets when the operator sets none:
+    #: ``per_minute``, ``per_hour``, ``per_day`` (the provider's documented limits).
+    default_limits: ClassVar[Mapping[str, int]] = {}
 
     def operation(self, name: str) -> Operation:
         """The declared operation ``name``. Raises NotFound."""
@@ -139,9 +171,28 @@ class Adapter:
                                url=join_url(integration.base_url, path),
                                params=query, json=body)
 
+    def exchange(self, integration: IntegrationView, op: Operation,
+                 params: Mapping[str, Any]) -> Exchange:
+        """The requests of one call: yield each :class:`OutboundRequest`, receive its
+        parsed answer (what :meth:`parse_response` returned), return the operation's
+        data. The default is one request, :meth:`build_request`, whose answer is the
+        data. An operation answered without the provider yields nothing.
+
+        The pipeline authenticates, sends and checks every request (a failure ends
+        the exchange with the hub error) inside one breaker call. Raises what
+        :meth:`build_request` raises.
+        """
+        data = yield self.build_request(integration, op, params)
+        return data
+
     def parse_response(self, op: Operation, status: int, headers: Mapping[str, str],
                        content: bytes) -> Any:
-        """The provider's answer as data: JSON when it is JSON, else text (None if empty)."""
+        """A 2xx answer as data: JSON when it is JSON, else text (None if empty).
+
+        A provider that reports failures inside a 2xx body overrides this and raises
+        the hub error the body means (RateLimited, RetryableError, AuthError,
+        UpstreamError, ValidationError from :mod:`hub.platform.errors`).
+        """
         if not content:
             return None
         if "json" in headers.get("Content-Type", "").lower():
@@ -153,6 +204,15 @@ class Adapter:
             return content.decode("utf-8")
         except UnicodeDecodeError:
             return f"<{len(content)} bytes>"
+
+    def parse_error(self, op: Operation, status: int, headers: Mapping[str, str],
+                    content: bytes) -> HubError | None:
+        """A more precise hub error for a non-2xx answer, or None for the hub's
+        default mapping (401/403 AuthError, 429 RateLimited, 5xx RetryableError,
+        other 4xx UpstreamError). Overridden by providers whose error bodies say more
+        than their status (a 403 that means "quota spent"). A RetryableError without
+        ``retry_after`` gets the answer's Retry-After."""
+        return None
 
     def cache_ttl(self, op: Operation, config: Mapping[str, Any]) -> int:
         """Seconds a cacheable answer is kept: ``config.cache_ttl`` (a number, or an
@@ -166,3 +226,20 @@ class Adapter:
         """The request that tells whether the provider is reachable and accepts us."""
         path = str(integration.config.get("health_path", self.health_path))
         return OutboundRequest(method="GET", url=join_url(integration.base_url, path))
+
+    def health_error(self, status: int, headers: Mapping[str, str],
+                     content: bytes) -> str | None:
+        """What is wrong with a health answer whose status looked fine (a provider
+        that reports errors inside 2xx bodies), or None when it is healthy."""
+        return None
+
+
+def json_body(content: bytes) -> Any:
+    """``content`` parsed as JSON, or None when it is empty or not JSON (an error
+    page from a proxy in front of the provider)."""
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None

@@ -7,6 +7,7 @@ for tenant A's integration gets NotFound, exactly as if it did not exist.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub import adapters
 from hub.platform import events
 from hub.platform.db import on_commit
 from hub.platform.errors import Conflict, IntegrationDisabled, NotFound, ValidationError
@@ -65,12 +67,13 @@ def create(session: Session, spec: IntegrationSpec) -> Integration:
     """Register an integration. Raises ValidationError, Conflict (name taken), NotFound
     (unknown fallback)."""
     _validate(spec)
+    limits = _default_limits(spec.adapter)
     row = Integration(
         tenant_id=spec.tenant_id, name=spec.name, adapter=spec.adapter, base_url=spec.base_url,
         auth_type=spec.auth_type, config=spec.config or {},
-        rate_limit_per_minute=spec.rate_limit_per_minute,
-        rate_limit_per_hour=spec.rate_limit_per_hour,
-        rate_limit_per_day=spec.rate_limit_per_day,
+        rate_limit_per_minute=spec.rate_limit_per_minute or limits.get("per_minute"),
+        rate_limit_per_hour=spec.rate_limit_per_hour or limits.get("per_hour"),
+        rate_limit_per_day=spec.rate_limit_per_day or limits.get("per_day"),
         priority=spec.priority, cost_per_call=spec.cost_per_call,
     )
     if spec.fallback:
@@ -83,6 +86,13 @@ def create(session: Session, spec: IntegrationSpec) -> Integration:
         raise Conflict(f"integration {spec.name!r} already exists for tenant "
                        f"{spec.tenant_id!r}") from None
     return row
+
+
+def _default_limits(adapter: str) -> Mapping[str, int]:
+    """The adapter's documented quotas (seed 001: Sheets 100/min, geocoding 50/min),
+    given to a new integration whose operator set none."""
+    found = adapters.registry().get(adapter)
+    return found.default_limits if found is not None else {}
 
 
 def register(services: Services, spec: IntegrationSpec) -> Integration:

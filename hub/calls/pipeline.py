@@ -225,8 +225,8 @@ def _through_provider(services: Services, run: Attempt) -> CallOutcome:
     waiting = check_quota(services, run)
     if waiting is not None:
         return waiting
-    response = breaker_for(services, run.target.row).call(_send_checked, services, run)
-    return _succeed(services, run, response)
+    data = breaker_for(services, run.target.row).call(_exchange, services, run)
+    return _succeed(services, run, data)
 
 
 # --- resolve and validate -----------------------------------------------------------
@@ -379,9 +379,9 @@ def _cache_lookup(services: Services, run: Attempt) -> CallOutcome | None:
                        attempt=run.number, integration=run.target.row.name)
 
 
-def _cache_store(services: Services, run: Attempt, status: int, data: Any) -> Any:
+def _cache_store(services: Services, run: Attempt, status: int | None, data: Any) -> Any:
     """Store a 2xx answer; after a 304 refresh the stale entry and return its data."""
-    if not _cacheable(run) or run.response is None:
+    if not _cacheable(run) or run.response is None or status is None:
         return data
     ttl = run.target.adapter.cache_ttl(run.target.op, run.target.row.config or {})
     if status == 304 and run.stale is not None:
@@ -395,10 +395,42 @@ def _cache_store(services: Services, run: Attempt, status: int, data: Any) -> An
 
 # --- the provider request ---------------------------------------------------------------
 
-def build_request(run: Attempt) -> requests.Request:
-    """The adapter's request as a ``requests.Request`` (not yet authenticated)."""
-    out: OutboundRequest = run.target.adapter.build_request(
-        run.target.view, run.target.op, run.request.params)
+def _exchange(services: Services, run: Attempt) -> Any:
+    """Drive the adapter's exchange (:meth:`hub.adapters.base.Adapter.exchange`):
+    send each request it yields, check and parse the answer, send the parsed data
+    back; return what the exchange returns. Runs inside the breaker, so a failure
+    reported in a 2xx body counts like the HTTP status it stands for. A 304 ends
+    the exchange: the stale cached answer is the data (see :func:`_succeed`)."""
+    steps = run.target.adapter.exchange(run.target.view, run.target.op, run.request.params)
+    try:
+        out = next(steps)
+        while True:
+            response = _send(services, run, out)
+            if response.status_code == 304:
+                steps.close()
+                return None
+            out = steps.send(_parsed(run, response))
+    except StopIteration as done:
+        return done.value
+
+
+def _parsed(run: Attempt, response: requests.Response) -> Any:
+    """The answer checked (:func:`check_status`) and parsed by the adapter; a hub
+    error raised for it carries a redacted excerpt of the body."""
+    adapter, op = run.target.adapter, run.target.op
+    try:
+        check_status(response, adapter.parse_error(op, response.status_code,
+                                                   response.headers, response.content)
+                     if not 200 <= response.status_code < 300 else None)
+        return adapter.parse_response(op, response.status_code, response.headers,
+                                      response.content)
+    except HubError as exc:
+        exc.details.setdefault("body", _excerpt(run, response.content))
+        raise
+
+
+def build_request(run: Attempt, out: OutboundRequest) -> requests.Request:
+    """The adapter's request ``out`` as a ``requests.Request`` (not yet authenticated)."""
     headers = {"Accept": "application/json", **out.headers}
     if run.stale is not None and run.stale.etag:
         headers["If-None-Match"] = run.stale.etag  # RFC 9110 §13.1.2 revalidation
@@ -409,32 +441,21 @@ def build_request(run: Attempt) -> requests.Request:
                             json=out.json, data=out.data)
 
 
-def _send_checked(services: Services, run: Attempt) -> requests.Response:
-    """:func:`_send`, then :func:`check_status`: inside the breaker, so 5xx count."""
-    response = _send(services, run)
-    try:
-        check_status(response)
-    except HubError as exc:
-        exc.details.setdefault("body", _excerpt(run, response.content))
-        raise
-    return response
-
-
-def _send(services: Services, run: Attempt) -> requests.Response:
+def _send(services: Services, run: Attempt, out: OutboundRequest) -> requests.Response:
     """Authenticate, send, and on a 401 re-authenticate once and send once more."""
     strategy = _auth_strategy(services, run)
-    response = _send_once(services, run, strategy)
+    response = _send_once(services, run, strategy, out)
     if response.status_code == 401:
         _audit_failed_401(services, run, response)
         strategy.invalidate()
-        response = _send_once(services, run, strategy)
+        response = _send_once(services, run, strategy, out)
     return response
 
 
-def _send_once(services: Services, run: Attempt,
-               strategy: AuthStrategy) -> requests.Response:
+def _send_once(services: Services, run: Attempt, strategy: AuthStrategy,
+               out: OutboundRequest) -> requests.Response:
     session = http.session_for(str(run.target.row.id), services.settings)
-    prepared = session.prepare_request(build_request(run))
+    prepared = session.prepare_request(build_request(run, out))
     strategy.apply(prepared)
     run.outbound = prepared
     run.secrets = _secrets_of(run, prepared)
@@ -463,18 +484,25 @@ def _secrets_of(run: Attempt, prepared: requests.PreparedRequest) -> list[str]:
     return sorted(v for v in values if len(v) >= redaction.MIN_SECRET_LENGTH)
 
 
-def check_status(response: requests.Response) -> None:
+def check_status(response: requests.Response, refined: HubError | None = None) -> None:
     """Raise the hub error a non-2xx provider answer means (2xx and 304 pass).
 
-    401/403: AuthError. 429: RateLimited, 5xx: RetryableError (both retried, with the
-    Retry-After delay).
-    Any other 4xx (or 3xx not followed): UpstreamError, final.
+    ``refined`` is the adapter's reading of the error body
+    (:meth:`~hub.adapters.base.Adapter.parse_error`); it wins, with the answer's
+    Retry-After when it is retryable and names no delay of its own. Otherwise
+    401/403: AuthError. 429: RateLimited, 5xx: RetryableError (both retried, with
+    the Retry-After delay). Any other 4xx (or 3xx not followed): UpstreamError, final.
     """
     status = response.status_code
     if 200 <= status < 300 or status == 304:
         return
     details = {"status_code": status}
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if refined is not None:
+        refined.details.setdefault("status_code", status)
+        if isinstance(refined, RetryableError) and refined.retry_after is None:
+            refined.retry_after = retry_after
+        raise refined
     if status == 429:
         # Not a sign of an unhealthy provider: RateLimited does not count for the breaker.
         raise RateLimited("provider answered 429 (its rate limit)", details=details,
@@ -489,17 +517,22 @@ def check_status(response: requests.Response) -> None:
 
 # --- outcomes -------------------------------------------------------------------------
 
-def _succeed(services: Services, run: Attempt, response: requests.Response) -> CallOutcome:
-    stale = run.stale if response.status_code == 304 else None
-    revalidated = stale is not None
-    data = _cache_store(services, run, response.status_code, _transform(run, response))
-    status = stale.status_code if stale is not None else response.status_code
+def _succeed(services: Services, run: Attempt, data: Any) -> CallOutcome:
+    """Record a served call. ``data`` is what the exchange returned (None after a
+    304: the stale entry's data is served). An operation the adapter answered
+    without the provider has no response and no status code."""
+    response = run.response
+    status_code = response.status_code if response is not None else None
+    stale = run.stale if status_code == 304 else None
+    data = _cache_store(services, run, status_code, _transform(run, data))
+    status = stale.status_code if stale is not None else status_code
+    _invalidate_stale_reads(services, run)
     with services.sessions() as session, session.begin():
-        row = _write_audit(session, run, "success", status_code=response.status_code)
-        result = _envelope(run, status, data, cached=revalidated, log_id=row.id)
+        row = _write_audit(session, run, "success", status_code=status_code)
+        result = _envelope(run, status, data, cached=stale is not None, log_id=row.id)
         if run.key is not None:
             idempotency.complete(session, run.key, result)
-    _publish(services, run, "request.completed", status_code=response.status_code,
+    _publish(services, run, "request.completed", status_code=status_code,
              log_id=str(row.id), duration_ms=run.elapsed_ms())
     _metric("success", run)
     metrics.set_breaker_open(run.target.row.name, False)
@@ -507,12 +540,22 @@ def _succeed(services: Services, run: Attempt, response: requests.Response) -> C
                        integration=run.target.row.name)
 
 
-def _transform(run: Attempt, response: requests.Response) -> Any:
-    data = run.target.adapter.parse_response(run.target.op, response.status_code,
-                                             response.headers, response.content)
+def _transform(run: Attempt, data: Any) -> Any:
     if run.target.op.response_map and data is not None:
         data = transform.apply(run.target.op.response_map, data)
     return _scrub(data, run.secrets)
+
+
+def _invalidate_stale_reads(services: Services, run: Attempt) -> None:
+    """A write declaring ``invalidates`` drops the integration's cached answers that
+    name the same value of that param (seed 004: a write to a spreadsheet makes its
+    cached reads stale). Before the audit commit, so the caller who sees the
+    result never reads the old cache afterwards."""
+    name = run.target.op.invalidates
+    if name is None or run.request.params.get(name) in (None, ""):
+        return
+    cache.invalidate(services, run.request.tenant, run.target.row.id,
+                     param_value=run.request.params[name], sweep=False)
 
 
 def _fail(services: Services, run: Attempt, exc: HubError, *,

@@ -33,17 +33,20 @@ def probe(services: Services, tenant: str, name: str) -> dict[str, Any]:
     started = time.monotonic()
     status, error = None, None
     try:
-        status = _probe_status(services, row, adapter)
+        status, error = _probe_status(services, row, adapter)
     except HubError as exc:
         error = f"{exc.code}: {exc.message}"
-    ok = status is not None and 200 <= status < 400
-    if status is not None and not ok:
+    ok = status is not None and 200 <= status < 400 and error is None
+    if status is not None and error is None and not ok:
         error = f"provider answered {status}"
     return {"integration": row.name, "tenant": tenant, "ok": ok, "status_code": status,
             "duration_ms": int((time.monotonic() - started) * 1000), "error": error}
 
 
-def _probe_status(services: Services, row: Integration, adapter: Adapter) -> int:
+def _probe_status(services: Services, row: Integration,
+                  adapter: Adapter) -> tuple[int, str | None]:
+    """The health answer's status, and what the adapter finds wrong inside a 2xx body
+    (a provider over its quota that still answers 200)."""
     out = adapter.health_request(IntegrationView(row.name, row.base_url, row.config or {}))
     session = http.session_for(str(row.id), services.settings)
     prepared = session.prepare_request(requests.Request(out.method, out.url,
@@ -51,5 +54,8 @@ def _probe_status(services: Services, row: Integration, adapter: Adapter) -> int
                                                         headers=out.headers))
     credentials = integrations.credentials_of(services.vault, row)
     auth.strategy_for(services, row, credentials).apply(prepared)
-    return http.send(session, prepared, services.settings, timeout=10,
-                     secrets=redaction.secret_values(credentials)).status_code
+    secrets = redaction.secret_values(credentials)
+    response = http.send(session, prepared, services.settings, timeout=10, secrets=secrets)
+    problem = adapter.health_error(response.status_code, response.headers, response.content) \
+        if 200 <= response.status_code < 300 else None
+    return response.status_code, redaction.redact_text(problem, secrets)

@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+from hub import adapters
 from hub.calls import http
 from hub.calls.auth.api_key import ApiKeyAuth
 from hub.calls.auth.base import AuthContext, AuthStrategy, NoAuth
@@ -72,13 +73,21 @@ def context_for(services: Services, integration: Integration,
     """The :class:`AuthContext` of ``integration`` (its pooled HTTP session, Redis,
     vault, ``config["auth"]``)."""
     config = integration.config or {}
-    auth_config: Mapping[str, Any] = config.get("auth") or {}
+    auth_config: Mapping[str, Any] = {**_adapter_auth_defaults(integration.adapter),
+                                      **(config.get("auth") or {})}
     return AuthContext(
         settings=services.settings, redis=services.redis, vault=services.vault,
         http=http.session_for(str(integration.id), services.settings),
         sessions=services.sessions, tenant=integration.tenant_id,
         integration_id=str(integration.id), integration_name=integration.name,
         base_url=integration.base_url, config=auth_config, credentials=credentials)
+
+
+def _adapter_auth_defaults(name: str) -> Mapping[str, Any]:
+    """The adapter's ``auth_defaults`` (an unknown adapter has none: the call fails
+    later with NOT_FOUND, not here)."""
+    adapter = adapters.registry().get(name)
+    return adapter.auth_defaults if adapter is not None else {}
 
 
 def build(auth_type: str, ctx: AuthContext) -> AuthStrategy:
