@@ -171,10 +171,17 @@ def set_status(session: Session, tenant_id: str, name: str, status: str) -> Inte
 
 def set_credentials(session: Session, vault: Vault, tenant_id: str, name: str,
                     credentials: dict[str, Any]) -> Integration:
-    """Store ``credentials`` (a JSON object of secrets) encrypted. Raises ValidationError."""
+    """Store ``credentials`` (a JSON object of secrets) encrypted, after checking their
+    shape for the integration's auth type (:func:`hub.calls.auth.check_credentials`).
+    Raises NotFound, ValidationError."""
+    # Imported here: hub.calls.auth imports this module (a rotated refresh token is
+    # stored back through it).
+    from hub.calls.auth import check_credentials
+
     if not isinstance(credentials, dict) or not credentials:
         raise ValidationError("credentials must be a non-empty JSON object")
     row = get(session, tenant_id, name, lock=True)
+    check_credentials(row.auth_type or "none", credentials)
     row.credentials = vault.encrypt(credentials)
     return row
 

@@ -24,6 +24,10 @@ from hub.calls.auth.api_key import ApiKeyAuth
 from hub.calls.auth.base import AuthContext, AuthStrategy, NoAuth
 from hub.calls.auth.basic import BasicAuth
 from hub.calls.auth.bearer import BearerAuth
+from hub.calls.auth.google_service_account import (
+    GoogleServiceAccountAuth,
+    parse_key_file,
+)
 from hub.calls.auth.hmac import HmacAuth
 from hub.calls.auth.oauth2_client_credentials import ClientCredentialsAuth
 from hub.calls.auth.oauth2_refresh import RefreshTokenAuth
@@ -37,6 +41,7 @@ __all__ = [
     "AuthContext",
     "AuthStrategy",
     "build",
+    "check_credentials",
     "context_for",
     "strategy_for",
 ]
@@ -49,6 +54,13 @@ STRATEGIES: dict[str, Callable[[AuthContext], AuthStrategy]] = {
     "oauth2_client_credentials": ClientCredentialsAuth,
     "oauth2_refresh": RefreshTokenAuth,
     "hmac": HmacAuth,
+    "google_service_account": GoogleServiceAccountAuth,
+}
+
+#: Auth types whose credentials have a shape checked when they are stored, so a
+#: wrong file is refused by `hub credentials set`, not by the first call.
+CREDENTIAL_CHECKS: dict[str, Callable[[Mapping[str, Any]], object]] = {
+    "google_service_account": parse_key_file,
 }
 
 
@@ -81,6 +93,14 @@ def context_for(services: Services, integration: Integration,
         sessions=services.sessions, tenant=integration.tenant_id,
         integration_id=str(integration.id), integration_name=integration.name,
         base_url=integration.base_url, config=auth_config, credentials=credentials)
+
+
+def check_credentials(auth_type: str, values: Mapping[str, Any]) -> None:
+    """Refuse credentials that cannot work with ``auth_type`` (a service account key
+    file without its private key). Raises ValidationError naming fields, never values."""
+    check = CREDENTIAL_CHECKS.get(auth_type)
+    if check is not None:
+        check(values)
 
 
 def _adapter_auth_defaults(name: str) -> Mapping[str, Any]:

@@ -29,10 +29,12 @@ def token_url(ctx: AuthContext) -> str:
     return ctx.base_url.rstrip("/") + "/" + url.lstrip("/")
 
 
-def token_cache(ctx: AuthContext, *identity: str) -> TokenCache:
+def token_cache(ctx: AuthContext, *identity: str, url: str | None = None) -> TokenCache:
     """The shared cache of this integration's token. The key includes a digest of
-    the client identity and token URL, so new credentials never reuse an old token."""
-    digest = hashlib.sha256("\0".join((token_url(ctx),) + identity).encode()).hexdigest()[:16]
+    the client identity and token URL (``url``, default :func:`token_url`), so new
+    credentials never reuse an old token."""
+    url = url or token_url(ctx)
+    digest = hashlib.sha256("\0".join((url,) + identity).encode()).hexdigest()[:16]
     key = ctx.settings.redis_key("oauth2", ctx.tenant, ctx.integration_id, digest)
     return TokenCache(ctx.redis, ctx.vault, key,
                       margin=float(ctx.config.get("margin", DEFAULT_MARGIN)),
@@ -60,8 +62,15 @@ def request_token(ctx: AuthContext, form: dict[str, str]) -> dict[str, Any]:
             body["client_secret"] = str(client_secret)
     else:
         auth = HTTPBasicAuth(client_id, str(client_secret))
+    return post_token_form(ctx, token_url(ctx), body, auth=auth)
+
+
+def post_token_form(ctx: AuthContext, url: str, form: dict[str, str], *,
+                    auth: HTTPBasicAuth | None = None) -> dict[str, Any]:
+    """POST ``form`` to the token endpoint ``url`` (SSRF-guarded, no redirects) and
+    return its JSON. Raises as :func:`request_token`."""
     prepared = ctx.http.prepare_request(requests.Request(
-        "POST", token_url(ctx), data=body, auth=auth, headers={"Accept": "application/json"}))
+        "POST", url, data=form, auth=auth, headers={"Accept": "application/json"}))
     response = http.send(ctx.http, prepared, ctx.settings, allow_redirects=False)
     return _token_json(ctx, response)
 
