@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import redis
 from sqlalchemy import case, delete, func, or_, select, update
@@ -93,9 +94,17 @@ def _glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+def _part(text: str) -> str:
+    """One segment of an L1 key, percent-encoded: a tenant called ``ta:eu`` becomes
+    ``ta%3Aeu``, so no segment holds the ``:`` separator or a glob character and a
+    SCAN pattern for tenant ``ta`` can never match tenant ``ta:eu``'s keys."""
+    return quote(text, safe="")
+
+
 def _redis_key(services: Services, tenant: str, integration_id: Any, operation: str,
                key: str) -> str:
-    return services.settings.redis_key("cache", tenant, str(integration_id), operation, key)
+    return services.settings.redis_key("cache", *map(_part, (tenant, str(integration_id),
+                                                             operation, key)))
 
 
 def _stats_key(services: Services, tenant: str) -> str:
@@ -432,8 +441,10 @@ def _delete_redis(services: Services, keys: list[str]) -> int:
 
 def _sweep_redis(services: Services, tenant: str, integration_id: uuid.UUID | None,
                  operation: str | None, key: str | None) -> int:
-    parts = [_glob(tenant), str(integration_id) if integration_id else "*",
-             _glob(operation) if operation else "*", key or "*"]
+    # Every given segment is encoded exactly as _redis_key encodes it: no glob
+    # character survives, and "*" never spans a separator inside one segment.
+    parts = [_part(tenant), _part(str(integration_id)) if integration_id else "*",
+             _part(operation) if operation else "*", _part(key) if key else "*"]
     pattern = services.settings.redis_key("cache", *parts)
     try:
         found = list(services.redis.scan_iter(pattern, count=1000))

@@ -48,3 +48,26 @@ def test_invalidate_usage_errors(hub, tenant):
     assert hub("cache", "invalidate", "--integration", "crm").exit_code == 2  # no --tenant
     code, out = hub.json("cache", "invalidate", "--tenant", tenant, "--integration", "nope")
     assert code == 1 and out["error"]["code"] == "NOT_FOUND"
+
+
+def test_invalidating_a_tenant_leaves_a_tenant_whose_name_extends_it(hub, services, tenant):
+    # Issue 9 item 14: the sweep's SCAN pattern for tenant "ta" matched "ta:eu" too.
+    mine = _seed(services, tenant)
+    theirs = _seed(services, f"{tenant}:eu")
+    theirs_key = cache._redis_key(services, theirs.tenant_id, theirs.id, "list",
+                                  cache.cache_key(theirs.tenant_id, theirs.id, "list", {}))
+    assert services.redis.exists(theirs_key)
+
+    code, out = hub.json("cache", "invalidate", "--tenant", tenant)
+    assert code == 0 and out["removed"] == {"redis": 3, "database": 3}
+    assert cache.lookup(services, mine, "list", {}) is None
+    assert services.redis.exists(theirs_key)  # L1 of the other tenant untouched
+    served = cache.lookup(services, theirs, "list", {})
+    assert served is not None and served.layer == "redis"
+
+
+def test_a_glob_in_the_key_option_matches_nothing(hub, services, tenant):
+    row = _seed(services, tenant)
+    code, out = hub.json("cache", "invalidate", "--tenant", tenant, "--key", "*")
+    assert code == 0 and out["removed"] == {"redis": 0, "database": 0}
+    assert cache.lookup(services, row, "list", {}) is not None
