@@ -32,7 +32,7 @@ import re
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from hub.adapters import transform
 from hub.platform.errors import HubError, NotFound, ValidationError
@@ -109,14 +109,28 @@ class IntegrationView:
 
 
 def join_url(base_url: str, path: str) -> str:
-    """``base_url`` + a relative ``path``; refuses paths that would leave the base
-    (absolute URLs, ``//host``, ``..`` segments). Raises ValidationError."""
+    """``base_url`` + a relative ``path`` (which may end in a ``?query``).
+
+    Raises ValidationError for a path that could reach anything outside the base
+    URL's path: an absolute URL or ``//host``, a backslash, a fragment (``#`` is
+    never sent, so what follows it would be dropped silently: encode it as
+    ``%23``), or a ``.``/``..`` segment in any spelling a server may resolve.
+    Servers percent-decode a path before removing dot segments (RFC 3986
+    §5.2.4), some twice, and some drop ``;parameters`` from a segment first
+    (``..;``), so segments are checked after two rounds of decoding.
+    """
     if not path.startswith("/"):
         path = "/" + path
-    if path.startswith("//") or "://" in path.split("?", 1)[0] or "/../" in path + "/" \
-            or "\\" in path:
+    route = path.split("?", 1)[0]
+    decoded = unquote(unquote(route))
+    if decoded.startswith("//") or "://" in decoded or "\\" in decoded or "#" in path \
+            or _has_dot_segment(decoded):
         raise ValidationError(f"path {path!r} must stay under the integration's base URL")
     return base_url.rstrip("/") + path
+
+
+def _has_dot_segment(path: str) -> bool:
+    return any(segment.split(";", 1)[0] in (".", "..") for segment in path.split("/"))
 
 
 class Adapter:

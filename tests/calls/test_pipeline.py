@@ -188,10 +188,18 @@ def test_ssrf_guard_refuses_loopback(settings, tenant, provider, make_integratio
 
 
 def test_path_cannot_leave_the_base_url(services, tenant, provider, make_integration):
-    make_integration("crm")
-    for path in ("//evil.example/x", "http://evil.example/", "/a/../../etc"):
+    make_integration("crm", base_url=provider.url + "/api")
+    # Issue 9 item 14: the last seven left /api (a server resolves them to / or above).
+    for path in ("//evil.example/x", "http://evil.example/", "/a/../../etc", "/..?x=1",
+                 "/..#f", "/%2e%2e/admin", "/%252e%252e/admin", "/a/..", "/..;/admin",
+                 "/a/%2E%2E%2F..%2Fadmin"):
         outcome = execute_call(services, CallRequest(tenant, "crm", "post", {"path": path}))
-        assert outcome.error.code == "VALIDATION_ERROR", path
+        assert outcome.status == "failed" and outcome.error.code == "VALIDATION_ERROR", path
+    assert provider.hits() == 0
+    for path in ("/v1/file..txt", "/v1/.well-known/x", "/v1/a?next=../b&u=https://x"):
+        outcome = execute_call(services, CallRequest(tenant, "crm", "post", {"path": path}))
+        assert outcome.status == "success", path
+        assert outcome.result["data"]["path"] == "/api" + path.split("?")[0]
 
 
 def test_call_metrics(services, tenant, provider, make_integration):
