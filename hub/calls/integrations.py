@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub import adapters
+from hub.calls import http
 from hub.platform import events
 from hub.platform.db import on_commit
 from hub.platform.errors import Conflict, IntegrationDisabled, NotFound, ValidationError
@@ -98,8 +99,14 @@ def _default_limits(adapter: str) -> Mapping[str, int]:
 def register(services: Services, spec: IntegrationSpec) -> Integration:
     """:func:`create` in its own transaction, then announce ``integration.service.registered``.
 
-    Raises what :func:`create` raises; nothing is announced for a refused spec.
+    The base URL must be a destination calls may reach: SSRFRefused for a private,
+    loopback or link-local address unless ``HUB_ALLOW_PRIVATE_NETWORKS`` (every call
+    would be refused, and beat would health-check it forever), RetryableError when
+    its name does not resolve right now. Raises what :func:`create` raises too;
+    nothing is announced for a refused spec.
     """
+    _validate(spec)
+    http.check_url(spec.base_url, services.settings)
     with services.sessions() as session, session.begin():
         row = create(session, spec)
         on_commit(session, lambda: events.publish(
@@ -159,6 +166,16 @@ def update(session: Session, tenant_id: str, name: str, **changes: Any) -> Integ
     for field_name, value in changes.items():
         setattr(row, field_name, value)
     return row
+
+
+def change(services: Services, tenant_id: str, name: str, **changes: Any) -> Integration:
+    """:func:`update` in its own transaction, refusing a new base URL calls may not
+    reach, as :func:`register` does. Raises NotFound, ValidationError, SSRFRefused,
+    RetryableError."""
+    if "base_url" in changes:
+        http.check_url(str(changes["base_url"]), services.settings)
+    with services.sessions() as session, session.begin():
+        return update(session, tenant_id, name, **changes)
 
 
 def set_status(session: Session, tenant_id: str, name: str, status: str) -> Integration:

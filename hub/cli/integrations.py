@@ -142,8 +142,7 @@ def update(ctx: CliContext, tenant: str, name: str, base_url: str | None,
     }.items() if v is not None}
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
-    with transaction(ctx.services.sessions) as session:
-        described = registry.describe(registry.update(session, tenant, name, **changes))
+    described = registry.describe(registry.change(ctx.services, tenant, name, **changes))
     emit(ctx, described, text=f"integration {tenant}/{name} updated")
 
 

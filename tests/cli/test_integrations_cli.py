@@ -118,3 +118,35 @@ def free_port_number() -> int:
     from hub.dev.embedded import free_port
 
     return free_port()
+
+
+STRICT = {"HUB_ALLOW_PRIVATE_NETWORKS": "0"}
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:9/", "http://localhost/api",
+                                      "http://[::1]:8080/", "https://127.9.9.9/"])
+def test_add_refuses_a_base_url_calls_could_never_reach(hub, tenant, base_url):
+    # Issue 9 item 14: accepted before, then every call was refused (SSRF guard).
+    status, body = hub.json("integrations", "add", "--tenant", tenant, "--name", "inside",
+                            "--adapter", "rest", "--base-url", base_url, env=STRICT)
+
+    assert status == 1 and body["error"]["code"] == "VALIDATION_ERROR"
+    assert "HUB_ALLOW_PRIVATE_NETWORKS" in body["error"]["message"]
+    assert hub.json("integrations", "show", "--tenant", tenant, "--name", "inside")[0] == 1
+
+
+def test_update_refuses_a_private_base_url_and_keeps_the_old_one(hub, tenant):
+    # Allowed when private networks are (local development, these tests).
+    status, _ = hub.json("integrations", "add", "--tenant", tenant, "--name", "maps",
+                         "--adapter", "rest", "--base-url", "http://127.0.0.1:9/")
+    assert status == 0
+
+    status, body = hub.json("integrations", "update", "--tenant", tenant, "--name", "maps",
+                            "--base-url", "http://127.0.0.2:9/", env=STRICT)
+
+    assert status == 1 and body["error"]["code"] == "VALIDATION_ERROR"
+    shown = hub.json("integrations", "show", "--tenant", tenant, "--name", "maps")[1]
+    assert shown["base_url"] == "http://127.0.0.1:9/"
+    status, body = hub.json("integrations", "update", "--tenant", tenant, "--name", "maps",
+                            "--base-url", "http://127.0.0.2:9/")
+    assert status == 0 and body["base_url"] == "http://127.0.0.2:9/"
