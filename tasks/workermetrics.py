@@ -56,18 +56,21 @@ def _serve(**_: Any) -> None:
     from hub.platform.config import load_settings
     from hub.platform.metrics import multiprocess_registry
 
-    port = load_settings().worker_metrics_port
+    settings = load_settings()
+    port, address = settings.worker_metrics_port, settings.worker_metrics_address
     if not port or not os.environ.get(DIRECTORY_VARIABLE):
         return
     try:
         # A daemon thread of the main process; the pool's children are forked after
-        # this, without the thread, and only write their sample files.
-        start_http_server(port, registry=multiprocess_registry())
+        # this, without the thread, and only write their sample files. Loopback unless
+        # configured: the metrics name tenants' integrations (issue 9 item 14).
+        start_http_server(port, addr=address, registry=multiprocess_registry())
     except OSError as exc:
         # Two workers on one host with the same port: run, but say why nothing is served.
-        log.error("worker metrics not served: port %d: %s", port, exc.strerror or exc)
+        log.error("worker metrics not served: %s port %d: %s", address, port,
+                  exc.strerror or exc)
         return
-    log.info("worker metrics on :%d/metrics", port)
+    log.info("worker metrics on %s:%d/metrics", address, port)
 
 
 def _forget(pid: int | None = None, **_: Any) -> None:

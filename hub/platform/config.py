@@ -9,6 +9,7 @@ which the entry points print instead of a traceback.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -35,6 +36,10 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise ValueError("expected a TCP port, 0-65535")
     return port
+
+
+def _ip_address(value: str) -> str:
+    return str(ipaddress.ip_address(value.strip()))  # ValueError names what is wrong
 
 
 def _float(value: str) -> float:
@@ -187,6 +192,10 @@ class Settings:
     log_format: str = _env(
         "HUB_LOG_FORMAT", _log_format, "json",
         "json (one object per line, with task id, tenant, correlation id) or text.")
+    worker_metrics_address: str = _env(
+        "HUB_WORKER_METRICS_ADDRESS", _ip_address, "127.0.0.1",
+        "Address the worker metrics server binds (an IP literal): loopback by default; "
+        "0.0.0.0 or a private interface's address for a Prometheus on another host.")
     worker_metrics_port: int = _env(
         "HUB_WORKER_METRICS_PORT", _port, 0,
         "Port where a Celery worker serves Prometheus /metrics for all its pool "
