@@ -97,7 +97,9 @@ class Area:
         return f"{self.sheet}!{_letters(self.c1)}{self.r1}:{_letters(c2)}{r2}"
 
 
-def parse_area(text: str, default_sheet: str) -> Area | None:
+def parse_area(text: str, default_sheet: str, sheets: Any = ()) -> Area | None:
+    if text.strip("'") in sheets:  # a sheet alone: all of it
+        return Area(text.strip("'"), 1, 1, None, None)
     sheet, _, cells = text.rpartition("!")
     sheet = sheet.strip("'").replace("''", "'") if sheet else default_sheet
     if not cells:
@@ -168,7 +170,7 @@ class FakeGoogle:
             if reply.delay:
                 time.sleep(reply.delay)  # a slow provider is what is simulated
             return json_response(reply.status, reply.body, reply.headers)
-        denied = self._check_token(request)
+        denied = self._check_token(request) if request.path != "/$discovery/rest" else None
         if denied is not None:
             return denied
         return self._sheets(request)
@@ -220,6 +222,15 @@ class FakeGoogle:
     # --- Sheets API v4 --------------------------------------------------------------------
 
     def _sheets(self, request: Request) -> Response:
+        if request.path == "/$discovery/rest":
+            return json_response(200, {"kind": "discovery#restDescription",
+                                       "name": "sheets", "version": "v4"})
+        spreadsheet = re.match(r"^/v4/spreadsheets/([^/:]+)$", request.path)
+        if spreadsheet is not None:
+            if spreadsheet.group(1) not in self.sheets:
+                return json_response(404, google_error(404, "NOT_FOUND",
+                                                       "Requested entity was not found."))
+            return json_response(200, {"spreadsheetId": spreadsheet.group(1)})
         match = re.match(r"^/v4/spreadsheets/([^/]+)/values(?::(batchGet|batchUpdate)|/(.+))$",
                          request.path)
         if match is None:
@@ -234,7 +245,7 @@ class FakeGoogle:
             return self._batch_update(request, sid)
         a1, _, verb = unquote(rest).rpartition(":") if re.search(r":(append|clear)$", rest) \
             else (unquote(rest), "", "")
-        area = parse_area(a1, self._first_sheet(sid))
+        area = parse_area(a1, self._first_sheet(sid), self.sheets[sid])
         if area is None or area.sheet not in self.sheets[sid]:
             return json_response(400, google_error(400, "INVALID_ARGUMENT",
                                                    f"Unable to parse range: {a1}"))
@@ -313,7 +324,7 @@ class FakeGoogle:
 
     def _batch_get(self, request: Request, sid: str) -> Response:
         ranges = request.args.getlist("ranges")
-        areas = [parse_area(r, self._first_sheet(sid)) for r in ranges]
+        areas = [parse_area(r, self._first_sheet(sid), self.sheets[sid]) for r in ranges]
         bad = [r for r, a in zip(ranges, areas, strict=True) if a is None]
         if bad:
             return json_response(400, google_error(400, "INVALID_ARGUMENT",
@@ -328,7 +339,7 @@ class FakeGoogle:
             return _missing_input_option()
         responses = []
         for item in body.get("data", []):
-            area = parse_area(item["range"], self._first_sheet(sid))
+            area = parse_area(item["range"], self._first_sheet(sid), self.sheets[sid])
             if area is None:
                 return json_response(400, google_error(400, "INVALID_ARGUMENT",
                                                        f"Unable to parse range: {item['range']}"))
