@@ -1,7 +1,9 @@
 """The one error-handler module: every failure becomes JSON ``{"error": {"code", "message"}}``.
 
-HubError messages are written to be shown (they never hold a secret); anything
-unexpected is logged and answered with a generic 500.
+HubError messages of client errors (4xx) are written to be shown (they never hold
+a secret); a server fault, expected (a HubError of status 5xx, e.g. VaultError) or
+not, is logged and answered with a generic 500, except ServiceUnavailable (503 with
+Retry-After: the provider should retry).
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ def _body(code: str, message: str, status: int) -> Response:
 
 
 def hub_error(exc: HubError) -> Response:
+    if exc.http_status >= 500 and not isinstance(exc, ServiceUnavailable):
+        # A server fault answers like any other (issue 9 item 13): its message is
+        # for operators (a VaultError names the endpoint and the key setting), not
+        # for whoever posted. ServiceUnavailable is the one the caller acts on.
+        log.error("webhook request failed: %s: %s", exc.code, exc.message)
+        return _body("INTERNAL_ERROR", "internal error", 500)
     response = _body(exc.code, exc.message, exc.http_status)
     if isinstance(exc, RetryableError) and exc.retry_after:
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))

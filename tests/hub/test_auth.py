@@ -251,3 +251,29 @@ def test_token_fetched_per_call_when_redis_is_down(services, tenant):
             strategy_for(down, row, credentials_of(down.vault, row)).invalidate()
         finally:
             down.close()
+
+
+def token_keys(services, tenant, row) -> list[str]:
+    keys = services.redis.scan_iter(services.settings.redis_key("oauth2", tenant, str(row.id),
+                                                                "*"))
+    return [k for k in keys if not k.endswith(":lock")]
+
+
+def test_a_cached_token_no_key_opens_is_refetched_not_a_vault_error(services, tenant):
+    # Issue 9 item 13: after the old key was dropped, every call failed with
+    # VAULT_ERROR until the cached token expired.
+    from hub.platform.vault import Vault, generate_key
+
+    with serve(TokenServer()) as server:
+        row = make_integration(services, tenant, server.url, "oauth2_client_credentials", CC)
+        assert apply(services, row).headers["Authorization"] == "Bearer at-1"
+        [key] = token_keys(services, tenant, row)
+        ttl = services.redis.pttl(key)
+        gone = Vault([generate_key()]).encrypt({"access_token": "at-1", "token_type": "Bearer"})
+        services.redis.set(key, gone, px=ttl)
+
+        assert apply(services, row).headers["Authorization"] == "Bearer at-2"
+        assert apply(services, row).headers["Authorization"] == "Bearer at-2"  # cached again
+        assert server.count("/oauth/token") == 2
+        assert services.vault.decrypt(services.redis.get(key), owner="t")["access_token"] \
+            == "at-2"

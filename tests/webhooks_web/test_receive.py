@@ -362,3 +362,24 @@ def test_concurrent_requests_with_retries_are_stored_and_enqueued_once_each(
     assert {a.json["id"] for a in answers} == stored
     assert sum(not a.json["duplicate"] for a in answers) == 40
     assert sorted(kwargs["event_id"] for _name, kwargs in sent()) == sorted(stored)
+
+
+def test_an_endpoint_secret_no_key_opens_is_a_generic_500(client, make_endpoint, sessions,
+                                                          caplog):
+    # Issue 9 item 13: the answer named the endpoint id and hinted at the keys.
+    from hub.platform.vault import Vault, generate_key
+
+    created = make_endpoint(secrets=[SECRET])
+    with transaction(sessions) as session:
+        row = session.get(WebhookEndpoint, created.id)
+        row.secret = Vault([generate_key()]).encrypt([SECRET])
+    body, headers = stripe_request()
+
+    response = client.post(url_of(created), data=body, headers=headers)
+
+    assert response.status_code == 500
+    assert response.json == {"error": {"code": "INTERNAL_ERROR", "message": "internal error"}}
+    assert rows(sessions, created.id) == []
+    # The operator still learns which endpoint and why, from the log.
+    assert any(str(created.id) in r.getMessage() and "VAULT_ERROR" in r.getMessage()
+               for r in caplog.records)

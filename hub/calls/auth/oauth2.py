@@ -12,13 +12,23 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import redis
 import requests
 from requests.auth import HTTPBasicAuth
 
 from hub.calls import http
 from hub.calls.auth.base import AuthContext
-from hub.calls.auth.tokens import DEFAULT_MARGIN, LOCK_TTL_MS, Token, TokenCache
+from hub.calls.auth.tokens import (
+    DEFAULT_MARGIN,
+    LOCK_TTL_MS,
+    RotationCount,
+    Token,
+    TokenCache,
+    rotate_cached,
+)
+from hub.platform.config import Settings
 from hub.platform.errors import AuthError, RetryableError, UpstreamError
+from hub.platform.vault import Vault
 
 
 def token_url(ctx: AuthContext) -> str:
@@ -29,13 +39,29 @@ def token_url(ctx: AuthContext) -> str:
     return ctx.base_url.rstrip("/") + "/" + url.lstrip("/")
 
 
+#: Redis namespace of every cached access token (under HUB_REDIS_PREFIX).
+TOKEN_NAMESPACE = "oauth2"
+
+
+def cached_tokens_pattern(settings: Settings) -> str:
+    """The SCAN pattern of every token :func:`token_cache` stores (``hub keys rotate``)."""
+    return settings.redis_key(TOKEN_NAMESPACE, "*")
+
+
+def rotate_cached_tokens(redis_client: redis.Redis, vault: Vault,
+                         settings: Settings) -> RotationCount:
+    """Re-encrypt the cached access tokens of every integration under the current key
+    (tokens no key opens are dropped). Raises redis.RedisError when Redis is down."""
+    return rotate_cached(redis_client, vault, cached_tokens_pattern(settings))
+
+
 def token_cache(ctx: AuthContext, *identity: str, url: str | None = None) -> TokenCache:
     """The shared cache of this integration's token. The key includes a digest of
     the client identity and token URL (``url``, default :func:`token_url`), so new
     credentials never reuse an old token."""
     url = url or token_url(ctx)
     digest = hashlib.sha256("\0".join((url,) + identity).encode()).hexdigest()[:16]
-    key = ctx.settings.redis_key("oauth2", ctx.tenant, ctx.integration_id, digest)
+    key = ctx.settings.redis_key(TOKEN_NAMESPACE, ctx.tenant, ctx.integration_id, digest)
     return TokenCache(ctx.redis, ctx.vault, key,
                       margin=float(ctx.config.get("margin", DEFAULT_MARGIN)),
                       lock_ttl_ms=_lock_ttl_ms(ctx))

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from hub.platform.errors import RetryableError
+from hub.platform.errors import RetryableError, VaultError
 from hub.platform.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,14 @@ POLL_INTERVAL = 0.05
 # Delete KEYS[1] only if it still holds ARGV[1] (our lock, or the token we used).
 _COMPARE_AND_DELETE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Replace KEYS[1]'s value ARGV[1] by ARGV[2], keeping its expiry, unless a worker
+# stored a fresh token in between (then that one is already under the current key).
+_COMPARE_AND_SET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') and 1
+end
 return 0
 """
 
@@ -86,9 +94,9 @@ class TokenCache:
     def _get_shared(self, fetch: Callable[[], Token]) -> str:
         deadline = time.monotonic() + 2 * self._lock_ttl_ms / 1000
         while True:
-            raw = self._client.get(self.key)
-            if raw is not None:
-                return self._open(raw)
+            cached = self._cached()
+            if cached is not None:
+                return cached
             lock = secrets.token_hex(16)
             if self._client.set(self.lock_key, lock, nx=True, px=self._lock_ttl_ms):
                 try:
@@ -101,9 +109,9 @@ class TokenCache:
 
     def _fetch_and_store(self, fetch: Callable[[], Token]) -> str:
         # Another worker may have stored a token between our GET and our lock.
-        raw = self._client.get(self.key)
-        if raw is not None:
-            return self._open(raw)
+        cached = self._cached()
+        if cached is not None:
+            return cached
         token = fetch()
         raw = self._vault.encrypt({"access_token": token.access_token,
                                    "token_type": token.token_type})
@@ -112,10 +120,24 @@ class TokenCache:
         self._used = raw
         return token.access_token
 
-    def _open(self, raw: str | bytes) -> str:
+    def _cached(self) -> str | None:
+        """The cached access token, or None when there is none or no key opens it.
+
+        An unreadable token (encrypted under a key since dropped from
+        HUB_ENCRYPTION_KEYS) is only a cache entry: it is deleted and refetched,
+        never a VaultError failing the call (issue 9 item 13).
+        """
+        raw = self._client.get(self.key)
+        if raw is None:
+            return None
         text = raw.decode() if isinstance(raw, bytes) else raw
+        try:
+            value = self._vault.decrypt(text, owner=f"cached token {self.key}")
+        except VaultError:
+            log.warning("cached token %s: no key opens it; fetching a new one", self.key)
+            self._cad(keys=[self.key], args=[text])
+            return None
         self._used = text
-        value = self._vault.decrypt(text, owner=f"cached token {self.key}")
         return str(value["access_token"])
 
     def invalidate(self) -> None:
@@ -131,3 +153,37 @@ class TokenCache:
     def clear(self) -> None:
         """Drop the cached token whatever it is (credentials changed)."""
         self._client.delete(self.key)
+
+
+@dataclass
+class RotationCount:
+    """Cached tokens seen by :func:`rotate_cached`."""
+
+    rotated: int = 0
+    dropped: int = 0
+
+
+def rotate_cached(client: redis.Redis, vault: Vault, match: str) -> RotationCount:
+    """Re-encrypt every cached token whose key matches the SCAN pattern ``match``
+    under the vault's current key, keeping its expiry (``hub keys rotate``).
+
+    A token no key opens is dropped (the next call fetches a new one). Each
+    change is a compare-and-set, so a token a worker stored meanwhile is left as
+    it is. Raises redis.RedisError when Redis is unavailable.
+    """
+    count = RotationCount()
+    swap = client.register_script(_COMPARE_AND_SET)
+    drop = client.register_script(_COMPARE_AND_DELETE)
+    for key in client.scan_iter(match=match, count=500):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        raw = None if name.endswith(":lock") else client.get(name)
+        if raw is None:
+            continue
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        try:
+            fresh = vault.rotate_token(text, owner=f"cached token {name}")
+        except VaultError:
+            count.dropped += int(drop(keys=[name], args=[text]) or 0)
+            continue
+        count.rotated += int(swap(keys=[name], args=[text, fresh]) or 0)
+    return count
