@@ -11,7 +11,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from hub.platform.config import QUEUE_NAMES, load_settings
+from hub.platform.config import BEAT_TICK, QUEUE_NAMES, load_settings
 
 settings = load_settings()
 
@@ -40,32 +40,53 @@ task_time_limit = settings.task_time_limit
 task_track_started = False
 task_send_sent_event = True
 worker_send_task_events = True
-worker_cancel_long_running_tasks_on_connection_loss = True
+# On a broker blip a running task goes on and records its outcome. Cancelling it
+# (Celery's option) killed deliveries mid-POST, left their rows `delivering` and beat
+# re-sent them a lease later: the subscriber got the webhook twice, 75 s apart (issue 9,
+# item 6). Every hub task is guarded in PostgreSQL (delivery lease, inbox row lock,
+# idempotency claim), so a copy the broker hands out again meanwhile does nothing.
+worker_cancel_long_running_tasks_on_connection_loss = False
 broker_connection_retry_on_startup = True
 # Soft shutdown: on SIGTERM running tasks get this long, then are requeued (Celery >= 5.5).
 worker_soft_shutdown_timeout = settings.worker_soft_shutdown_timeout
 worker_enable_soft_shutdown_on_idle = True
 
-broker_transport_options: dict[str, Any] = {
-    # A message not acknowledged within this many seconds is redelivered. Every
-    # countdown the hub uses stays below HUB_MAX_COUNTDOWN < visibility_timeout;
-    # longer waits live in PostgreSQL (scheduled_tasks, next_attempt_at).
-    "visibility_timeout": settings.visibility_timeout,
-    # How soon messages of a killed worker are swept back (kombu's default ~100 s).
-    "unacked_restore_interval": settings.unacked_restore_interval,
-    "unacked_restore_throttle": 1,
-}
+if settings.broker_is_amqp:
+    # RabbitMQ: quorum queues (replicated, durable) and publisher confirms; a consumer
+    # that dies hands its unacknowledged messages back at once (no visibility timeout).
+    # Countdowns use Celery's native delayed delivery (TTL'd delay queues in RabbitMQ,
+    # not held by a worker), which needs topic exchanges.
+    _exchange_type = "topic"
+    _queue_arguments: dict[str, Any] | None = {"x-queue-type": "quorum"}
+    task_default_queue_type = "quorum"
+    task_default_exchange_type = "topic"
+    broker_native_delayed_delivery_queue_type = "quorum"
+    broker_transport_options: dict[str, Any] = {"confirm_publish": True}
+else:
+    _exchange_type = "direct"
+    _queue_arguments = None
+    broker_transport_options = {
+        # A message not acknowledged within this many seconds is delivered again: the
+        # redelivery delay after a worker is killed -9. A live worker holds a message at
+        # most HUB_MAX_COUNTDOWN (countdown) + HUB_TASK_TIME_LIMIT (run, acks_late);
+        # settings.validate() keeps that below it. Longer waits live in PostgreSQL.
+        "visibility_timeout": settings.visibility_timeout,
+        # How soon messages of a killed worker are swept back (kombu's default ~100 s).
+        "unacked_restore_interval": settings.unacked_restore_interval,
+        "unacked_restore_throttle": 1,
+    }
 
 timezone = "UTC"
 enable_utc = True
 
-_exchange = Exchange(settings.queue("hub"), type="direct")
+_exchange = Exchange(settings.queue("hub"), type=_exchange_type)
 task_default_queue = settings.queue("celery")
 task_default_exchange = settings.queue("celery")
 task_default_routing_key = settings.queue("celery")
-task_queues = [Queue(task_default_queue, Exchange(task_default_queue),
-                     routing_key=task_default_queue)] + [
-    Queue(settings.queue(name), _exchange, routing_key=settings.queue(name))
+task_queues = [Queue(task_default_queue, Exchange(task_default_queue, type=_exchange_type),
+                     routing_key=task_default_queue, queue_arguments=_queue_arguments)] + [
+    Queue(settings.queue(name), _exchange, routing_key=settings.queue(name),
+          queue_arguments=_queue_arguments)
     for name in QUEUE_NAMES
 ]
 
@@ -90,12 +111,17 @@ def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
 
 task_routes = (route_task,)
 
-# One beat at a time: redbeat holds a lock in Redis, so a second beat waits.
-beat_scheduler = "redbeat.RedBeatScheduler"
+# One beat at a time: redbeat holds a lock in Redis, so a second beat waits. The hub's
+# subclass rides out a Redis outage or FLUSHALL (reconnects, takes the lock back, puts
+# its schedule back) instead of exiting; see tasks/beat.py.
+beat_scheduler = "tasks.beat:HubBeatScheduler"
 redbeat_redis_url = settings.redis_url
 redbeat_key_prefix = settings.redis_key("redbeat")
-redbeat_lock_timeout = 5 * 60
-beat_max_loop_interval = 5
+# A standby beat takes over this long after the active one died (kill -9, lost host).
+redbeat_lock_timeout = settings.beat_lock_timeout
+beat_max_loop_interval = BEAT_TICK
+# A Redis that stops answering (rather than refusing) must not hang a tick for ever.
+redbeat_redis_options = {"socket_timeout": 5, "socket_connect_timeout": 5}
 
 beat_schedule: dict[str, dict[str, Any]] = {
     "health-checks": {

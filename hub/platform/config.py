@@ -23,6 +23,9 @@ from hub.platform.errors import ConfigError
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hub"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+#: Longest sleep of beat between two looks at its schedule (and lock renewals), seconds.
+BEAT_TICK = 5
+
 #: Queues of DESIGN §4, before HUB_QUEUE_PREFIX is applied.
 QUEUE_NAMES = ("calls", "webhooks", "deliveries", "maintenance", "dead_letter", "replay")
 
@@ -95,6 +98,20 @@ def _redis_url(value: str) -> str:
     return value
 
 
+#: URL schemes of an AMQP (RabbitMQ) broker, as kombu names them.
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+
+
+def _broker_url(value: str) -> str:
+    if value.startswith(AMQP_SCHEMES):
+        return value
+    try:
+        return _redis_url(value)
+    except ValueError:
+        raise ValueError("expected a redis:// (or rediss://, unix://) or an amqp:// "
+                         "(RabbitMQ) URL") from None
+
+
 def _schedule(value: str) -> tuple[float, ...]:
     waits = tuple(float(v) for v in value.split(",") if v.strip())
     if not waits or any(w < 0 for w in waits):
@@ -127,8 +144,9 @@ class Settings:
         "HUB_REDIS_URL", _redis_url, DEFAULT_REDIS_URL,
         "Redis for quotas, breaker state, the hot cache and the event bus.")
     broker_url: str = _env(
-        "HUB_BROKER_URL", _redis_url, "",
-        "Celery broker; defaults to HUB_REDIS_URL.")
+        "HUB_BROKER_URL", _broker_url, "",
+        "Celery broker: Redis, or RabbitMQ (amqp://, quorum queues); defaults to "
+        "HUB_REDIS_URL.")
     result_backend: str = _env(
         "HUB_RESULT_BACKEND", str, "",
         "Celery result backend; defaults to db+HUB_DATABASE_URL.")
@@ -141,22 +159,34 @@ class Settings:
     redis_prefix: str = _env(
         "HUB_REDIS_PREFIX", str, "hub:",
         "Prefix for every Redis key and pub/sub channel the hub owns besides the broker's.")
+    # Redelivery after a whole worker is killed -9 (Redis broker): kombu restores an
+    # unacknowledged message only once it is older than the visibility timeout, so that
+    # is the real delay (DESIGN §10). It must outlast every message a live worker holds
+    # unacknowledged: a countdown waits in the worker (<= HUB_MAX_COUNTDOWN), then runs
+    # (<= HUB_TASK_TIME_LIMIT, acks_late): validate() requires their sum to stay below.
     visibility_timeout: int = _env(
-        "HUB_VISIBILITY_TIMEOUT", _int, 3600,
-        "Seconds before the Redis broker redelivers an unacknowledged message.")
+        "HUB_VISIBILITY_TIMEOUT", _int, 300,
+        "Redis broker: seconds before an unacknowledged message (its worker killed) is "
+        "delivered again; must exceed HUB_MAX_COUNTDOWN + HUB_TASK_TIME_LIMIT.")
     max_countdown: int = _env(
-        "HUB_MAX_COUNTDOWN", _int, 300,
+        "HUB_MAX_COUNTDOWN", _int, 60,
         "Longest wait kept as a Celery countdown; longer waits are stored in PostgreSQL.")
     unacked_restore_interval: int = _env(
         "HUB_UNACKED_RESTORE_INTERVAL", _int, 10,
         "Seconds between the broker's sweeps for messages of dead workers.")
     task_soft_time_limit: int = _env(
-        "HUB_TASK_SOFT_TIME_LIMIT", _int, 300, "Soft time limit of every task, seconds.")
+        "HUB_TASK_SOFT_TIME_LIMIT", _int, 150, "Soft time limit of every task, seconds.")
     task_time_limit: int = _env(
-        "HUB_TASK_TIME_LIMIT", _int, 360, "Hard time limit of every task, seconds.")
+        "HUB_TASK_TIME_LIMIT", _int, 180,
+        "Hard time limit of every task, seconds (enforced by the prefork and gevent "
+        "pools, not by threads).")
     worker_soft_shutdown_timeout: float = _env(
         "HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT", _float, 30.0,
         "Seconds a stopping worker lets running tasks finish before requeueing them.")
+    beat_lock_timeout: int = _env(
+        "HUB_BEAT_LOCK_TIMEOUT", _int, 30,
+        "Seconds the active beat's lock in Redis outlives its last renewal (renewed every "
+        "tick): the failover time to a standby beat after the active one is killed.")
     max_receives: int = _env(
         "HUB_MAX_RECEIVES", _int, 3,
         "Deliveries of one message after which it is dead-lettered as poison.")
@@ -228,6 +258,11 @@ class Settings:
         return self.broker_url or self.redis_url
 
     @property
+    def broker_is_amqp(self) -> bool:
+        """True for a RabbitMQ broker (quorum queues, no visibility timeout)."""
+        return self.effective_broker_url.startswith(AMQP_SCHEMES)
+
+    @property
     def effective_result_backend(self) -> str:
         return self.result_backend or "db+" + self.database_url
 
@@ -258,11 +293,17 @@ class Settings:
 
     def validate(self) -> Settings:
         """Check settings that depend on each other; return self."""
-        if self.max_countdown >= self.visibility_timeout:
+        held = self.max_countdown + self.task_time_limit
+        if not self.broker_is_amqp and held >= self.visibility_timeout:
             raise ConfigError(
-                f"HUB_MAX_COUNTDOWN ({self.max_countdown}s) must stay below "
-                f"HUB_VISIBILITY_TIMEOUT ({self.visibility_timeout}s): a Redis broker "
-                "redelivers a countdown that outlives the visibility timeout (celery#2599)")
+                f"HUB_MAX_COUNTDOWN + HUB_TASK_TIME_LIMIT ({self.max_countdown}s + "
+                f"{self.task_time_limit}s) must stay below HUB_VISIBILITY_TIMEOUT "
+                f"({self.visibility_timeout}s): a Redis broker delivers again a message "
+                "held unacknowledged longer than that, countdown included (celery#2599)")
+        if self.beat_lock_timeout < 3 * BEAT_TICK:
+            raise ConfigError(
+                f"HUB_BEAT_LOCK_TIMEOUT ({self.beat_lock_timeout}s) must be at least "
+                f"{3 * BEAT_TICK}s (three beat ticks), or a busy beat loses its lock")
         if self.task_soft_time_limit >= self.task_time_limit:
             raise ConfigError("HUB_TASK_SOFT_TIME_LIMIT must be below HUB_TASK_TIME_LIMIT")
         return self

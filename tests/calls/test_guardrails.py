@@ -19,14 +19,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_start_up_refuses_a_countdown_reaching_the_visibility_timeout():
-    env = {**os.environ, "HUB_MAX_COUNTDOWN": "3600", "HUB_VISIBILITY_TIMEOUT": "3600"}
+    env = {**os.environ, "HUB_MAX_COUNTDOWN": "250", "HUB_VISIBILITY_TIMEOUT": "300"}
     out = subprocess.run([sys.executable, "-m", "celery", "-A", "tasks", "inspect", "ping"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
                          check=False)
     assert out.returncode == 2
     lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith("hub: configuration error: HUB_MAX_COUNTDOWN (3600s) must stay "
-                                "below HUB_VISIBILITY_TIMEOUT (3600s)")
+    assert lines[-1].startswith("hub: configuration error: HUB_MAX_COUNTDOWN + "
+                                "HUB_TASK_TIME_LIMIT (250s + 180s) must stay below "
+                                "HUB_VISIBILITY_TIMEOUT (300s)")
     assert "Traceback" not in out.stderr
 
 

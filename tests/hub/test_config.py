@@ -33,6 +33,7 @@ def test_bare_postgresql_url_gets_the_psycopg3_driver():
 @pytest.mark.parametrize("name, value", [
     ("HUB_DATABASE_URL", "mysql://root@localhost/hub"),
     ("HUB_REDIS_URL", "http://localhost"),
+    ("HUB_BROKER_URL", "kafka://localhost"),
     ("HUB_VISIBILITY_TIMEOUT", "an hour"),
     ("HUB_ALLOW_PRIVATE_NETWORKS", "perhaps"),
 ])
@@ -59,6 +60,30 @@ def test_missing_keys_are_refused_when_needed():
 def test_countdown_reaching_the_visibility_timeout_is_refused():
     with pytest.raises(ConfigError, match="HUB_MAX_COUNTDOWN"):
         load_settings({"HUB_MAX_COUNTDOWN": "3600", "HUB_VISIBILITY_TIMEOUT": "3600"})
+
+
+def test_a_countdown_plus_a_run_must_fit_in_the_visibility_timeout():
+    # A message waits its countdown inside the worker, then runs (acks_late): held
+    # unacknowledged for both, so both must end before a Redis broker gives it out again.
+    defaults = load_settings({})
+    assert defaults.max_countdown + defaults.task_time_limit < defaults.visibility_timeout
+    assert defaults.visibility_timeout <= 5 * 60  # a killed worker's task is back in minutes
+    with pytest.raises(ConfigError, match="HUB_TASK_TIME_LIMIT"):
+        load_settings({"HUB_TASK_TIME_LIMIT": "250", "HUB_TASK_SOFT_TIME_LIMIT": "200"})
+
+
+def test_rabbitmq_broker_has_no_visibility_timeout_to_respect():
+    settings = load_settings({"HUB_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+                              "HUB_TASK_TIME_LIMIT": "900", "HUB_TASK_SOFT_TIME_LIMIT": "800"})
+
+    assert settings.broker_is_amqp
+    assert not load_settings({}).broker_is_amqp
+
+
+def test_beat_lock_timeout_keeps_failover_under_a_minute():
+    assert load_settings({}).beat_lock_timeout < 60
+    with pytest.raises(ConfigError, match="HUB_BEAT_LOCK_TIMEOUT"):
+        load_settings({"HUB_BEAT_LOCK_TIMEOUT": "6"})
 
 
 def test_readme_settings_table_matches_the_code():
