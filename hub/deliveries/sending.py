@@ -14,7 +14,12 @@ beat (:func:`send_due`) sends them again, so a lost message or a killed worker
 delays a delivery but never loses it. Only waits up to
 :data:`COUNTDOWN_LIMIT` (the 5 s first retry) also get a Celery countdown.
 Every message is claimed with ``FOR UPDATE SKIP LOCKED`` plus a status check,
-so duplicates (countdown and beat, a redelivered message) send once.
+so duplicates (countdown and beat, a redelivered message) send once. The claim
+also writes the attempt's ``delivery_attempts`` row, before the POST leaves; the
+answer fills it in. A worker that dies in between leaves an attempt whose
+outcome is unknown (the receiver may have it): beat sends it again, with the same
+``webhook-id``, once the lease is over. That is the one duplicate left, and the
+receiver can drop it by ``webhook-id`` (Standard Webhooks is at-least-once).
 """
 
 from __future__ import annotations
@@ -132,6 +137,7 @@ def payload(event: WebhookEvent) -> bytes:
 @dataclass(frozen=True)
 class _Claim:
     delivery_id: uuid.UUID
+    attempt_id: uuid.UUID
     subscription_id: uuid.UUID
     tenant: str
     attempt: int
@@ -185,9 +191,15 @@ def _claim(session: Session, services: Services, delivery_id: uuid.UUID) -> _Cla
     delivery.status = "delivering"
     delivery.attempts += 1
     delivery.next_attempt_at = _lease(services)
-    return _Claim(delivery.id, sub.id, sub.tenant_id, delivery.attempts, delivery.message_id,
-                  sub.url, subscriptions.secrets_of(services.vault, sub), payload(event),
-                  subscriptions.schedule_for(sub, services.settings))
+    # The attempt is logged in the claim's transaction, before the POST leaves: a
+    # worker killed mid-request leaves an attempt without an outcome, never a gap
+    # (deliveries.attempts = 2 with only attempt 2 logged; issue 9 item 6).
+    attempt = DeliveryAttempt(id=uuid.uuid4(), delivery_id=delivery.id,
+                              attempt=delivery.attempts)
+    session.add(attempt)
+    return _Claim(delivery.id, attempt.id, sub.id, sub.tenant_id, delivery.attempts,
+                  delivery.message_id, sub.url, subscriptions.secrets_of(services.vault, sub),
+                  payload(event), subscriptions.schedule_for(sub, services.settings))
 
 
 def _post(services: Services, claim: _Claim) -> _Response:
@@ -247,10 +259,13 @@ def throttled_wait(scheduled: float, retry_after: float | None) -> float:
 
 def _record_attempt(session: Session, claim: _Claim, response: _Response,
                     delivery: Delivery) -> None:
-    session.add(DeliveryAttempt(
-        delivery_id=claim.delivery_id, attempt=claim.attempt, status_code=response.status_code,
-        response_excerpt=response.excerpt, error=response.error,
-        duration_ms=response.duration_ms))
+    row = session.get(DeliveryAttempt, claim.attempt_id)
+    if row is None:  # logged at the claim; gone only if an operator deleted it meanwhile
+        row = DeliveryAttempt(id=claim.attempt_id, delivery_id=claim.delivery_id,
+                              attempt=claim.attempt)
+        session.add(row)
+    row.status_code, row.response_excerpt = response.status_code, response.excerpt
+    row.error, row.duration_ms = response.error, response.duration_ms
     delivery.last_status_code = response.status_code
     delivery.last_response_excerpt = response.excerpt
     delivery.last_error = response.error or (
@@ -432,6 +447,9 @@ def find(session: Session, flt: DeliveryFilter, *, lock: bool = False) -> list[D
 def show(session: Session, tenant: str, delivery_id: str) -> dict[str, Any]:
     """One delivery with every attempt (status, response excerpt, error, duration).
 
+    An attempt whose ``outcome_known`` is false was being sent when its worker
+    died: the receiver may or may not have it.
+
     Raises NotFound for an unknown id or another tenant's delivery.
     """
     delivery = session.scalars(select(Delivery).where(
@@ -444,7 +462,8 @@ def show(session: Session, tenant: str, delivery_id: str) -> dict[str, Any]:
     return {**view(delivery), "last_response_excerpt": delivery.last_response_excerpt,
             "attempt_log": [{"attempt": a.attempt, "status_code": a.status_code,
                              "response_excerpt": a.response_excerpt, "error": a.error,
-                             "duration_ms": a.duration_ms, "attempted_at": a.attempted_at}
+                             "duration_ms": a.duration_ms, "attempted_at": a.attempted_at,
+                             "outcome_known": a.duration_ms is not None}
                             for a in attempts]}
 
 

@@ -396,3 +396,28 @@ def test_bulk_replay_with_a_rate_is_scheduled_in_postgresql_and_sent_by_beat(svc
 def test_bulk_replay_refuses_a_rate_that_is_not_positive(svc, tenant):
     with pytest.raises(ValidationError, match="rate must be a positive"):
         sending.replay(svc, DeliveryFilter(tenant=tenant), rate=0)
+
+
+def test_the_attempt_is_logged_before_the_post_leaves(svc, tenant):
+    seen_at_receiver: list[list[tuple[int, int | None]]] = []
+    state: dict[str, object] = {}
+
+    def receiver(request):
+        with svc.sessions() as session:
+            seen_at_receiver.append([(a.attempt, a.status_code) for a in session.scalars(
+                select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == state["id"]))])
+        return Response("ok", status=200)
+
+    with serve(receiver) as server:
+        _subscribe(svc, tenant, server.url + "/hooks")
+        (delivery_id,) = _deliver_event(svc, tenant)
+        state["id"] = delivery_id
+        outcome = sending.send_delivery(svc, str(delivery_id))
+
+    assert outcome.status == "succeeded"
+    # While the request was at the receiver, attempt 1 was already in the log, unanswered.
+    assert seen_at_receiver == [[(1, None)]]
+    with svc.sessions() as session:
+        shown = sending.show(session, tenant, str(delivery_id))
+    assert [(a["attempt"], a["status_code"], a["outcome_known"])
+            for a in shown["attempt_log"]] == [(1, 200, True)]
