@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis
@@ -9,6 +10,8 @@ from sqlalchemy import create_engine, pool, text
 
 from hub.platform import migrate
 from hub.platform.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 def check_postgres(settings: Settings) -> str:
@@ -50,3 +53,19 @@ def check_all(settings: Settings) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - a health report names every failure
             results[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
     return {"ok": all(r["ok"] for r in results.values()), "checks": results}
+
+
+def readiness(settings: Settings) -> dict[str, Any]:
+    """:func:`check_all` for a public port: ``{"ok", "checks": {name: {"ok"}}}``.
+
+    The web app's ``/health/ready`` answers anyone who can reach the provider-facing
+    port, so it says which dependency is down and nothing more: a failure's detail
+    (host, port, the driver's message) goes to the log, at WARNING, and ``hub health``
+    shows it to the operator (issue 9, item 12). Never raises.
+    """
+    report = check_all(settings)
+    for name, check in report["checks"].items():
+        if not check["ok"]:
+            log.warning("readiness: %s is not ready: %s", name, check["detail"])
+    return {"ok": report["ok"],
+            "checks": {name: {"ok": check["ok"]} for name, check in report["checks"].items()}}

@@ -55,6 +55,12 @@ class GroupCommit(Generic[Item, Result]):
         # Invariant: items are waiting only while some thread is writing or about to.
         self._writing = False
 
+    @property
+    def waiting(self) -> int:
+        """Items queued for the next batch (not counting a batch being written)."""
+        with self._lock:
+            return len(self._waiting)
+
     def submit(self, item: Item) -> Result:
         """Write ``item`` (with whatever else is waiting); its result, or raise its error."""
         slot: _Slot[Item, Result] = _Slot(item)

@@ -28,7 +28,10 @@ from hub.platform.vault import Secret, Vault
 from hub.webhooks import signatures
 from hub.webhooks.signatures import Options, Scheme
 
-SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+SOURCE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+#: What :func:`create` issues (``secrets.token_urlsafe(32)``: 43 characters of the
+#: URL-safe base64 alphabet), with room for longer tokens.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{32,128}")
 MAX_SECRETS = 2  # current + the previous one during a rotation
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -88,7 +91,7 @@ def parse_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
 
 def _validate(spec: EndpointSpec) -> tuple[Scheme, dict[str, Any]]:
     scheme = signatures.get_scheme(spec.scheme)
-    if not SOURCE_PATTERN.match(spec.source):
+    if not SOURCE_PATTERN.fullmatch(spec.source):
         raise ValidationError("source must be 1-64 of a-z, 0-9, '_', '.', '-' "
                               "starting with a letter or digit")
     if spec.tolerance < 1:
@@ -186,6 +189,12 @@ def rotate_secret(session: Session, vault: Vault, tenant: str, endpoint_id: str 
     row.secret = vault.encrypt([fresh, *current][:MAX_SECRETS])
     session.flush()
     return None if new_secret else Secret(fresh)
+
+
+def plausible_address(source: str, token: str) -> bool:
+    """True when ``source`` and ``token`` have the shape of an endpoint's URL parts, so
+    that anything else (a NUL, a newline, a 10 kB token) is refused without a lookup."""
+    return bool(SOURCE_PATTERN.fullmatch(source) and TOKEN_PATTERN.fullmatch(token))
 
 
 def load_for_ingress(session: Session, vault: Vault, source: str,

@@ -32,6 +32,7 @@ from sqlalchemy import Engine, func, update
 from sqlalchemy.orm import Session
 
 from hub.calls.quotas import QuotaLimiter
+from hub.platform import pgtext
 from hub.platform.dispatch import send_many
 from hub.platform.errors import (
     Forbidden,
@@ -56,6 +57,7 @@ from hub.webhooks import endpoints, signatures
 from hub.webhooks.endpoints import IngressEndpoint
 from hub.webhooks.store import (
     DATABASE_DOWN,
+    OUTAGE,
     EventStore,
     NewEvent,
     Stored,
@@ -216,6 +218,11 @@ class Intake:
         self._limiter = QuotaLimiter(services.redis,
                                      services.settings.redis_key("webhooks", "ratelimit") + ":")
 
+    @property
+    def writer(self) -> GroupCommit[NewEvent, Stored]:
+        """The process's group commit (tests and diagnostics read how many wait)."""
+        return self._writer
+
     def receive(self, source: str, token: str, body: bytes, headers: HeaderItems,
                 remote_addr: str | None = None) -> Receipt:
         """Verify and durably record one provider request; enqueue its processing.
@@ -242,6 +249,11 @@ class Intake:
             self.counters.flush(self._services.sessions)
 
     def _endpoint(self, source: str, token: str) -> IngressEndpoint:
+        if not endpoints.plausible_address(source, token):
+            # Never a lookup: a value PostgreSQL cannot hold (a NUL from ``%00``) would
+            # fail the query, and that is not an outage (issue 9, item 9).
+            raise NotFound("unknown webhook endpoint")
+
         def load() -> IngressEndpoint | None:
             with self._services.sessions() as session:
                 return endpoints.load_for_ingress(session, self._services.vault, source, token)
@@ -272,10 +284,20 @@ class Intake:
         if not _wanted(endpoint, event_type):
             return Receipt(None, ignored=True)
         external_id = signatures.external_id(scheme, lowered, payload, body)
+        self._require_storable(endpoint, external_id, event_type, lowered)
         receipt = self._record(endpoint, external_id, event_type, lowered, body)
         self.counters.add(endpoint.id, "duplicate_count" if receipt.duplicate
                           else "received_count")
         return receipt
+
+    def _require_storable(self, endpoint: IngressEndpoint, external_id: str,
+                          event_type: str | None, headers: dict[str, str]) -> None:
+        # Refused here, for this sender alone, rather than by the driver inside a batch
+        # shared with other requests (issue 9, item 8).
+        if pgtext.first_unstorable([external_id, event_type, *headers, *headers.values()]):
+            self.counters.add(endpoint.id, "rejected_count")
+            raise MalformedBody("the event id, type or a header holds a NUL or an unpaired "
+                                "surrogate, which cannot be stored")
 
     def _check(self, endpoint: IngressEndpoint, body: bytes, remote_addr: str | None) -> None:
         if not _allowed(endpoint, remote_addr):
@@ -307,14 +329,23 @@ class Intake:
         return Receipt(stored.id, duplicate=stored.duplicate)
 
     def store_and_enqueue(self, events: Sequence[NewEvent]) -> Sequence[Stored | BaseException]:
-        """Store a batch of events, then enqueue the new ones (the group commit's write)."""
+        """Store a batch of events, then enqueue the new ones (the group commit's write).
+
+        Returns one :class:`Stored` or exception per event: an event the database or its
+        driver refuses gets its own exception and the others are stored. Raises one of
+        :data:`OUTAGE` (for the whole batch) when PostgreSQL cannot take anything.
+        """
         WEBHOOK_INGEST_BATCH.observe(len(events))
         try:
             stored: Sequence[Stored | BaseException] = self._store.add(events)
-        except (psycopg.DataError, psycopg.IntegrityError):
+        except OUTAGE:
+            raise
+        except Exception:
             if len(events) == 1:
                 raise
-            # One event the database refuses must not fail the others of its batch.
+            # Not an outage, so one of the events is at fault (a value the database or
+            # its driver refuses, whatever the exception): it must fail alone, not the
+            # other requests of its batch (issue 9, item 8).
             stored = [self._write_alone(event) for event in events]
         self._enqueue([s.id for s in stored if isinstance(s, Stored) and not s.duplicate])
         return stored
@@ -322,7 +353,7 @@ class Intake:
     def _write_alone(self, event: NewEvent) -> Stored | BaseException:
         try:
             return self._store.add([event])[0]
-        except DATABASE_DOWN as exc:
+        except Exception as exc:  # noqa: BLE001 - this row's outcome, given to its request
             return exc
 
     def _enqueue(self, event_ids: list[uuid.UUID]) -> None:

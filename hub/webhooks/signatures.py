@@ -193,6 +193,10 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise MalformedBody("body is not valid JSON") from None
+    except RecursionError:
+        # The parser recurses once per level: ~1,000 nested arrays exhaust the stack
+        # (issue 9, item 9). Python's json has no depth option; its own limit is this.
+        raise MalformedBody("body nests too deeply") from None
 
 
 def parse_json(body: bytes, headers: Headers) -> Any:

@@ -30,6 +30,12 @@ INTAKE_APPLICATION_NAME = "hub-webhook-intake"
 #: Failures that mean "the database cannot take this now": the caller answers 503.
 DATABASE_DOWN: tuple[type[Exception], ...] = (psycopg.Error, sa_exc.DBAPIError,
                                               sa_exc.TimeoutError)
+#: Of those, the ones that are the server's or the connection's, never one event's (down,
+#: unreachable, timed out, pool exhausted): a batch that meets one fails whole at once
+#: rather than being written again row by row against a server that is not there.
+OUTAGE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError,
+                                       sa_exc.OperationalError, sa_exc.InterfaceError,
+                                       sa_exc.TimeoutError)
 
 # One event (every request of a sync worker, most of a lightly loaded threaded one).
 _INSERT_ONE = """
