@@ -59,15 +59,18 @@ def call(self: Any, tenant: str, integration: str, operation: str,
 
 
 def _operation_task(name: str, operation: str) -> Any:
-    def run(self: Any, tenant: str, integration: str, **params: Any) -> dict[str, Any]:
-        request = CallRequest(tenant, integration, operation, params)
+    def run(self: Any, tenant: str, integration: str, idempotency_key: str | None = None,
+            **params: Any) -> dict[str, Any]:
+        request = CallRequest(tenant, integration, operation, params, idempotency_key)
         outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
                                         task_id=self.request.id)
+        key = {"idempotency_key": idempotency_key} if idempotency_key else {}
         return _finish(self, outcome, {"tenant": tenant, "integration": integration,
-                                       **params})
+                                       **params, **key})
 
     run.__name__ = run.__qualname__ = name.replace(".", "_")
-    run.__doc__ = f"Operation {operation!r} as its own task (hub.call with fixed operation)."
+    run.__doc__ = (f"Operation {operation!r} as its own task (hub.call with fixed operation); "
+                   "``idempotency_key`` is hub.call's option, every other keyword a param.")
     return app.task(name=name, bind=True, base=HubTask, max_retries=None)(run)
 
 

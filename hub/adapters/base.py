@@ -22,7 +22,13 @@ What the pipeline asks of an adapter, in order (each has a default):
 - Declarations: :attr:`Adapter.auth_defaults` (where the provider expects its key),
   :attr:`Adapter.default_limits` (quotas given to a new integration),
   :attr:`Operation.invalidates` (a write that makes cached reads stale),
-  :meth:`Adapter.health_request` / :meth:`Adapter.health_error` (beat's probe).
+  :attr:`Operation.pagination` (cursor pages the default exchange follows up to a
+  limit the caller sets, :class:`Pagination`), :attr:`Operation.requires_idempotency_key`
+  (a write refused without one), :attr:`Operation.alert_on_dead_letter` (a supervisor
+  is told when it is dead-lettered), :meth:`Adapter.health_request` /
+  :meth:`Adapter.health_error` (beat's probe).
+- Bodies besides JSON: :class:`OutboundRequest` ``data`` (raw bytes), ``form`` (a
+  form) and ``files`` (a multipart/form-data upload, RFC 7578).
 """
 
 from __future__ import annotations
@@ -30,15 +36,71 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote
 
 from hub.adapters import transform
-from hub.platform.errors import HubError, NotFound, ValidationError
+from hub.platform.errors import HubError, NotFound, UpstreamError, ValidationError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _PLACEHOLDER = re.compile(r"{(\w+)}")
+
+
+@dataclass(frozen=True)
+class Pagination:
+    """Cursor pagination of an operation's answer, followed by the default exchange.
+
+    Each page is a JSON object: ``items`` (a JMESPath expression) selects its list,
+    ``cursor`` (a JMESPath expression) the next page's cursor (null or empty on the
+    last page). The next page is the same request with the cursor in the query
+    parameter ``cursor_param``, which a caller may also pass to continue where an
+    earlier answer stopped. The caller's param ``limit_param`` (default
+    ``default_limit``, at most ``max_limit``) caps the items collected over all
+    pages; each page asks for at most ``max_page_size`` in ``page_size_param``.
+
+    The data is ``{"items": [...], "next_cursor": cursor or None, "pages": n}``
+    (``next_cursor`` set when the provider has more than the limit), before the
+    operation's ``response_map``.
+    """
+
+    items: str
+    cursor: str
+    cursor_param: str = "cursor"
+    limit_param: str = "limit"
+    page_size_param: str = "limit"
+    default_limit: int = 10
+    max_limit: int = 1000
+    max_page_size: int = 100
+    #: Never more requests than this for one call, whatever the provider answers.
+    max_pages: int = 100
+
+    def limit(self, params: Mapping[str, Any]) -> int:
+        """The most items the caller wants, within [1, max_limit]. Raises
+        ValidationError for a value that is not a whole number."""
+        value = params.get(self.limit_param, self.default_limit)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(f"{self.limit_param} must be a whole number")
+        return max(1, min(value, self.max_limit))
+
+    def page_query(self, wanted: int, cursor: Any) -> dict[str, Any]:
+        """The query parameters asking for the next ``wanted`` items after ``cursor``."""
+        query: dict[str, Any] = {self.page_size_param: min(wanted, self.max_page_size)}
+        if cursor not in (None, ""):
+            query[self.cursor_param] = cursor
+        return query
+
+    def items_of(self, page: Any) -> list[Any]:
+        """The items of one page. Raises UpstreamError when the page has no list there."""
+        items = transform.apply(self.items, page)
+        if not isinstance(items, list):
+            raise UpstreamError(f"a page of the provider's answer has no list at {self.items!r}")
+        return items
+
+    def cursor_of(self, page: Any) -> Any:
+        """The next page's cursor in ``page``, or None on the last page."""
+        cursor = transform.apply(self.cursor, page)
+        return None if cursor in ("", False) else cursor
 
 
 @dataclass(frozen=True)
@@ -49,8 +111,9 @@ class Operation:
     ``{placeholders}`` are filled from params of the same name (URL-quoted).
     Params named in ``query`` go to the query string; the rest (minus path
     params) form the JSON body of methods that carry one, unless ``body`` lists
-    them explicitly. ``request_map`` / ``response_map`` are JMESPath expressions
-    applied to the JSON body and to the provider's JSON answer.
+    them explicitly (a path param listed there is sent in both places).
+    ``request_map`` / ``response_map`` are JMESPath expressions applied to the JSON
+    body and to the provider's JSON answer.
 
     ``invalidates`` names a param (e.g. ``spreadsheet_id``): after a successful
     call, the integration's cached answers whose params carry the same value of
@@ -67,9 +130,16 @@ class Operation:
     query: tuple[str, ...] = ()
     body: tuple[str, ...] | None = None
     request_map: str | None = None
-    response_map: str | None = None
+    response_map: str | Mapping[str, Any] | None = None
     description: str = ""
     invalidates: str | None = None
+    pagination: Pagination | None = None
+    #: A write that must never run twice: refused (VALIDATION_ERROR) without the
+    #: caller's idempotency key.
+    requires_idempotency_key: bool = False
+    #: When its retries are exhausted, publish ``integration.supervisor.alert``
+    #: besides the dead letter (seed 003: "notify supervisor").
+    alert_on_dead_letter: bool = False
 
     @property
     def is_idempotent(self) -> bool:
@@ -82,9 +152,23 @@ class Operation:
         return tuple(_PLACEHOLDER.findall(self.path))
 
 
+@dataclass(frozen=True)
+class FilePart:
+    """One file of a multipart/form-data body (RFC 7578 §4.2: filename, content type)."""
+
+    filename: str
+    content: bytes = field(repr=False)
+    content_type: str = "application/octet-stream"
+
+
 @dataclass
 class OutboundRequest:
-    """A provider request before authentication: plain data, no secrets yet."""
+    """A provider request before authentication: plain data, no secrets yet.
+
+    The body is at most one of: ``json``; ``data`` (raw bytes); ``form`` alone
+    (application/x-www-form-urlencoded); ``files``, with ``form`` as its other fields
+    (multipart/form-data). Whatever it is, it is signed as the exact bytes sent.
+    """
 
     method: str
     url: str
@@ -92,6 +176,8 @@ class OutboundRequest:
     headers: dict[str, str] = field(default_factory=dict)
     json: Any = None
     data: bytes | None = None
+    form: dict[str, str] | None = None
+    files: dict[str, FilePart] | None = None
 
 
 #: What :meth:`Adapter.exchange` is: yields requests, is sent each parsed answer,
@@ -168,19 +254,26 @@ class Adapter:
 
     def build_request(self, integration: IntegrationView, op: Operation,
                       params: Mapping[str, Any]) -> OutboundRequest:
-        """Fill the path template, split params into query and body."""
+        """Fill the path template, split params into query and body; a paginated
+        operation asks for its first page (:class:`Pagination`)."""
         path_names = op.path_params()
         missing = [n for n in path_names if params.get(n) in (None, "")]
         if missing:
             raise ValidationError(f"missing path parameter(s): {', '.join(missing)}")
         path = _PLACEHOLDER.sub(lambda m: quote(str(params[m.group(1)]), safe=""), op.path)
-        query = {k: params[k] for k in op.query if k in params}
-        rest = {k: v for k, v in params.items() if k not in path_names and k not in op.query}
+        paging = op.pagination
+        control = {paging.limit_param, paging.cursor_param} if paging else set()
+        query = {k: params[k] for k in op.query if k in params and k not in control}
         if op.body is not None:
-            rest = {k: v for k, v in rest.items() if k in op.body}
+            rest = {k: params[k] for k in op.body if k in params}
+        else:
+            rest = {k: v for k, v in params.items()
+                    if k not in path_names and k not in op.query and k not in control}
         body = rest if op.method.upper() not in ("GET", "HEAD", "DELETE") and rest else None
         if body is not None and op.request_map:
             body = transform.apply(op.request_map, body)
+        if paging is not None:
+            query.update(paging.page_query(paging.limit(params), params.get(paging.cursor_param)))
         return OutboundRequest(method=op.method.upper(),
                                url=join_url(integration.base_url, path),
                                params=query, json=body)
@@ -190,13 +283,17 @@ class Adapter:
         """The requests of one call: yield each :class:`OutboundRequest`, receive its
         parsed answer (what :meth:`parse_response` returned), return the operation's
         data. The default is one request, :meth:`build_request`, whose answer is the
-        data. An operation answered without the provider yields nothing.
+        data, or the pages of a paginated operation (:func:`follow_pages`). An
+        operation answered without the provider yields nothing.
 
         The pipeline authenticates, sends and checks every request (a failure ends
         the exchange with the hub error) inside one breaker call. Raises what
         :meth:`build_request` raises.
         """
-        data = yield self.build_request(integration, op, params)
+        first = self.build_request(integration, op, params)
+        if op.pagination is not None:
+            return (yield from follow_pages(op.pagination, params, first))
+        data = yield first
         return data
 
     def parse_response(self, op: Operation, status: int, headers: Mapping[str, str],
@@ -246,6 +343,24 @@ class Adapter:
         """What is wrong with a health answer whose status looked fine (a provider
         that reports errors inside 2xx bodies), or None when it is healthy."""
         return None
+
+
+def follow_pages(paging: Pagination, params: Mapping[str, Any],
+                 first: OutboundRequest) -> Exchange:
+    """Yield ``first``, then the request of each next page, until the provider has no
+    more, the caller's limit is reached or ``paging.max_pages`` were asked for; return
+    ``{"items", "next_cursor", "pages"}``. Raises UpstreamError for a page without its
+    item list."""
+    limit, items, pages, request = paging.limit(params), [], 0, first
+    while True:
+        page = yield request
+        pages += 1
+        items.extend(paging.items_of(page))
+        cursor = paging.cursor_of(page)
+        if cursor is None or len(items) >= limit or pages >= paging.max_pages:
+            return {"items": items[:limit], "next_cursor": cursor, "pages": pages}
+        request = replace(request, params={**request.params,
+                                           **paging.page_query(limit - len(items), cursor)})
 
 
 def json_body(content: bytes) -> Any:

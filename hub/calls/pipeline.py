@@ -112,6 +112,8 @@ class CallOutcome:
     attempt: int = 1
     integration: str | None = None
     reason: str | None = None
+    #: An exhausted call whose operation asks for a supervisor alert when dead-lettered.
+    alert: bool = False
 
     def failure(self) -> HubError:
         """The error a ``failed``/``exhausted`` outcome ends with (INTERNAL_ERROR if
@@ -244,7 +246,11 @@ def resolve(session: Session, request: CallRequest) -> Target:
         raise ValidationError("timeout must be a positive number of seconds")
     row = integrations.get_active(session, request.tenant, request.integration)
     adapter = adapters.get(row.adapter)
-    return Target(row, adapter, adapter.operation(request.operation))
+    op = adapter.operation(request.operation)
+    if op.requires_idempotency_key and not request.idempotency_key:
+        raise ValidationError(f"{adapter.name}.{op.name} is a write that must never run twice: "
+                              "it needs an idempotency_key")
+    return Target(row, adapter, op)
 
 
 def validate_params(target: Target, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -400,7 +406,10 @@ def _exchange(services: Services, run: Attempt) -> Any:
     send each request it yields, check and parse the answer, send the parsed data
     back; return what the exchange returns. Runs inside the breaker, so a failure
     reported in a 2xx body counts like the HTTP status it stands for. A 304 ends
-    the exchange: the stale cached answer is the data (see :func:`_succeed`)."""
+    the exchange: the stale cached answer is the data (see :func:`_succeed`).
+    Every request but the last gets its own audit row as it is answered (each one
+    reached, and is billed by, the provider); the last one's is written by
+    :func:`_succeed`."""
     steps = run.target.adapter.exchange(run.target.view, run.target.op, run.request.params)
     try:
         out = next(steps)
@@ -410,6 +419,7 @@ def _exchange(services: Services, run: Attempt) -> Any:
                 steps.close()
                 return None
             out = steps.send(_parsed(run, response))
+            _audit(services, run, "success", status_code=response.status_code)
     except StopIteration as done:
         return done.value
 
@@ -437,8 +447,11 @@ def build_request(run: Attempt, out: OutboundRequest) -> requests.Request:
     if run.request.idempotency_key and not run.target.op.is_idempotent:
         # Stripe-style: lets a provider that supports it dedupe our own retries.
         headers.setdefault("Idempotency-Key", run.request.idempotency_key)
+    files = {name: (part.filename, part.content, part.content_type)
+             for name, part in (out.files or {}).items()} or None
     return requests.Request(out.method, out.url, params=out.params or None, headers=headers,
-                            json=out.json, data=out.data)
+                            json=out.json, data=out.data if out.form is None else out.form,
+                            files=files)
 
 
 def _send(services: Services, run: Attempt, out: OutboundRequest) -> requests.Response:
@@ -575,7 +588,8 @@ def _fail(services: Services, run: Attempt, exc: HubError, *,
     if not exc.retryable:
         return CallOutcome("failed", error=exc, attempt=run.number)
     if exhausted:
-        return CallOutcome("exhausted", error=exc, attempt=run.number)
+        return CallOutcome("exhausted", error=exc, attempt=run.number,
+                           alert=run.target.op.alert_on_dead_letter)
     delay = policy.next_delay(run.number, getattr(exc, "retry_after", None))
     return CallOutcome("retry", error=exc, delay=delay, attempt=run.number + 1,
                        reason="retryable")
@@ -702,17 +716,20 @@ def defer_retry(services: Services, *, task_name: str, kwargs: dict[str, Any], d
 def dead_letter(services: Services, *, task_name: str, kwargs: dict[str, Any],
                 outcome: CallOutcome, task_id: str | None) -> DeadLettered:
     """Send the exhausted call to ``hub.dead_letter.record`` on the dead_letter queue and
-    return the DEAD_LETTERED error the task fails with.
+    return the DEAD_LETTERED error the task fails with. An operation declared
+    ``alert_on_dead_letter`` also gets ``integration.supervisor.alert`` once recorded.
 
     When the broker refuses the message the dead letter is written directly, so it is
     never lost.
     """
     last = outcome.error
-    fields = {"origin": "call", "task_name": task_name, "kwargs": kwargs,
-              "tenant_id": kwargs.get("tenant"), "integration": kwargs.get("integration"),
-              "error_code": last.code if last else None,
-              "error": last.message if last else None, "attempts": outcome.attempt,
-              "task_id": task_id}
+    fields: dict[str, Any] = {"origin": "call", "task_name": task_name, "kwargs": kwargs,
+                              "tenant_id": kwargs.get("tenant"),
+                              "integration": kwargs.get("integration"),
+                              "error_code": last.code if last else None,
+                              "error": last.message if last else None,
+                              "attempts": outcome.attempt, "task_id": task_id,
+                              "alert": outcome.alert}
     try:
         services.dispatcher.send("hub.dead_letter.record", fields,
                                  queue=services.settings.queue("dead_letter"))

@@ -19,6 +19,9 @@ from hub.platform.models import DEAD_LETTER_ORIGINS, DeadLetter
 from hub.platform.scheduler import utcnow
 
 TRACEBACK_LIMIT = 4000
+#: Published (besides ``dead_letter.added``) for work whose failure a person must
+#: hear about at once (seed 003: "notify supervisor"), e.g. a transaction commit.
+ALERT_EVENT = "supervisor.alert"
 
 
 def record(session: Session, *, origin: str, task_name: str, kwargs: dict[str, Any],
@@ -55,20 +58,36 @@ def announcement(row: DeadLetter) -> dict[str, Any]:
             else None, "ids": {k: v for k, v in row.kwargs.items() if k.endswith("_id")}}
 
 
+def alert_payload(row: DeadLetter) -> dict[str, Any]:
+    """The ``integration.supervisor.alert`` payload of ``row``: what failed, why, and the
+    dead letter to look at (ids and codes; never the kwargs' other values)."""
+    operation = row.kwargs.get("operation") or row.task_name.rsplit(".", 1)[-1]
+    return {**announcement(row), "operation": operation, "error": row.error,
+            "attempts": row.attempts, "dead_letter_id": str(row.id)}
+
+
 def announce_after_commit(session: Session, publisher: events.EventBus,
-                          row: DeadLetter) -> None:
-    """Publish ``integration.dead_letter.added`` for ``row`` once ``session`` commits."""
+                          row: DeadLetter, *, alert: bool = False) -> None:
+    """Publish ``integration.dead_letter.added`` for ``row`` once ``session`` commits,
+    and ``integration.supervisor.alert`` too when ``alert``."""
     payload, tenant = announcement(row), row.tenant_id
-    on_commit(session, lambda: events.publish(publisher, "dead_letter.added", tenant, payload))
+    alerting = alert_payload(row) if alert else None
+
+    def publish() -> None:
+        events.publish(publisher, "dead_letter.added", tenant, payload)
+        if alerting is not None:
+            events.publish(publisher, ALERT_EVENT, tenant, alerting)
+
+    on_commit(session, publish)
 
 
-def record_and_announce(services: Any, **fields: Any) -> uuid.UUID:
-    """:func:`record` in a transaction of its own, announced once committed.
-    Returns the dead letter's id.
+def record_and_announce(services: Any, *, alert: bool = False, **fields: Any) -> uuid.UUID:
+    """:func:`record` in a transaction of its own, announced once committed (with a
+    supervisor alert when ``alert``). Returns the dead letter's id.
 
     ``services`` is a :class:`hub.platform.services.Services`; ``fields`` are :func:`record`'s.
     """
     with services.sessions() as session, session.begin():
         row = record(session, **fields)
-        announce_after_commit(session, services.events, row)
+        announce_after_commit(session, services.events, row, alert=alert)
     return row.id

@@ -35,7 +35,7 @@ EVENT_TYPES = frozenset({
     "service.registered", "request.sent", "request.completed", "request.failed",
     "webhook.received", "rate_limit.exceeded", "cache.hit", "cache.miss",
     "health.degraded", "health.recovered", "dead_letter.added", "subscription.disabled",
-    "oauth.connected", "oauth.failed", "budget.exceeded",
+    "oauth.connected", "oauth.failed", "budget.exceeded", "supervisor.alert",
 })
 
 #: Seconds events are dropped (counted) after Redis failed to take one.

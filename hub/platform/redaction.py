@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 MASK = "[REDACTED]"
 
@@ -110,7 +110,8 @@ def redact_body(body: bytes | str | None, *, fields: Iterable[str] = (),
     """A body made safe for an audit row: JSON fields redacted (:func:`redact_json`),
     known secret values scrubbed (:func:`redact_text`), truncated to ``limit`` chars.
 
-    Non-JSON bodies are only scrubbed and truncated; binary bodies are summarised.
+    Non-JSON bodies are only scrubbed and truncated; binary bodies (not UTF-8, or
+    holding a NUL, which PostgreSQL text cannot store either) are summarised.
     """
     if body is None or body == b"" or body == "":
         return None
@@ -119,6 +120,8 @@ def redact_body(body: bytes | str | None, *, fields: Iterable[str] = (),
             body = body.decode("utf-8")
         except UnicodeDecodeError:
             return f"<{len(body)} bytes of binary data>"
+    if "\x00" in body:
+        return f"<{len(body.encode('utf-8', 'replace'))} bytes of binary data>"
     try:
         text = json.dumps(redact_json(json.loads(body), fields), separators=(",", ":"))
     except ValueError:
@@ -128,11 +131,14 @@ def redact_body(body: bytes | str | None, *, fields: Iterable[str] = (),
 
 def secret_values(credentials: Any) -> list[str]:
     """Every string (and number) inside a credentials object, longest first, for
-    :func:`redact_text`. Accepts a :class:`hub.platform.vault.Secret` or a plain value."""
+    :func:`redact_text`, each also as it looks percent-encoded in a URL (a key sent in
+    a query string or a path segment). Accepts a :class:`hub.platform.vault.Secret`
+    or a plain value."""
     reveal = getattr(credentials, "reveal", None)
     value = reveal() if callable(reveal) else credentials
     found: set[str] = set()
     _collect(value, found)
+    found |= {encoded for s in found for encoded in (quote(s, safe=""), quote_plus(s))}
     return sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
