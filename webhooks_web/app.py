@@ -34,8 +34,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     """The webhook app for ``settings`` (default: read from the environment)."""
     settings = settings or load_settings()
     app = Flask(__name__)
-    # Werkzeug refuses a larger body before it is read (413); the intake checks again.
-    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body
+    # One byte over the limit. Werkzeug refuses a larger Content-Length before reading
+    # (413), but a body without one (chunked) it cuts at MAX_CONTENT_LENGTH without an
+    # error: at the limit itself the intake could not tell a body of exactly the limit
+    # from a longer one cut there, and stored the cut one (issue 9, item 10). With one
+    # byte more to read, the intake's length check sees it and answers 413.
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body + 1
     celery = _sender(settings)
     services = Services(settings, RedisTaskPublisher(celery))
     services.vault  # noqa: B018 - no encryption key must stop start-up, not the first webhook

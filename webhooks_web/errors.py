@@ -12,9 +12,15 @@ import logging
 import math
 
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from hub.platform.errors import HubError, RetryableError, ServiceUnavailable
+from hub.platform.errors import (
+    HubError,
+    PayloadTooLarge,
+    RetryableError,
+    ServiceUnavailable,
+)
+from webhooks_web.state import state
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,12 @@ def http_error(exc: HTTPException) -> Response:
     return _body(code, exc.description or exc.name, exc.code or 500)
 
 
+def too_large(exc: RequestEntityTooLarge) -> Response:
+    """A Content-Length over the limit, refused unread: the intake's own 413."""
+    limit = state().settings.webhook_max_body
+    return hub_error(PayloadTooLarge(f"body over the {limit} byte limit"))
+
+
 def unexpected(exc: Exception) -> Response:
     log.exception("unhandled error in the webhook app")
     return _body("INTERNAL_ERROR", "internal error", 500)
@@ -56,5 +68,6 @@ def unexpected(exc: Exception) -> Response:
 def register(app: Flask) -> None:
     """Install the handlers on ``app``."""
     app.register_error_handler(HubError, hub_error)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, unexpected)

@@ -3,54 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 import stripe
 from sqlalchemy import select
 
-from hub.dev.embedded import free_port
 from hub.platform.models import WebhookEvent
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {proc.returncode}")
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)  # polling a starting server, not synchronising on a result
-    raise AssertionError("gunicorn did not answer /health in time")
+from tests.webhooks_web.gunicorn_proc import gunicorn
 
 
 @pytest.fixture
 def server(web_settings, tmp_path):
-    port = free_port()
-    # WEB_THREADS unset: the default threaded workers, whose requests share writes.
-    env = dict(os.environ, PORT=str(port), HUB_BROKER_URL=web_settings.broker_url,
-               WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
-    env.pop("WEB_THREADS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "webhooks_web/gunicorn.conf.py",
-         "webhooks_web:create_app()"], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base + "/health", proc, time.monotonic() + 30)
+    # The default worker class, whose concurrent requests share writes.
+    with gunicorn(web_settings.broker_url, tmp_path / "metrics") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.mark.slow
