@@ -228,6 +228,9 @@ class Adapter:
     """
 
     name: ClassVar[str] = ""
+    #: ``MAJOR.MINOR``: raise MINOR for a change old callers still fit (a new operation,
+    #: a new optional param), MAJOR for one that can break them (see hub.adapters.versions).
+    version: ClassVar[str] = "1.0"
     operations: ClassVar[tuple[Operation, ...]] = ()
     #: Path probed by :meth:`health_request` (relative to the base URL).
     health_path: ClassVar[str] = "/"

@@ -13,16 +13,19 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub import adapters
+from hub.adapters import versions
 from hub.calls import http
 from hub.platform import events
 from hub.platform.db import on_commit
 from hub.platform.errors import Conflict, IntegrationDisabled, NotFound, ValidationError
-from hub.platform.models import AUTH_TYPES, Integration
+from hub.platform.models import AUTH_TYPES, CacheEntry, CallResult, Integration
+from hub.platform.scheduler import utcnow
 from hub.platform.services import Services
 from hub.platform.vault import Secret, Vault
 
@@ -53,6 +56,10 @@ class IntegrationSpec:
 def _validate(spec: IntegrationSpec) -> None:
     if not spec.tenant_id or not spec.name:
         raise ValidationError("tenant and name are required")
+    if spec.adapter not in adapters.registry():
+        raise ValidationError(f"unknown adapter {spec.adapter!r}; installed: "
+                              f"{', '.join(sorted(adapters.registry()))}",
+                              details={"adapters": sorted(adapters.registry())})
     if spec.auth_type not in AUTH_TYPES:
         raise ValidationError(f"unknown auth type {spec.auth_type!r}; "
                               f"expected one of {', '.join(AUTH_TYPES)}")
@@ -77,6 +84,7 @@ def create(session: Session, spec: IntegrationSpec) -> Integration:
         rate_limit_per_day=spec.rate_limit_per_day or limits.get("per_day"),
         priority=spec.priority, cost_per_call=spec.cost_per_call,
     )
+    record_adapter_version(row)
     if spec.fallback:
         row.fallback_integration_id = get(session, spec.tenant_id, spec.fallback).id
     session.add(row)
@@ -115,10 +123,26 @@ def register(services: Services, spec: IntegrationSpec) -> Integration:
     return row
 
 
+def record_adapter_version(row: Integration) -> None:
+    """Record the installed adapter's version and param schemas on ``row`` (at creation,
+    on a change of adapter, and when an operator accepts an upgrade)."""
+    adapter = adapters.get(row.adapter)
+    row.adapter_version = adapter.version
+    row.adapter_schema = versions.snapshot(adapter)
+
+
+def adapter_compatibility(row: Integration) -> versions.Compatibility:
+    """How ``row``'s recorded adapter version compares with the installed adapter."""
+    return versions.check(adapters.registry().get(row.adapter), row.adapter_version,
+                          row.adapter_schema)
+
+
 def get(session: Session, tenant_id: str, name: str, *, lock: bool = False) -> Integration:
-    """The tenant's integration called ``name``, whatever its status. Raises NotFound."""
+    """The tenant's integration called ``name``, active or disabled (a deleted one is
+    gone for every caller). Raises NotFound."""
     query = select(Integration).where(Integration.tenant_id == tenant_id,
-                                      Integration.name == name)
+                                      Integration.name == name,
+                                      Integration.status != "deleted")
     if lock:
         query = query.with_for_update()
     row = session.scalars(query).one_or_none()
@@ -129,7 +153,7 @@ def get(session: Session, tenant_id: str, name: str, *, lock: bool = False) -> I
 
 def get_by_id(session: Session, tenant_id: str, integration_id: uuid.UUID) -> Integration:
     row = session.get(Integration, integration_id)
-    if row is None or row.tenant_id != tenant_id:
+    if row is None or row.tenant_id != tenant_id or row.status == "deleted":
         raise NotFound(f"no integration {integration_id} for tenant {tenant_id!r}")
     return row
 
@@ -143,8 +167,10 @@ def get_active(session: Session, tenant_id: str, name: str) -> Integration:
 
 
 def list_for_tenant(session: Session, tenant_id: str | None = None) -> list[Integration]:
-    """Integrations of one tenant (or of every tenant, for operators), by tenant and name."""
-    query = select(Integration).order_by(Integration.tenant_id, Integration.name)
+    """Integrations of one tenant (or of every tenant, for operators), by tenant and name;
+    deleted ones are left out."""
+    query = select(Integration).where(Integration.status != "deleted") \
+        .order_by(Integration.tenant_id, Integration.name)
     if tenant_id is not None:
         query = query.where(Integration.tenant_id == tenant_id)
     return list(session.scalars(query))
@@ -163,8 +189,34 @@ def update(session: Session, tenant_id: str, name: str, **changes: Any) -> Integ
             "rate_limit_per_hour", "rate_limit_per_day", "priority", "cost_per_call")},
     )
     _validate(merged)
+    adapter_changed = changes.get("adapter", row.adapter) != row.adapter
     for field_name, value in changes.items():
         setattr(row, field_name, value)
+    if adapter_changed:
+        record_adapter_version(row)
+    return row
+
+
+def accept_adapter_version(session: Session, tenant_id: str, name: str) -> Integration:
+    """Record the installed adapter's version and schemas on the integration, after an
+    operator checked a flagged change (``hub integrations upgrade``). Raises NotFound."""
+    row = get(session, tenant_id, name, lock=True)
+    record_adapter_version(row)
+    return row
+
+
+def retire(session: Session, tenant_id: str, name: str) -> Integration:
+    """Delete an integration: its row stays (status ``deleted``, credentials erased) so
+    audit rows, usage and dead letters keep naming it; its name is free again. Its
+    cached answers and stored idempotent results go; integrations that fell back to
+    it lose their fallback. Raises NotFound."""
+    row = get(session, tenant_id, name, lock=True)
+    row.status, row.deleted_at, row.credentials = "deleted", utcnow(), None
+    session.execute(sql_update(Integration).where(Integration.fallback_integration_id == row.id)
+                    .values(fallback_integration_id=None))
+    session.execute(delete(CacheEntry).where(CacheEntry.integration_id == row.id))
+    session.execute(delete(CallResult).where(CallResult.integration_id == row.id))
+    session.flush()
     return row
 
 
@@ -179,6 +231,7 @@ def change(services: Services, tenant_id: str, name: str, **changes: Any) -> Int
 
 
 def set_status(session: Session, tenant_id: str, name: str, status: str) -> Integration:
+    """Enable or disable an integration. Raises NotFound, ValidationError."""
     if status not in ("active", "disabled"):
         raise ValidationError(f"unknown status {status!r}")
     row = get(session, tenant_id, name, lock=True)
@@ -218,6 +271,8 @@ def describe(row: Integration) -> dict[str, Any]:
     """A JSON-able view of an integration for operators; never includes credentials."""
     return {
         "id": str(row.id), "tenant": row.tenant_id, "name": row.name, "adapter": row.adapter,
+        "adapter_version": row.adapter_version,
+        "adapter_compat": adapter_compatibility(row).as_dict(),
         "base_url": row.base_url, "auth_type": row.auth_type, "config": row.config,
         "status": row.status, "health_status": row.health_status,
         "has_credentials": bool(row.credentials),

@@ -1,5 +1,6 @@
 """Registers every command group on the root ``hub`` group (one line per module)."""
 
+from hub.cli import adapters as _adapters  # noqa: F401
 from hub.cli import cache as _cache  # noqa: F401
 from hub.cli import db as _db  # noqa: F401
 from hub.cli import deliveries as _deliveries  # noqa: F401

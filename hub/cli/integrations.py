@@ -10,10 +10,12 @@ import click
 
 from hub.calls import integrations as registry
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx, read_json_stdin
+from hub.ops import deletion
 from hub.platform.db import transaction
 from hub.platform.models import AUTH_TYPES
 
-LIST_COLUMNS = ("tenant", "name", "adapter", "auth_type", "status", "health_status", "base_url")
+LIST_COLUMNS = ("tenant", "name", "adapter", "auth_type", "status", "health_status", "base_url",
+                "adapter_check")
 
 
 def _json_object(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
@@ -78,6 +80,8 @@ def list_(ctx: CliContext, tenant: str | None) -> None:
     """List integrations."""
     with ctx.services.sessions() as session:
         rows = [registry.describe(r) for r in registry.list_for_tenant(session, tenant)]
+    for row in rows:
+        row["adapter_check"] = row["adapter_compat"]["summary"]
     emit(ctx, rows, columns=LIST_COLUMNS)
 
 
@@ -144,6 +148,35 @@ def update(ctx: CliContext, tenant: str, name: str, base_url: str | None,
         raise click.UsageError("nothing to change: give at least one option")
     described = registry.describe(registry.change(ctx.services, tenant, name, **changes))
     emit(ctx, described, text=f"integration {tenant}/{name} updated")
+
+
+@integrations.command()
+@click.option("--tenant", required=True)
+@click.option("--name", required=True)
+@json_option
+@pass_ctx
+def upgrade(ctx: CliContext, tenant: str, name: str) -> None:
+    """Accept the installed adapter's version for an integration (after checking a change
+    `list` flags): records its version and param schemas."""
+    with transaction(ctx.services.sessions) as session:
+        described = registry.describe(registry.accept_adapter_version(session, tenant, name))
+    emit(ctx, described, text=f"integration {tenant}/{name} now records adapter "
+                              f"{described['adapter']} {described['adapter_version']}")
+
+
+@integrations.command()
+@click.option("--tenant", required=True)
+@click.option("--name", required=True)
+@click.option("--force", is_flag=True,
+              help="Delete even while calls are queued for it (they fail with NOT_FOUND).")
+@json_option
+@pass_ctx
+def delete(ctx: CliContext, tenant: str, name: str, force: bool) -> None:
+    """Delete an integration; its audit rows, usage and dead letters are kept. Refused
+    while calls are queued for it, unless --force."""
+    done = deletion.delete_integration(ctx.services, tenant, name, force=force)
+    emit(ctx, done, text=f"integration {tenant}/{name} deleted "
+                         f"({done['cancelled_retries']} waiting retries cancelled)")
 
 
 @cli.group()

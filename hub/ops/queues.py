@@ -1,12 +1,15 @@
 """How many messages wait in the broker's queues (a Redis broker, as kombu lays it out).
 
-Read by the web app's ``/metrics`` (hub_queue_messages) and by beat's webhook
+Read by the web app's ``/metrics`` (hub_queue_messages), by beat's webhook
 sweeper, which leaves pending events to a backlogged queue instead of adding
-copies. Only for a Redis broker: other brokers report "unknown" (None).
+copies, and by ``hub integrations delete``, which looks for calls still queued for
+the integration. Only for a Redis broker: other brokers report "unknown" (None).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from collections.abc import Sequence
 
@@ -57,3 +60,42 @@ def waiting(settings: Settings, name: str) -> int | None:
         return None
     finally:
         broker.close()
+
+
+#: Messages read per LRANGE while looking for an integration's queued calls.
+SCAN_CHUNK = 1000
+
+
+def call_target(raw: bytes | str) -> tuple[str, str] | None:
+    """``(tenant, integration)`` of a queued ``hub.call`` or ``hub.<adapter>.<operation>``
+    message as kombu's Redis transport stores it (Celery message protocol 2: a JSON
+    envelope whose base64 body is ``[args, kwargs, embed]``); None for anything else."""
+    try:
+        envelope = json.loads(raw)
+        task = str(envelope.get("headers", {}).get("task", ""))
+        if not (task == "hub.call" or (task.startswith("hub.") and task.count(".") == 2)):
+            return None
+        args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    tenant = kwargs.get("tenant", args[0] if len(args) > 0 else None)
+    integration = kwargs.get("integration", args[1] if len(args) > 1 else None)
+    if tenant is None or integration is None:
+        return None
+    return str(tenant), str(integration)
+
+
+def count_calls_for(broker: redis.Redis, queues: Sequence[str], tenant: str,
+                    integration: str) -> int:
+    """Calls for ``tenant``'s ``integration`` waiting in ``queues`` (every priority).
+    Reads the lists in chunks; a message taken meanwhile is simply not counted."""
+    wanted = (tenant, integration)
+    found = 0
+    for queue in queues:
+        for priority in KOMBU_PRIORITY_STEPS:
+            key = queue if priority == 0 else f"{queue}{KOMBU_PRIORITY_SEPARATOR}{priority}"
+            start = 0
+            while chunk := broker.lrange(key, start, start + SCAN_CHUNK - 1):
+                found += sum(1 for raw in chunk if call_target(raw) == wanted)
+                start += SCAN_CHUNK
+    return found

@@ -43,7 +43,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-INTEGRATION_STATUSES = ("active", "disabled")
+INTEGRATION_STATUSES = ("active", "disabled", "deleted")
 HEALTH_STATUSES = ("unknown", "healthy", "degraded")
 AUTH_TYPES = (
     "none", "api_key", "bearer", "basic", "oauth2_client_credentials", "oauth2_refresh",
@@ -85,7 +85,10 @@ TENANT = String(64)
 class Integration(Base):
     __tablename__ = "integrations"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "name"),
+        # A deleted integration keeps its row (audit rows, usage and dead letters still
+        # name it) and frees its name for a new one.
+        Index("uq_integrations_tenant_id_name", "tenant_id", "name", unique=True,
+              postgresql_where=text("status <> 'deleted'")),
         CheckConstraint(_in("status", INTEGRATION_STATUSES), name="status"),
         CheckConstraint(_in("health_status", HEALTH_STATUSES), name="health_status"),
         CheckConstraint(_in("auth_type", AUTH_TYPES), name="auth_type"),
@@ -95,6 +98,10 @@ class Integration(Base):
     tenant_id: Mapped[str] = mapped_column(TENANT, nullable=False)
     name: Mapped[str] = mapped_column(String(128), nullable=False)
     adapter: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: The adapter's version and its operations' param schemas when the integration
+    #: was created (or last upgraded): see hub.adapters.versions.
+    adapter_version: Mapped[str | None] = mapped_column(String(32))
+    adapter_schema: Mapped[dict[str, Any] | None] = mapped_column()
     base_url: Mapped[str] = mapped_column(Text, nullable=False)
     config: Mapped[dict[str, Any]] = mapped_column(nullable=False, server_default=text("'{}'"))
     auth_type: Mapped[str] = mapped_column(String(32), nullable=False, server_default="none")
@@ -113,6 +120,7 @@ class Integration(Base):
                                                    server_default="0")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def __repr__(self) -> str:
         # credentials deliberately left out: even encrypted, they do not belong in logs.

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import time
 
+from sqlalchemy import select
+
 from hub.calls import integrations
 from hub.ops import healthchecks
+from hub.platform.models import Integration
 from tests.calls.fake_provider import Reply
 
 
@@ -55,3 +58,22 @@ def test_probe_error_never_shows_a_query_key(services, tenant, provider, make_in
     report = probe.probe(services, tenant, "weather")
     assert not report["ok"] and "appid=" in report["error"]
     assert provider.api_key not in json.dumps(report)
+
+
+def test_one_broken_integration_does_not_stop_the_checks_of_the_others(services, sessions, tenant,
+                                                                        provider, make_integration):
+    with sessions() as session, session.begin():
+        # An adapter uninstalled after registration (``add`` refuses unknown ones).
+        session.add(Integration(tenant_id=tenant, name="a-orphan", adapter="uninstalled",
+                                base_url=provider.url))
+    make_integration("b-fine", config={"health_path": "/public/health"})
+
+    reports = {r["integration"]: r for r in healthchecks.check_all(services)
+               if r["tenant"] == tenant}
+
+    assert reports["a-orphan"]["ok"] is False and "uninstalled" in reports["a-orphan"]["error"]
+    assert reports["b-fine"]["health_status"] == "healthy"
+    with sessions() as session:
+        fine = session.scalars(select(Integration).where(Integration.tenant_id == tenant,
+                                                         Integration.name == "b-fine")).one()
+        assert fine.health_status == "healthy"
