@@ -37,7 +37,7 @@ from hub.calls.auth.base import AuthStrategy
 from hub.calls.breaker import breaker_for
 from hub.calls.quotas import ProviderHold, QuotaLimiter
 from hub.calls.retry import RetryPolicy, is_retryable_status, parse_retry_after
-from hub.platform import deadletters, events, metrics, redaction, scheduler
+from hub.platform import deadletters, events, metrics, pgtext, redaction, scheduler
 from hub.platform.errors import (
     AuthError,
     CircuitOpen,
@@ -168,16 +168,21 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
                  task_id: str | None = None) -> CallOutcome:
     """Run one attempt of ``request``. Never raises a HubError: failures are outcomes.
 
-    ``attempt`` is the caller's count (Celery retries + 1); with a ``task_id`` the
-    audit rows of earlier failed attempts of that task are counted too, so a retry
-    resent from PostgreSQL keeps its number.
+    ``attempt`` is how many times the caller has run this call (Celery retries + 1),
+    waits for a quota or a busy idempotency key included. With a ``task_id`` the
+    attempt number is counted from the task's audited attempts instead (a retry
+    resent from PostgreSQL keeps its number, a wait is no attempt: issue 9 item 7);
+    ``attempt`` then only bounds the retries of internal errors, which are not
+    audited.
     """
     try:
+        check_input(request)
         with services.sessions() as session:
             target = resolve(session, request)
             prior = failed_attempts(session, task_id)
         params = validate_params(target, request.params)
-        run = Attempt(replace(request, params=params), target, max(attempt, prior + 1), task_id)
+        number = prior + 1 if task_id is not None else attempt
+        run = Attempt(replace(request, params=params), target, number, task_id)
         return _run(services, run)
     except HubError as exc:
         return CallOutcome("failed", error=exc, attempt=attempt)
@@ -232,6 +237,37 @@ def _through_provider(services: Services, run: Attempt) -> CallOutcome:
 
 
 # --- resolve and validate -----------------------------------------------------------
+
+#: Longest identifiers, as long as the columns that store them (models.py).
+IDENTIFIER_LIMITS: dict[str, int | None] = {
+    "tenant": getattr(IntegrationLog.tenant_id.type, "length", None),
+    "integration": getattr(Integration.name.type, "length", None),
+    "operation": getattr(IntegrationLog.operation.type, "length", None),
+    "idempotency_key": getattr(IntegrationLog.idempotency_key.type, "length", None),
+}
+
+
+def check_input(request: CallRequest) -> None:
+    """Refuse input no retry can fix, before it reaches PostgreSQL: identifiers that
+    are not non-empty strings, are longer than their column, or hold what PostgreSQL
+    cannot store (a NUL character, a lone surrogate), and params holding the latter.
+
+    Raises ValidationError naming the field, never quoting its value.
+    """
+    for name, limit in IDENTIFIER_LIMITS.items():
+        value = getattr(request, name)
+        if name == "idempotency_key" and value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise ValidationError(f"{name} must be a non-empty string")
+        if limit is not None and len(value) > limit:
+            raise ValidationError(f"{name} is longer than {limit} characters")
+        if not pgtext.storable(value):
+            raise ValidationError(f"{name} contains a NUL character or a lone surrogate")
+    refused = pgtext.refused_field(request.params, "params")
+    if refused is not None:
+        raise ValidationError(f"{refused} contains a NUL character or a lone surrogate")
+
 
 def resolve(session: Session, request: CallRequest) -> Target:
     """The tenant's active integration and its adapter operation.

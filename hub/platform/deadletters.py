@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from hub.platform import events
+from hub.platform import events, pgtext
 from hub.platform.db import on_commit
 from hub.platform.models import DEAD_LETTER_ORIGINS, DeadLetter
 from hub.platform.scheduler import utcnow
@@ -22,6 +22,8 @@ TRACEBACK_LIMIT = 4000
 #: Published (besides ``dead_letter.added``) for work whose failure a person must
 #: hear about at once (seed 003: "notify supervisor"), e.g. a transaction commit.
 ALERT_EVENT = "supervisor.alert"
+SANITISED_NOTE = (" [stored with characters PostgreSQL refuses replaced by U+FFFD and "
+                  "over-long identifiers cut]")
 
 
 def record(session: Session, *, origin: str, task_name: str, kwargs: dict[str, Any],
@@ -32,22 +34,36 @@ def record(session: Session, *, origin: str, task_name: str, kwargs: dict[str, A
     """Add a dead letter to ``session`` (flushed, not committed) and return it.
 
     ``kwargs``, ``error`` and ``traceback`` must already be free of secrets: task
-    kwargs carry ids and plain JSON only (CONVENTIONS habit 3). Raises ValueError
-    for an unknown origin.
+    kwargs carry ids and plain JSON only (CONVENTIONS habit 3). Whatever they hold,
+    the letter is stored: characters PostgreSQL refuses (NUL, lone surrogates) are
+    replaced by U+FFFD and over-long identifiers cut to their column, the rest kept
+    as it is, and the error says so (issue 9 item 7: the work that failed on bad
+    input must not be lost a second time). Raises ValueError for an unknown origin.
     """
     if origin not in DEAD_LETTER_ORIGINS:
         raise ValueError(f"unknown dead-letter origin {origin!r}")
     now = utcnow()
-    row = DeadLetter(
-        origin=origin, task_name=task_name, task_id=task_id, args=args or [], kwargs=kwargs,
-        tenant_id=tenant_id, integration=integration, endpoint_id=endpoint_id,
-        error_code=error_code, error=error,
-        traceback=traceback[-TRACEBACK_LIMIT:] if traceback else None,
-        attempts=attempts, first_failed_at=now, last_failed_at=now,
-    )
+    fields = _storable(task_name=task_name, task_id=task_id, args=args or [], kwargs=kwargs,
+                       tenant_id=tenant_id, integration=integration, error_code=error_code,
+                       error=error, traceback=traceback[-TRACEBACK_LIMIT:] if traceback
+                       else None)
+    row = DeadLetter(origin=origin, endpoint_id=endpoint_id, attempts=attempts,
+                     first_failed_at=now, last_failed_at=now, **fields)
     session.add(row)
     session.flush()
     return row
+
+
+def _storable(**fields: Any) -> dict[str, Any]:
+    """``fields`` as PostgreSQL can store them (see :func:`record`)."""
+    stored = {name: pgtext.sanitise(value) for name, value in fields.items()}
+    for name, value in stored.items():
+        limit = getattr(getattr(DeadLetter, name).type, "length", None)
+        if isinstance(value, str) and limit is not None and len(value) > limit:
+            stored[name] = value[:limit]
+    if stored != fields:
+        stored["error"] = (stored["error"] or "") + SANITISED_NOTE
+    return stored
 
 
 def announcement(row: DeadLetter) -> dict[str, Any]:

@@ -177,8 +177,13 @@ def test_exhausted_call_is_dead_lettered_then_replayed(worker, celery_app, clien
     assert (row.origin, row.task_name, row.error_code, row.attempts) == \
         ("call", "hub.call", "UPSTREAM_ERROR", 2)
     assert row.kwargs["params"] == {"path": "/v1/down", "json": {"x": 1}}
-    event = _wait(lambda: pubsub.get_message(timeout=0.1), "dead_letter.added event")
-    assert json.loads(event["data"])["data"]["task_id"] == result.id
+
+    def ours():  # type: ignore[no-untyped-def]
+        # Channels are global to the Redis server: other test runs publish on it too.
+        message = pubsub.get_message(timeout=0.1)
+        return message and json.loads(message["data"])["data"]["task_id"] == result.id
+
+    _wait(ours, "dead_letter.added event")
     pubsub.close()
     with sessions() as s:
         dead_rows = s.scalars(select(IntegrationLog.outcome).where(
@@ -200,3 +205,63 @@ def test_exhausted_call_is_dead_lettered_then_replayed(worker, celery_app, clien
     assert provider.hits("/v1/down") == 3
     with sessions() as s:
         assert letter().replayed_at is not None
+
+
+@pytest.mark.parametrize("field, value", [
+    ("tenant", "\x00"), ("integration", "crm\x00"), ("operation", "po\ud800st"),
+    ("idempotency_key", "order\x00-1"), ("params", {"path": "/v1/x", "json": {"n": "\ud800"}}),
+    ("params", {"path": "/v1/x", "json": {"a\x00b": 1}}), ("tenant", "t" * 65)])
+def test_input_postgresql_cannot_store_is_a_validation_error_at_once(
+        worker, client_app, sessions, tenant, provider, make_integration, field, value):
+    # Issue 9 item 7: a NUL in the tenant was retried 5 times as an internal error.
+    make_integration("crm")
+    kwargs = {"tenant": tenant, "integration": "crm", "operation": "post",
+              "params": {"path": "/v1/x"}}
+    kwargs[field] = tenant + value if field == "tenant" and len(value) == 1 else value
+    result = client_app.send_task("hub.call", kwargs=kwargs)
+
+    with pytest.raises(Exception) as caught:
+        result.get(timeout=TIMEOUT)
+
+    error = caught.value.args[0]["error"]
+    assert error["code"] == "VALIDATION_ERROR", error
+    assert field in error["message"] and "\x00" not in error["message"]
+    assert provider.hits() == 0
+    with sessions() as s:
+        assert s.scalars(select(DeadLetter).where(DeadLetter.task_id == result.id)).all() == []
+        assert s.scalars(select(IntegrationLog).where(
+            IntegrationLog.task_id == result.id)).all() == []
+
+
+def test_waiting_on_a_busy_idempotency_key_is_no_attempt(worker, client_app, sessions,
+                                                          monkeypatch, tenant, provider,
+                                                          make_integration):
+    # Issue 9 item 7: each poll of a busy key was a Celery retry counted as an attempt
+    # (a call that waited reported "attempts: 41").
+    from hub.calls import idempotency, pipeline
+
+    row = make_integration("payments")
+    key = idempotency.Key(tenant, row.id, "order-7")
+    assert idempotency.claim(sessions, key, operation="post", task_id="another-task",
+                             stale_after=3600).state == "owned"
+    polls: list[int] = []
+    real_wait = idempotency.wait
+
+    def counted_wait(*args, **kwargs):  # type: ignore[no-untyped-def]
+        polls.append(1)
+        return real_wait(*args, **kwargs)
+
+    # The embedded worker runs in this process: short waits, counted.
+    monkeypatch.setattr(idempotency, "wait", counted_wait)
+    monkeypatch.setattr(pipeline, "IDEMPOTENCY_WAIT", 0.05)
+    monkeypatch.setattr(pipeline, "IDEMPOTENCY_RECHECK", 0.05)
+    result = _call(client_app, tenant, "payments", "post", {"path": "/v1/charges"},
+                   idempotency_key="order-7")
+    _wait(lambda: len(polls) >= 4, "four polls of the busy key")
+    with sessions() as s, s.begin():  # the other task gave up: the key is free
+        idempotency.release(s, key, "another-task")
+
+    envelope = result.get(timeout=TIMEOUT)
+
+    assert envelope["ok"] and envelope["attempts"] == 1
+    assert provider.hits("/v1/charges") == 1

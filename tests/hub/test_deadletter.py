@@ -40,3 +40,34 @@ def test_dry_run_sends_nothing_and_lists_matches(sessions, tenant):
                        queue="replay", dry_run=True)
     assert dispatcher.sent == [] and sorted(v["id"] for v in shown) == sorted(map(str, ids))
     assert all(v["replayed_at"] is None for v in shown)
+
+
+def test_a_dead_letter_is_stored_whatever_it_holds(services, sessions, tenant):
+    # Issue 9 item 7: a NUL in the recorded content made the dead letter itself fail
+    # to save (DataError), losing the work a second time.
+    kwargs = {"tenant": f"{tenant}\x00", "params": {"note\x00": "a\ud800b", "n": 1},
+              "idempotency_key": None}
+    letter_id = deadletters.record_and_announce(
+        services, origin="call", task_name="hub.call", kwargs=kwargs, tenant_id=f"{tenant}\x00",
+        integration="crm\ud800" + "x" * 200, error_code="INTERNAL_ERROR",
+        error="bad \x00 input", attempts=5, task_id="task-1", traceback="line\ud800")
+
+    with sessions() as session:
+        row = dlq.get(session, letter_id)
+    assert row.kwargs == {"tenant": f"{tenant}\ufffd", "idempotency_key": None,
+                          "params": {"note\ufffd": "a\ufffdb", "n": 1}}
+    assert row.tenant_id == f"{tenant}\ufffd" and row.attempts == 5
+    assert row.integration == ("crm\ufffd" + "x" * 200)[:128]
+    assert row.error.startswith("bad \ufffd input [stored with characters PostgreSQL refuses")
+    assert (row.traceback, row.task_id, row.error_code) == ("line\ufffd", "task-1",
+                                                            "INTERNAL_ERROR")
+
+
+def test_a_clean_dead_letter_is_stored_as_given(services, sessions, tenant):
+    kwargs = {"tenant": tenant, "params": {"note": "caf\u00e9 \u2603", "list": [1, "x"]}}
+    letter_id = deadletters.record_and_announce(
+        services, origin="call", task_name="hub.call", kwargs=kwargs, tenant_id=tenant,
+        integration="crm", error_code="TIMEOUT", error="timed out", attempts=5)
+    with sessions() as session:
+        row = dlq.get(session, letter_id)
+    assert (row.kwargs, row.error, row.integration) == (kwargs, "timed out", "crm")
