@@ -51,6 +51,8 @@ class Attempt:
     reached_provider: bool = False
     secrets: Iterable[str] = field(default_factory=tuple)
     sensitive_fields: Iterable[str] = field(default_factory=tuple)
+    failover_from: str | None = None
+    failover_reason: str | None = None
 
 
 def estimated_cost(outcome: str, reached_provider: bool, cost_per_call: Decimal) -> Decimal:
@@ -79,6 +81,8 @@ def write(session: Session, attempt: Attempt, *, cost_per_call: Decimal = Decima
         error=_error(attempt.error, secrets), attempt=attempt.attempt,
         task_id=attempt.task_id, idempotency_key=attempt.idempotency_key,
         duration_ms=attempt.duration_ms, started_at=attempt.started_at,
+        failover_from=attempt.failover_from,
+        failover_reason=_error(attempt.failover_reason, secrets),
         estimated_cost=estimated_cost(attempt.outcome, attempt.reached_provider,
                                       cost_per_call),
     )

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from hub import adapters
 from hub.adapters import transform
 from hub.adapters.base import Adapter, IntegrationView, Operation, OutboundRequest
-from hub.calls import audit, auth, cache, http, idempotency, integrations
+from hub.calls import audit, auth, cache, failover, http, idempotency, integrations
 from hub.calls.auth.base import AuthStrategy
 from hub.calls.breaker import breaker_for
 from hub.calls.quotas import ProviderHold, QuotaLimiter
@@ -152,6 +152,10 @@ class Attempt:
     #: The idempotency key, under the integration the caller named (a fallback
     #: serving the call stores its result there too).
     key: idempotency.Key | None = None
+    #: Integrations of this call that did not serve it, and why (failover).
+    skipped: list[failover.Skip] = field(default_factory=list)
+    #: The fallbacks of the integration the caller named, read on first need.
+    candidates: failover.Candidates | None = None
 
     def __post_init__(self) -> None:
         if self.key is None and self.request.idempotency_key:
@@ -215,20 +219,29 @@ def _run(services: Services, run: Attempt) -> CallOutcome:
 
 def _run_claimed(services: Services, run: Attempt) -> CallOutcome:
     try:
-        return _through_provider(services, run)
-    except CircuitOpen as exc:
-        fallback = _fallback(services, run)
-        if fallback is None:
-            return _fail(services, run, exc, outcome="circuit_open")
-        return _run_claimed(services, fallback)
+        outcome = _through_provider(services, run)
     except HubError as exc:
-        return _fail(services, run, exc)
+        served = _fail_over(services, run, exc)
+        if served is not None:
+            return served
+        return _fail(services, run, exc,
+                     outcome="circuit_open" if isinstance(exc, CircuitOpen) else "failed")
+    if outcome.status != "success" and isinstance(outcome.error, RateLimited):
+        # Our own quota for it is spent (check_quota audited it): the next one may serve.
+        return _fail_over(services, run, outcome.error, audited=True) or outcome
+    return outcome
 
 
 def _through_provider(services: Services, run: Attempt) -> CallOutcome:
     cached = _cache_lookup(services, run)
     if cached is not None:
         return cached
+    if run.target.row.health_status == failover.DEGRADED:
+        # Beat's health check found it failing: skip it without sending, but only for a
+        # healthy fallback (when all are degraded, the preferred one is still tried).
+        healthy = _next_attempt(services, run, "degraded", healthy_only=True)
+        if healthy is not None:
+            return _run_claimed(services, healthy)
     waiting = check_quota(services, run)
     if waiting is not None:
         return waiting
@@ -378,22 +391,67 @@ def _holds(services: Services) -> ProviderHold:
     return ProviderHold(services.redis, services.settings.redis_key("hold") + ":")
 
 
-# --- fallback --------------------------------------------------------------------------
+# --- failover -------------------------------------------------------------------------
 
-def _fallback(services: Services, run: Attempt) -> Attempt | None:
-    """The same call on the integration's fallback, once (a fallback's fallback is not
-    followed). None when there is none or it cannot serve the operation."""
-    row = run.target.row
-    if row.fallback_integration_id is None or run.request.integration != row.name:
+def _fail_over(services: Services, run: Attempt, exc: HubError, *,
+               audited: bool = False) -> CallOutcome | None:
+    """The call served (or failed) by the next integration of the failover chain
+    (:mod:`hub.calls.failover`), or None when ``exc`` is no reason to move on or no
+    integration is left. The failed attempt is audited here unless ``audited``."""
+    reason = failover.reason_for(exc)
+    if reason is None:
         return None
-    with services.sessions() as session:
-        other = integrations.get_by_id(session, row.tenant_id, row.fallback_integration_id)
-    if other.status != "active":
+    _scrub_error(exc, run.secrets)
+    nxt = _next_attempt(services, run, reason, exc.message)
+    if nxt is None:
         return None
-    adapter = adapters.get(other.adapter)
-    target = Target(other, adapter, adapter.operation(run.request.operation))
-    log.info("circuit of %s open; calling fallback %s", row.name, other.name)
-    return Attempt(run.request, target, run.number, run.task_id, key=run.key)
+    if not audited:
+        _record_skipped(services, run, exc, nxt.target.row.name)
+    return _run_claimed(services, nxt)
+
+
+def _next_attempt(services: Services, run: Attempt, reason: str, error: str | None = None, *,
+                  healthy_only: bool = False) -> Attempt | None:
+    """The call on the next integration to try, remembering why this one did not
+    serve; None when none is left (or, ``healthy_only``, no healthy one)."""
+    if run.candidates is None:
+        run.candidates = failover.Candidates(
+            services.sessions, run.target.row, lambda row: _serves(row, run.request))
+    tried = [run.target.row.id, *(s.integration_id for s in run.skipped)]
+    candidates = run.candidates
+    row = candidates.healthy_after(tried) if healthy_only else candidates.next(tried)
+    if row is None:
+        return None
+    adapter = adapters.get(row.adapter)
+    log.info("%s did not serve %s (%s); failing over to %s", run.target.row.name,
+             run.request.operation, reason, row.name)
+    skip = failover.Skip(run.target.row.id, run.target.row.name, reason, error)
+    return Attempt(run.request, Target(row, adapter, adapter.operation(run.request.operation)),
+                   run.number, run.task_id, key=run.key, skipped=[*run.skipped, skip],
+                   candidates=candidates)
+
+
+def _serves(row: Integration, request: CallRequest) -> bool:
+    """Whether ``row``'s adapter has the operation and accepts the call's params."""
+    try:
+        adapter = adapters.get(row.adapter)
+        adapter.validate(adapter.operation(request.operation), dict(request.params))
+    except HubError:
+        return False
+    return True
+
+
+def _record_skipped(services: Services, run: Attempt, exc: HubError, to: str) -> None:
+    """Audit and announce an attempt that failed over (no retry decision: the call
+    goes on with ``to``)."""
+    outcome = "circuit_open" if isinstance(exc, CircuitOpen) else "failed"
+    with services.sessions() as session, session.begin():
+        _write_audit(session, run, outcome, error=f"{exc.message}; failing over to {to}")
+    _publish(services, run, "request.failed", code=exc.code, error=exc.message,
+             retryable=exc.retryable, exhausted=False, failover_to=to)
+    _metric(exc.code.lower() if outcome == "failed" else outcome, run)
+    if isinstance(exc, CircuitOpen):
+        metrics.set_breaker_open(run.target.row.name, True)
 
 
 # --- cache ------------------------------------------------------------------------------
@@ -653,9 +711,12 @@ def _audit_failed_401(services: Services, run: Attempt, response: requests.Respo
 
 def _envelope(run: Attempt, status: int | None, data: Any, *, cached: bool,
               log_id: uuid.UUID | None) -> dict[str, Any]:
-    return {"ok": True, "status_code": status, "data": data, "cached": cached,
-            "integration": run.target.row.name, "operation": run.request.operation,
-            "attempts": run.number, "log_id": str(log_id) if log_id else None}
+    envelope = {"ok": True, "status_code": status, "data": data, "cached": cached,
+                "integration": run.target.row.name, "operation": run.request.operation,
+                "attempts": run.number, "log_id": str(log_id) if log_id else None}
+    if run.skipped:  # another integration served: say which did not, and why
+        envelope["failover"] = [s.as_dict() for s in run.skipped]
+    return envelope
 
 
 # --- audit, events, metrics --------------------------------------------------------------
@@ -685,6 +746,8 @@ def _write_audit(session: Any, run: Attempt, outcome: str, *, status_code: int |
         duration_ms=run.elapsed_ms(), reached_provider=resp is not None,
         secrets=run.secrets,
         sensitive_fields=tuple((run.target.row.config or {}).get("sensitive_fields", ())),
+        failover_from=run.request.integration if run.skipped else None,
+        failover_reason="; ".join(str(s) for s in run.skipped) or None,
     )
     return audit.write(session, attempt, cost_per_call=run.target.row.cost_per_call
                        or Decimal(0))

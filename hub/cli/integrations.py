@@ -54,9 +54,11 @@ def integrations() -> None:
 @click.option("--per-minute", type=click.IntRange(min=1))
 @click.option("--per-hour", type=click.IntRange(min=1))
 @click.option("--per-day", type=click.IntRange(min=1))
-@click.option("--priority", type=int, default=0, show_default=True)
+@click.option("--priority", type=int, default=0, show_default=True,
+              help="Order among fallbacks: higher is tried first.")
 @click.option("--cost-per-call", callback=_decimal, default="0", show_default=True)
-@click.option("--fallback", help="Name of the integration to use when this one's circuit is open.")
+@click.option("--fallback", help="Integration that serves a call this one cannot (timeout, "
+              "5xx, quota spent, open circuit, degraded health); its own fallback follows.")
 @json_option
 @pass_ctx
 def add(ctx: CliContext, tenant: str, name: str, adapter: str, base_url: str, auth_type: str,

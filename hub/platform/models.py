@@ -158,6 +158,10 @@ class IntegrationLog(Base):
                                                     server_default="0")
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
                                                  server_default=func.now())
+    #: On a fallback's row: the integration the caller named, and why it (and any
+    #: fallback before this one) did not serve, e.g. "geo-google: rate_limited (...)".
+    failover_from: Mapped[str | None] = mapped_column(String(128))
+    failover_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class CallResult(Base):

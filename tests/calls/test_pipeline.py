@@ -224,8 +224,8 @@ def test_call_metrics(services, tenant, provider, make_integration):
     assert b"hub_call_duration_seconds_bucket" in metrics.render()[0]
 
 
-def test_open_circuit_uses_the_fallback_integration(services, session, tenant, provider,
-                                                    make_integration):
+def test_a_5xx_then_an_open_circuit_use_the_fallback_integration(services, session, tenant,
+                                                                  provider, make_integration):
     from hub.calls.breaker import breaker_for
 
     make_integration("backup")
@@ -234,12 +234,18 @@ def test_open_circuit_uses_the_fallback_integration(services, session, tenant, p
         "breaker": {"failure_threshold": 1, "recovery_timeout": 60}})
     provider.script("/v1/geo", Reply(503))
     first = execute_call(services, CallRequest(tenant, "primary", "post", {"path": "/v1/geo"}))
-    assert first.status == "retry" and breaker_for(services, primary).state == "open"
+    assert first.status == "success" and first.result["integration"] == "backup"
+    assert [(f["integration"], f["reason"]) for f in first.result["failover"]] == [
+        ("primary", "server_error")]
+    assert breaker_for(services, primary).state == "open"
     served = execute_call(services, CallRequest(tenant, "primary", "post", {"path": "/v1/geo"}))
     assert served.status == "success" and served.result["integration"] == "backup"
-    assert provider.hits("/v1/geo") == 2
-    outcomes = [(r.integration_id, r.outcome) for r in _logs(session, tenant)]
-    assert outcomes[-1][1] == "success" and outcomes[-2][1] == "failed"
+    assert served.result["failover"][0]["reason"] == "circuit_open"
+    assert provider.hits("/v1/geo") == 3  # 503, backup, backup: the open circuit sent nothing
+    rows = _logs(session, tenant)
+    assert [r.outcome for r in rows] == ["failed", "success", "circuit_open", "success"]
+    assert rows[1].failover_from == "primary"
+    assert rows[1].failover_reason.startswith("primary: server_error (provider answered 503")
 
 
 def test_events_of_a_call(services, redis_client, tenant, provider, make_integration):
@@ -322,8 +328,7 @@ def test_an_idempotent_write_served_by_the_fallback_is_stored_under_the_called_k
         "breaker": {"failure_threshold": 1, "recovery_timeout": 60}})
     provider.script("/v1/pay", Reply(503))
     req = CallRequest(tenant, "primary", "post", {"path": "/v1/pay"}, idempotency_key="k-1")
-    assert execute_call(services, req, task_id="t-1").status == "retry"  # opens the circuit
-    served = execute_call(services, req, task_id="t-1")
+    served = execute_call(services, req, task_id="t-1")  # 503, then the fallback
     assert served.status == "success" and served.result["integration"] == "backup"
     again = execute_call(services, req, task_id="t-2")  # a later call with the same key
     assert again.status == "success" and again.result == served.result
