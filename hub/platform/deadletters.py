@@ -76,10 +76,15 @@ def announcement(row: DeadLetter) -> dict[str, Any]:
 
 def alert_payload(row: DeadLetter) -> dict[str, Any]:
     """The ``integration.supervisor.alert`` payload of ``row``: what failed, why, and the
-    dead letter to look at (ids and codes; never the kwargs' other values)."""
-    operation = row.kwargs.get("operation") or row.task_name.rsplit(".", 1)[-1]
+    dead letter to look at; ``ids`` are the params named ``*_id`` (of hub.call's
+    ``params`` too), never the other values."""
+    kwargs = row.kwargs
+    nested = kwargs.get("params")
+    params: dict[str, Any] = nested if isinstance(nested, dict) else {}
+    ids = {k: v for k, v in {**kwargs, **params}.items() if k.endswith("_id")}
+    operation = kwargs.get("operation") or row.task_name.rsplit(".", 1)[-1]
     return {**announcement(row), "operation": operation, "error": row.error,
-            "attempts": row.attempts, "dead_letter_id": str(row.id)}
+            "attempts": row.attempts, "dead_letter_id": str(row.id), "ids": ids}
 
 
 def announce_after_commit(session: Session, publisher: events.EventBus,
