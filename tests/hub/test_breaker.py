@@ -62,7 +62,8 @@ def fail_with(exc):
 
 
 def test_opened_in_another_process_is_open_here_then_recovers(services, tenant):
-    row = make(services, tenant, failure_threshold=3, recovery_timeout=3)
+    # The recovery timeout must outlast the other process's start-up on a loaded machine.
+    row = make(services, tenant, failure_threshold=3, recovery_timeout=8)
     out = subprocess.run([sys.executable, "-c", _OTHER_PROCESS, tenant, "3"],
                          capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "open"
@@ -73,9 +74,9 @@ def test_opened_in_another_process_is_open_here_then_recovers(services, tenant):
     with pytest.raises(CircuitOpen) as info:
         breaker.call(lambda: calls.append(1))
     assert calls == [] and info.value.code == "CIRCUIT_OPEN"
-    assert 0 < info.value.details["retry_after"] <= 3
+    assert 0 < info.value.details["retry_after"] <= 8
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             assert breaker_for(services, row).call(lambda: "ok") == "ok"

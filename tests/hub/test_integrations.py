@@ -96,7 +96,8 @@ def test_describe_never_includes_credentials(sessions, tenant, vault):
     assert "sk_1" not in repr(described) and row.credentials not in repr(described)
 
 
-def _next_event(pubsub, deadline_s=5.0):
+def _next_event(pubsub, tenant, deadline_s=5.0):
+    """The next event of ``tenant`` (channels are shared by every test run on this Redis)."""
     import json
     import time
 
@@ -104,7 +105,9 @@ def _next_event(pubsub, deadline_s=5.0):
     while time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.2)
         if message and message["type"] == "message":
-            return json.loads(message["data"])
+            event = json.loads(message["data"])
+            if event["tenant"] == tenant:
+                return event
     return None
 
 
@@ -114,10 +117,10 @@ def test_register_announces_once_committed_and_not_when_refused(services, tenant
     pubsub.get_message(timeout=1)
     try:
         row = integrations.register(services, _spec(tenant))
-        announced = _next_event(pubsub)
+        announced = _next_event(pubsub, tenant)
         with pytest.raises(Conflict):
             integrations.register(services, _spec(tenant))
-        again = _next_event(pubsub, deadline_s=1.0)
+        again = _next_event(pubsub, tenant, deadline_s=1.0)
     finally:
         pubsub.close()
 
