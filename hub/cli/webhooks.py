@@ -22,6 +22,14 @@ def _read_secret() -> str:
     return secret
 
 
+def _locator(what: str, header: str | None, path: str | None) -> dict[str, str] | None:
+    if header and path:
+        raise click.UsageError(f"--{what}-header and --{what}-path exclude each other")
+    if header:
+        return {"header": header}
+    return {"path": path} if path else None
+
+
 @cli.group()
 def webhooks() -> None:
     """Inbound webhook endpoints: add, list, show, disable, enable, rotate-secret."""
@@ -43,18 +51,25 @@ def webhooks() -> None:
 @click.option("--encoding", type=click.Choice(ENCODINGS), help="hmac-sha256 digest encoding.")
 @click.option("--prefix", help="hmac-sha256 signature prefix, e.g. sha256=.")
 @click.option("--rate-limit", type=click.IntRange(min=1), help="Requests per minute.")
+@click.option("--id-header", help="Header holding the sender's event id (deduplication).")
+@click.option("--id-path", help="JMESPath to the event id in the JSON body, e.g. data.id.")
+@click.option("--type-header", help="Header holding the event type.")
+@click.option("--type-path", help="JMESPath to the event type in the JSON body, e.g. type.")
 @json_option
 @pass_ctx
 def add(ctx: CliContext, tenant: str, source: str, scheme: str, secret_stdin: bool,
         tolerance: int, allow_ips: tuple[str, ...], event_types: tuple[str, ...],
         header: str | None, encoding: str | None, prefix: str | None,
-        rate_limit: int | None) -> None:
+        rate_limit: int | None, id_header: str | None, id_path: str | None,
+        type_header: str | None, type_path: str | None) -> None:
     """Register an endpoint and print its id, token and URL."""
     spec = endpoints.EndpointSpec(
         tenant=tenant, source=source, scheme=scheme,
         secrets=[_read_secret()] if secret_stdin else None, tolerance=tolerance,
         allowed_ips=allow_ips, event_types=event_types, rate_limit_per_minute=rate_limit,
-        config={"header": header, "encoding": encoding, "prefix": prefix})
+        config={"header": header, "encoding": encoding, "prefix": prefix,
+                "event_id": _locator("id", id_header, id_path),
+                "event_type": _locator("type", type_header, type_path)})
     with transaction(ctx.services.sessions) as session:
         created = endpoints.create(session, ctx.services.vault, ctx.settings, spec)
     document: dict[str, Any] = {"id": str(created.id), "token": created.token,

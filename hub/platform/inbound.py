@@ -33,8 +33,36 @@ class InboundEvent:
         return f"{self.source}.{self.event_type}"
 
 
+#: Google's push notification headers (developers.google.com/drive/api/guides/push,
+#: "Understand notification message format") and the payload field of each.
+GOOGLE_PUSH_HEADERS = {
+    "x-goog-channel-id": "channel_id", "x-goog-message-number": "message_number",
+    "x-goog-resource-state": "resource_state", "x-goog-resource-id": "resource_id",
+    "x-goog-resource-uri": "resource_uri", "x-goog-changed": "changed",
+    "x-goog-channel-expiration": "channel_expiration",
+}
+
+
+def google_push_payload(headers: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A Google push notification as data: it says everything in headers and nothing
+    in its (empty) body. None when ``headers`` are not a Google notification's."""
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    if "x-goog-channel-id" not in lowered:
+        return None
+    payload: dict[str, Any] = {field: lowered[name] for name, field in
+                               GOOGLE_PUSH_HEADERS.items() if name in lowered}
+    if "changed" in payload:  # "content,properties": what changed in an update
+        payload["changed"] = [c.strip() for c in payload["changed"].split(",") if c.strip()]
+    return payload
+
+
 def parse_body(body: bytes, headers: Mapping[str, Any]) -> Any:
-    """The event body as JSON, form fields (Slack, some legacy senders) or text."""
+    """The event body as JSON, form fields (Slack, some legacy senders) or text; an
+    empty Google push notification as its headers' data (:func:`google_push_payload`)."""
+    if not body.strip():
+        pushed = google_push_payload(headers)
+        if pushed is not None:
+            return pushed
     text = body.decode("utf-8", "replace")
     content_type = str({k.lower(): v for k, v in headers.items()}.get("content-type", ""))
     if "application/x-www-form-urlencoded" in content_type:

@@ -25,7 +25,8 @@ from hub.platform.config import Settings
 from hub.platform.errors import NotFound, ValidationError
 from hub.platform.models import WebhookEndpoint
 from hub.platform.vault import Secret, Vault
-from hub.webhooks import signatures
+from hub.webhooks import identity, signatures
+from hub.webhooks.identity import Identity
 from hub.webhooks.signatures import Options, Scheme
 
 SOURCE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -74,6 +75,8 @@ class IngressEndpoint:
     allowed_ips: tuple[Network, ...]
     event_types: tuple[str, ...]
     rate_limit_per_minute: int | None
+    #: Where the endpoint's configuration says the event id and type are.
+    identity: Identity = field(default_factory=Identity)
 
 
 def endpoint_url(settings: Settings, source: str, token: str) -> str:
@@ -101,7 +104,9 @@ def _validate(spec: EndpointSpec) -> tuple[Scheme, dict[str, Any]]:
     if spec.secrets is not None and (not spec.secrets or not all(spec.secrets)):
         raise ValidationError("a given secret must not be empty")
     parse_networks(spec.allowed_ips)
-    return scheme, signatures.validate_options(scheme.name, spec.config)
+    scheme_options = {k: v for k, v in spec.config.items() if k not in identity.KEYS}
+    return scheme, {**signatures.validate_options(scheme.name, scheme_options),
+                    **identity.validate(spec.config)}
 
 
 def create(session: Session, vault: Vault, settings: Settings,
@@ -213,4 +218,5 @@ def load_for_ingress(session: Session, vault: Vault, source: str,
         scheme=signatures.get_scheme(row.scheme), secrets=tuple(secrets_),
         options=signatures.Options.from_config(row.config, row.tolerance_seconds),
         allowed_ips=parse_networks(row.allowed_ips), event_types=tuple(row.event_types),
-        rate_limit_per_minute=row.rate_limit_per_minute)
+        rate_limit_per_minute=row.rate_limit_per_minute,
+        identity=Identity.from_config(row.config))

@@ -53,7 +53,7 @@ from hub.platform.metrics import (
 from hub.platform.models import WebhookEndpoint
 from hub.platform.redaction import redact_headers
 from hub.platform.services import Services
-from hub.webhooks import endpoints, signatures
+from hub.webhooks import endpoints, identity, signatures
 from hub.webhooks.endpoints import IngressEndpoint
 from hub.webhooks.store import (
     DATABASE_DOWN,
@@ -280,10 +280,11 @@ class Intake:
         reply = scheme.handshake(payload)
         if reply is not None:
             return Receipt(None, ignored=True, reply=reply)
-        event_type = signatures.event_type(scheme, lowered, payload)
+        readable = identity.body_for(endpoint.identity, payload, body)
+        event_type = identity.event_type(endpoint.identity, scheme, lowered, readable)
         if not _wanted(endpoint, event_type):
             return Receipt(None, ignored=True)
-        external_id = signatures.external_id(scheme, lowered, payload, body)
+        external_id = identity.external_id(endpoint.identity, scheme, lowered, readable, body)
         self._require_storable(endpoint, external_id, event_type, lowered)
         receipt = self._record(endpoint, external_id, event_type, lowered, body)
         self.counters.add(endpoint.id, "duplicate_count" if receipt.duplicate

@@ -13,6 +13,8 @@ scheme                  what is checked                                      tol
 ``standard-webhooks``   ``webhook-*`` / ``svix-*`` headers, ``whsec_``        yes
 (alias ``svix``)        secrets (:mod:`hub.deliveries.standard_webhooks`)
 ``telegram``            ``X-Telegram-Bot-Api-Secret-Token`` equals the secret no
+``google``              ``X-Goog-Channel-Token`` equals the secret (the       no
+                        channel's ``token``; Drive/Sheets push notifications)
 ``hmac-sha256``         configurable header, hex or base64, optional prefix   no
 (alias ``generic``)     (``sha256=``), HMAC-SHA256 of the body
 ``none``                nothing: the unguessable URL token is the credential  no
@@ -38,6 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from hub.deliveries import standard_webhooks
+from hub.platform import inbound
 from hub.platform.errors import InvalidSignature, MalformedBody, ValidationError
 
 DEFAULT_TOLERANCE = 300
@@ -45,6 +48,16 @@ DEFAULT_TOLERANCE = 300
 GENERIC_HEADER = "x-signature"
 ENCODINGS = ("hex", "base64")
 MAX_EXTERNAL_ID = 255
+GOOGLE_REQUIRED = ("x-goog-channel-id", "x-goog-message-number", "x-goog-resource-state")
+#: The kinds of a Telegram Update, as the Bot API lists them.
+TELEGRAM_UPDATE_KINDS = (
+    "message", "edited_message", "channel_post", "edited_channel_post",
+    "business_connection", "business_message", "edited_business_message",
+    "deleted_business_messages", "message_reaction", "message_reaction_count",
+    "inline_query", "chosen_inline_result", "callback_query", "shipping_query",
+    "pre_checkout_query", "purchased_paid_media", "poll", "poll_answer", "my_chat_member",
+    "chat_member", "chat_join_request", "chat_boost", "removed_chat_boost",
+)
 
 Headers = Mapping[str, str]
 
@@ -164,6 +177,18 @@ def verify_telegram(body: bytes, headers: Headers, secrets: Sequence[str],
     _any_secret(secrets, lambda s: s, [received])
 
 
+def verify_google(body: bytes, headers: Headers, secrets: Sequence[str],
+                  options: Options) -> None:
+    """Google push notifications: the ``token`` given to ``files.watch`` comes back in
+    ``X-Goog-Channel-Token`` (developers.google.com/drive/api/guides/push). A request
+    without the channel id, message number and resource state is not a notification."""
+    received = _require(headers, "x-goog-channel-token")
+    _any_secret(secrets, lambda s: s, [received])
+    missing = [h for h in GOOGLE_REQUIRED if not headers.get(h, "").strip()]
+    if missing:
+        raise MalformedBody(f"not a Google push notification: no {', '.join(missing)}")
+
+
 def verify_generic(body: bytes, headers: Headers, secrets: Sequence[str],
                    options: Options) -> None:
     """HMAC-SHA256 of the body in ``options.header``, hex or base64, after ``options.prefix``."""
@@ -255,6 +280,27 @@ def _nothing(headers: Headers, payload: Any) -> str | None:
     return None
 
 
+def parse_google(body: bytes, headers: Headers) -> Any:
+    """A Google notification's data is in its headers (the body is empty)."""
+    return inbound.google_push_payload(headers)
+
+
+def _google_id(headers: Headers, payload: Any) -> str | None:
+    # Message numbers count up per channel: channel + number names one notification.
+    channel, number = headers.get("x-goog-channel-id"), headers.get("x-goog-message-number")
+    return f"{channel}:{number}" if channel and number else None
+
+
+def _telegram_type(headers: Headers, payload: Any) -> str | None:
+    # An Update holds update_id and exactly one of its optional fields
+    # (core.telegram.org/bots/api#update); a kind newer than our list still counts.
+    if not isinstance(payload, dict):
+        return None
+    kinds = [k for k in TELEGRAM_UPDATE_KINDS if isinstance(payload.get(k), dict)]
+    kinds += [k for k, v in payload.items() if k != "update_id" and isinstance(v, dict)]
+    return kinds[0] if kinds else None
+
+
 def slack_handshake(payload: Any) -> dict[str, Any] | None:
     """Slack's Events API ``url_verification``: answer the challenge, store nothing."""
     if isinstance(payload, dict) and payload.get("type") == "url_verification":
@@ -293,8 +339,11 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme("standard-webhooks", verify_standard, parse_json,
            _first(_header("webhook-id"), _header("svix-id")), _field("type"),
            new_secret=standard_webhooks.generate_secret),
-    Scheme("telegram", verify_telegram, parse_json, _field("update_id"),
+    Scheme("telegram", verify_telegram, parse_json, _field("update_id"), _telegram_type,
            new_secret=lambda: _secrets.token_urlsafe(48)),  # Telegram allows [A-Za-z0-9_-]{1,256}
+    Scheme("google", verify_google, parse_google, _google_id,
+           _header("x-goog-resource-state"),
+           new_secret=lambda: _secrets.token_urlsafe(48)),  # a channel token: <= 256 chars
     Scheme("hmac-sha256", verify_generic, parse_if_json),
     Scheme("none", verify_none, parse_if_json, needs_secret=False),
 )}
@@ -322,20 +371,6 @@ def verify(scheme: str, body: bytes, headers: Headers, secrets: Sequence[str],
     if chosen.needs_secret and not secrets:
         raise InvalidSignature("endpoint has no secret to check the signature with")
     chosen.verify(body, headers, secrets, options or Options())
-
-
-def external_id(scheme: Scheme, headers: Headers, payload: Any, body: bytes) -> str:
-    """The provider's event id (the idempotency key per endpoint), else sha256 of the body."""
-    found = scheme.event_id(headers, payload)
-    if not found or len(found) > MAX_EXTERNAL_ID:
-        return "sha256:" + hashlib.sha256(body).hexdigest()
-    return found
-
-
-def event_type(scheme: Scheme, headers: Headers, payload: Any) -> str | None:
-    """The provider's event type (``customer.created``, ``issues.opened``...), or None."""
-    found = scheme.event_type(headers, payload)
-    return found[:255] if found else None
 
 
 def validate_options(scheme: str, config: Mapping[str, Any]) -> dict[str, Any]:

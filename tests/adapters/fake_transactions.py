@@ -56,6 +56,8 @@ class FakeTransactions:
     client_id: str = "max-hub"
     client_secret: str = field(default_factory=lambda: "cs_" + secrets.token_hex(16))
     hmac_secret: str = field(default_factory=lambda: "hs_" + secrets.token_hex(16))
+    #: What the provider signs its own webhooks with (X-HMAC-Signature, hex).
+    webhook_secret: str = field(default_factory=lambda: "whs_" + secrets.token_hex(16))
     tokens: set[str] = field(default_factory=set)
     token_requests: int = 0
     transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -103,6 +105,17 @@ class FakeTransactions:
                 {"id": f"TXN-{customer_id}-{n:04d}", "amount": float(n), "currency": "USD",
                  "status": "completed", "created_at": _stamp(-timedelta(minutes=n))}
                 for n in range(count)]
+
+    def webhook(self, transaction_id: str) -> tuple[bytes, dict[str, str]]:
+        """The ``transaction_updated`` webhook the provider posts when a status changes."""
+        with self.lock:
+            transaction = dict(self.transactions[transaction_id])
+        body = json.dumps({"id": "evt_" + secrets.token_hex(8), "type": "transaction_updated",
+                           "created_at": _stamp(),
+                           "data": {"transaction_id": transaction_id,
+                                    "status": transaction["status"]}}).encode()
+        signature = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        return body, {"Content-Type": "application/json", "X-HMAC-Signature": signature}
 
     # --- the wire ---------------------------------------------------------------------
 

@@ -6,13 +6,14 @@ and the supervisor alert of a dead-lettered draft or commit."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
-from hub.platform.models import CacheEntry, DeadLetter
+from hub.platform.models import CacheEntry, DeadLetter, WebhookEvent
 from tests.adapters.conftest import BY_NAME, Caller, register
 from tests.adapters.fake_ticketing import Fault
 from tests.adapters.fake_transactions import (
@@ -20,6 +21,9 @@ from tests.adapters.fake_transactions import (
     fake_transactions,
     rate_limited,
 )
+from tests.cli.conftest import Hub
+from tests.hub.inbox import wait_for
+from tests.webhooks_web.conftest import close_app
 
 
 @pytest.fixture
@@ -45,6 +49,44 @@ def _draft(payments: Caller, amount: float = 500.0) -> str:
     envelope = payments("create_draft_transaction", {
         "customer_id": "cust-1", "amount": amount, "description": "Annual plan"})
     return str(envelope["data"]["draft_id"])
+
+
+def test_transaction_updated_webhook_drops_the_cached_status(payments, bank, settings,
+                                                            sessions, tenant):
+    """Seed 003's cache invalidation end to end: the provider's webhook comes in through
+    the real Flask app, a worker processes it, the cached status is gone, and the next
+    status call reaches the provider."""
+    from webhooks_web import create_app
+
+    code, endpoint = Hub().json(
+        "webhooks", "add", "--tenant", tenant, "--source", "payments", "--scheme",
+        "hmac-sha256", "--header", "X-HMAC-Signature", "--secret-stdin", "--id-path", "id",
+        "--type-path", "type", input=bank.webhook_secret)
+    assert code == 0
+    bank.add_transaction("TXN-W", status="pending")
+    assert payments("get_transaction_status", {"transaction_id": "TXN-W"})["data"][
+        "status"] == "pending"
+    assert payments("get_transaction_status", {"transaction_id": "TXN-W"})["cached"] is True
+
+    bank.set_status("TXN-W", "completed")
+    body, headers = bank.webhook("TXN-W")
+    app = create_app(settings)  # the session worker's broker: it processes the event
+    try:
+        answer = app.test_client().post(
+            f"/api/v1/webhooks/payments/{endpoint['token']}", data=body, headers=headers)
+    finally:
+        close_app(app)
+    assert answer.status_code == 202
+
+    def processed() -> bool:
+        with sessions() as session:
+            row = session.get(WebhookEvent, uuid.UUID(answer.json["id"]))
+            return row is not None and row.status == "processed"
+
+    wait_for(processed)
+    fresh = payments("get_transaction_status", {"transaction_id": "TXN-W"})
+    assert fresh["cached"] is False and fresh["data"]["status"] == "completed"
+    assert bank.hits("/transactions/TXN-W") == 2
 
 
 @BY_NAME

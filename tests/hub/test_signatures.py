@@ -22,7 +22,8 @@ from slack_sdk.signature import SignatureVerifier
 from standardwebhooks import Webhook
 
 from hub.platform.errors import InvalidSignature, MalformedBody, ValidationError
-from hub.webhooks import signatures
+from hub.webhooks import identity, signatures
+from hub.webhooks.identity import Identity
 from hub.webhooks.signatures import Options
 
 BODY = json.dumps({"id": "evt_1", "type": "customer.created", "update_id": 42,
@@ -206,26 +207,27 @@ def test_error_messages_never_contain_the_secret_or_expected_signature():
     ("slack", {}, "Ev1", "app_mention"),
     ("standard-webhooks", {"webhook-id": "msg_9"}, "msg_9", "customer.created"),
     ("svix", {"svix-id": "msg_8"}, "msg_8", "customer.created"),
-    ("telegram", {}, "42", None),
+    ("telegram", {}, "42", "event"),
 ])
 def test_event_id_and_type_per_scheme(scheme, headers, expected_id, expected_type):
     chosen = signatures.get_scheme(scheme)
     payload = chosen.parse(BODY, {"content-type": "application/json"})
 
-    assert signatures.external_id(chosen, headers, payload, BODY) == expected_id
-    assert signatures.event_type(chosen, headers, payload) == expected_type
+    assert identity.external_id(Identity(), chosen, headers, payload, BODY) == expected_id
+    assert identity.event_type(Identity(), chosen, headers, payload) == expected_type
 
 
 def test_event_id_falls_back_to_a_hash_of_the_body():
     chosen = signatures.get_scheme("hmac-sha256")
-    found = signatures.external_id(chosen, {}, None, b"raw")
+    found = identity.external_id(Identity(), chosen, {}, None, b"raw")
 
     assert found == "sha256:" + hashlib.sha256(b"raw").hexdigest()
 
 
 def test_github_event_without_action_is_the_header_alone():
     chosen = signatures.get_scheme("github")
-    assert signatures.event_type(chosen, {"x-github-event": "push"}, {"ref": "x"}) == "push"
+    assert identity.event_type(Identity(), chosen, {"x-github-event": "push"},
+                               {"ref": "x"}) == "push"
 
 
 def test_github_form_encoded_payload_is_parsed():
