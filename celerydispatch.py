@@ -29,8 +29,11 @@ class CeleryDispatcher:
         self._app = app
 
     def send(self, name: str, kwargs: dict[str, Any], *, queue: str | None = None,
-             countdown: float | None = None, task_id: str | None = None) -> str:
+             countdown: float | None = None, task_id: str | None = None,
+             headers: dict[str, str] | None = None) -> str:
         options: dict[str, Any] = {}
+        if headers:
+            options["headers"] = headers
         if queue:
             options["queue"] = queue
         if countdown:

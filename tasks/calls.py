@@ -14,6 +14,7 @@ from celery.exceptions import Retry
 from hub import adapters
 from hub.calls import pipeline
 from hub.calls.pipeline import CallFailed, CallOutcome, CallRequest
+from hub.platform.dispatch import REPLAY_HEADER
 from tasks.app import app, services
 from tasks.base import HubTask
 
@@ -41,6 +42,12 @@ def _retry(task: Any, svc: Any, outcome: CallOutcome, kwargs: dict[str, Any]) ->
                 when=outcome.delay)
 
 
+def _replay_of(task: Any) -> str | None:
+    # Message headers become attributes of the request (hub dlq replay sets this one).
+    value = task.request.get(REPLAY_HEADER)
+    return str(value) if value else None
+
+
 @app.task(name="hub.call", bind=True, base=HubTask, max_retries=None)
 def call(self: Any, tenant: str, integration: str, operation: str,
          params: dict[str, Any] | None = None, idempotency_key: str | None = None,
@@ -54,7 +61,7 @@ def call(self: Any, tenant: str, integration: str, operation: str,
     request = CallRequest(tenant, integration, operation, params or {}, idempotency_key,
                           cache, timeout, on_rate_limit)
     outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
-                                    task_id=self.request.id)
+                                    task_id=self.request.id, replay_of=_replay_of(self))
     return _finish(self, outcome, kwargs)
 
 
@@ -63,7 +70,7 @@ def _operation_task(name: str, operation: str) -> Any:
             **params: Any) -> dict[str, Any]:
         request = CallRequest(tenant, integration, operation, params, idempotency_key)
         outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
-                                        task_id=self.request.id)
+                                        task_id=self.request.id, replay_of=_replay_of(self))
         key = {"idempotency_key": idempotency_key} if idempotency_key else {}
         return _finish(self, outcome, {"tenant": tenant, "integration": integration,
                                        **params, **key})

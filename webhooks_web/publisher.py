@@ -87,11 +87,12 @@ class RedisTaskPublisher:
         return self._templates[name]
 
     def send(self, name: str, kwargs: dict[str, Any], *, queue: str | None = None,
-             countdown: float | None = None, task_id: str | None = None) -> str:
+             countdown: float | None = None, task_id: str | None = None,
+             headers: dict[str, str] | None = None) -> str:
         """Enqueue task ``name`` now; raises redis.RedisError when the broker is down."""
-        if self._client is None or countdown:
+        if self._client is None or countdown or headers:
             return self._fallback.send(name, kwargs, queue=queue, countdown=countdown,
-                                       task_id=task_id)
+                                       task_id=task_id, headers=headers)
         task_id = task_id or str(uuid.uuid4())
         target = self._queue(name, queue)
         self._client.lpush(target, dumps(self.envelope(name, kwargs, task_id, target)))

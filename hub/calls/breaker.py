@@ -176,7 +176,8 @@ class Breaker:
     def _open_error(self) -> CircuitOpen:
         wait = round(self.retry_after(), 3)
         return CircuitOpen(f"circuit of {self.name} is open: the provider failed repeatedly",
-                           details={"retry_after": wait, "state": self.state})
+                           details={"retry_after": wait, "state": self.state},
+                           retry_after=wait)
 
     def reset(self) -> None:
         """Close the circuit and zero its counters (operators, tests)."""

@@ -156,6 +156,8 @@ class Attempt:
     skipped: list[failover.Skip] = field(default_factory=list)
     #: The fallbacks of the integration the caller named, read on first need.
     candidates: failover.Candidates | None = None
+    #: The dead letter this call replays (``hub dlq replay``), if it is a replay.
+    replay_of: str | None = None
 
     def __post_init__(self) -> None:
         if self.key is None and self.request.idempotency_key:
@@ -169,7 +171,7 @@ class Attempt:
 # --- entry point --------------------------------------------------------------------
 
 def execute_call(services: Services, request: CallRequest, attempt: int = 1,
-                 task_id: str | None = None) -> CallOutcome:
+                 task_id: str | None = None, *, replay_of: str | None = None) -> CallOutcome:
     """Run one attempt of ``request``. Never raises a HubError: failures are outcomes.
 
     ``attempt`` is how many times the caller has run this call (Celery retries + 1),
@@ -177,7 +179,8 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
     attempt number is counted from the task's audited attempts instead (a retry
     resent from PostgreSQL keeps its number, a wait is no attempt: issue 9 item 7);
     ``attempt`` then only bounds the retries of internal errors, which are not
-    audited.
+    audited. ``replay_of`` is the dead letter a ``hub dlq replay`` sent this call
+    for: like a retry, a replay waits for an open circuit instead of failing.
     """
     try:
         check_input(request)
@@ -186,7 +189,8 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
             prior = failed_attempts(session, task_id)
         params = validate_params(target, request.params)
         number = prior + 1 if task_id is not None else attempt
-        run = Attempt(replace(request, params=params), target, number, task_id)
+        run = Attempt(replace(request, params=params), target, number, task_id,
+                      replay_of=replay_of)
         return _run(services, run)
     except HubError as exc:
         return CallOutcome("failed", error=exc, attempt=attempt)
@@ -224,12 +228,23 @@ def _run_claimed(services: Services, run: Attempt) -> CallOutcome:
         served = _fail_over(services, run, exc)
         if served is not None:
             return served
-        return _fail(services, run, exc,
-                     outcome="circuit_open" if isinstance(exc, CircuitOpen) else "failed")
+        if isinstance(exc, CircuitOpen):
+            return _circuit_open(services, run, exc)
+        return _fail(services, run, exc)
     if outcome.status != "success" and isinstance(outcome.error, RateLimited):
         # Our own quota for it is spent (check_quota audited it): the next one may serve.
         return _fail_over(services, run, outcome.error, audited=True) or outcome
     return outcome
+
+
+def _circuit_open(services: Services, run: Attempt, exc: CircuitOpen) -> CallOutcome:
+    """An open circuit and no fallback left (issue 9 item 1). A first call fails fast with
+    CIRCUIT_OPEN: its caller is there to degrade at once. A retry or a replay was
+    already accepted as work the hub owes: it waits for the circuit (re-scheduled
+    for when it half-opens, counted as an attempt) and, when its attempts run out,
+    is dead-lettered like any other exhausted call, never dropped."""
+    waits = run.number > 1 or run.replay_of is not None
+    return _fail(services, run, exc, outcome="circuit_open", retryable=waits)
 
 
 def _through_provider(services: Services, run: Attempt) -> CallOutcome:
@@ -311,12 +326,17 @@ def validate_params(target: Target, params: Mapping[str, Any] | None) -> dict[st
     return value
 
 
+#: Audit outcomes of an attempt that is over and was not the last one.
+ATTEMPT_OUTCOMES = ("failed", "circuit_open")
+
+
 def failed_attempts(session: Session, task_id: str | None) -> int:
-    """Failed attempts already audited for ``task_id`` (0 without a task id)."""
+    """Attempts of ``task_id`` already audited and over (0 without a task id): failed
+    ones and those that met an open circuit and waited for it."""
     if task_id is None:
         return 0
     failed = session.scalar(select(func.count()).select_from(IntegrationLog).where(
-        IntegrationLog.task_id == task_id, IntegrationLog.outcome == "failed"))
+        IntegrationLog.task_id == task_id, IntegrationLog.outcome.in_(ATTEMPT_OUTCOMES)))
     return int(failed or 0)
 
 
@@ -428,7 +448,7 @@ def _next_attempt(services: Services, run: Attempt, reason: str, error: str | No
     skip = failover.Skip(run.target.row.id, run.target.row.name, reason, error)
     return Attempt(run.request, Target(row, adapter, adapter.operation(run.request.operation)),
                    run.number, run.task_id, key=run.key, skipped=[*run.skipped, skip],
-                   candidates=candidates)
+                   candidates=candidates, replay_of=run.replay_of)
 
 
 def _serves(row: Integration, request: CallRequest) -> bool:
@@ -665,39 +685,41 @@ def _invalidate_stale_reads(services: Services, run: Attempt) -> None:
                      param_value=run.request.params[name], sweep=False)
 
 
-def _fail(services: Services, run: Attempt, exc: HubError, *,
-          outcome: str = "failed") -> CallOutcome:
+def _fail(services: Services, run: Attempt, exc: HubError, *, outcome: str = "failed",
+          retryable: bool | None = None) -> CallOutcome:
     """Audit the failed attempt and decide: retry later, give up, or final failure.
 
-    ``outcome`` names a final (non-retryable) failure in the audit, e.g. circuit_open.
+    ``outcome`` names the attempt in the audit (e.g. circuit_open) unless it was the
+    last one (dead_lettered); ``retryable`` overrides the error's own retry decision
+    (a retry meeting an open circuit waits for it).
     """
     _scrub_error(exc, run.secrets)
+    retryable = exc.retryable if retryable is None else retryable
     policy = RetryPolicy.from_config(run.target.row.config)
-    exhausted = exc.retryable and policy.exhausted(run.number)
+    exhausted = retryable and policy.exhausted(run.number)
     metric = exc.code.lower() if outcome == "failed" else outcome
-    if exc.retryable:
-        outcome = "dead_lettered" if exhausted else "failed"
-    _record_failure(services, run, exc, outcome, exhausted)
+    _record_failure(services, run, exc, "dead_lettered" if exhausted else outcome,
+                    retryable=retryable, exhausted=exhausted)
     _metric(metric, run)
-    if not exc.retryable:
+    if not retryable:
         return CallOutcome("failed", error=exc, attempt=run.number)
     if exhausted:
         return CallOutcome("exhausted", error=exc, attempt=run.number,
                            alert=run.target.op.alert_on_dead_letter)
     delay = policy.next_delay(run.number, getattr(exc, "retry_after", None))
     return CallOutcome("retry", error=exc, delay=delay, attempt=run.number + 1,
-                       reason="retryable")
+                       reason="circuit_open" if isinstance(exc, CircuitOpen) else "retryable")
 
 
-def _record_failure(services: Services, run: Attempt, exc: HubError, outcome: str,
-                    exhausted: bool) -> None:
+def _record_failure(services: Services, run: Attempt, exc: HubError, outcome: str, *,
+                    retryable: bool, exhausted: bool) -> None:
     """Audit row (and the idempotency key freed when the call is over), event, gauge."""
     with services.sessions() as session, session.begin():
         _write_audit(session, run, outcome, error=exc.message)
-        if run.key is not None and (exhausted or not exc.retryable):
+        if run.key is not None and (exhausted or not retryable):
             idempotency.release(session, run.key, run.task_id)
     _publish(services, run, "request.failed", code=exc.code, error=exc.message,
-             retryable=exc.retryable, exhausted=exhausted)
+             retryable=retryable, exhausted=exhausted)
     if isinstance(exc, CircuitOpen):
         metrics.set_breaker_open(run.target.row.name, True)
 

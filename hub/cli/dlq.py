@@ -66,9 +66,11 @@ def list_(ctx: CliContext, limit: int, **options: Any) -> None:
 @json_option
 @pass_ctx
 def show(ctx: CliContext, letter_id: str, tenant: str | None) -> None:
-    """One dead letter with its original arguments and traceback excerpt."""
+    """One dead letter with its original arguments, traceback excerpt, the letter it
+    replays (replay_of) and where its own last replay stands (replay)."""
     with ctx.services.sessions() as session:
-        emit(ctx, dead_letters.describe(dead_letters.get(session, letter_id, tenant), full=True))
+        row = dead_letters.get(session, letter_id, tenant)
+        emit(ctx, dead_letters.describe_full(session, row))
 
 
 @dlq.command()

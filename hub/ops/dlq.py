@@ -13,9 +13,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.platform.db import filter_clauses
-from hub.platform.dispatch import Dispatcher
+from hub.platform.dispatch import REPLAY_HEADER, Dispatcher
 from hub.platform.errors import NotFound
-from hub.platform.models import DeadLetter
+from hub.platform.models import DeadLetter, IntegrationLog
 from hub.platform.scheduler import utcnow
 
 
@@ -69,9 +69,31 @@ def describe(row: DeadLetter, *, full: bool = False) -> dict[str, Any]:
         "error_code": row.error_code, "error": row.error, "attempts": row.attempts,
         "first_failed_at": row.first_failed_at, "last_failed_at": row.last_failed_at,
         "replayed_at": row.replayed_at, "replay_task_id": row.replay_task_id,
+        "replay_of": str(row.replay_of) if row.replay_of else None,
     }
     if full:
         view.update(args=row.args, kwargs=row.kwargs, traceback=row.traceback)
+    return view
+
+
+def describe_full(session: Session, row: DeadLetter) -> dict[str, Any]:
+    """:func:`describe` with everything (``hub dlq show``), and where the letter's
+    last replay stands: ``replay.outcome`` is ``dead_lettered`` (with the id of the
+    new letter it became), else, for a call, the outcome of the replay's latest
+    audited attempt (``success``, or ``failed``/``circuit_open`` while it retries),
+    ``pending`` when nothing is recorded yet."""
+    view = describe(row, full=True)
+    if row.replay_task_id is None:
+        view["replay"] = None
+        return view
+    again = session.scalar(select(DeadLetter.id).where(DeadLetter.replay_of == row.id)
+                           .order_by(DeadLetter.created_at.desc()).limit(1))
+    latest = session.scalar(select(IntegrationLog.outcome)
+                            .where(IntegrationLog.task_id == row.replay_task_id)
+                            .order_by(IntegrationLog.started_at.desc()).limit(1))
+    view["replay"] = {"task_id": row.replay_task_id, "at": row.replayed_at,
+                      "outcome": "dead_lettered" if again else latest or "pending",
+                      "dead_letter_id": str(again) if again else None}
     return view
 
 
@@ -112,7 +134,10 @@ def _replay_one(factory: sessionmaker[Session], dispatcher: Dispatcher, letter_i
                               .with_for_update(skip_locked=True)).one_or_none()
         if row is None:
             return None  # being replayed right now, or already replayed
-        row.replay_task_id = dispatcher.send(row.task_name, dict(row.kwargs), queue=queue)
+        # The header tells the task it is a replay from its first run on: a replay
+        # meeting an open circuit waits for it like a retry (issue 9 item 1).
+        row.replay_task_id = dispatcher.send(row.task_name, dict(row.kwargs), queue=queue,
+                                             headers={REPLAY_HEADER: str(row.id)})
         row.replayed_at = utcnow()
         return describe(row)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.platform import events, pgtext
@@ -30,7 +31,7 @@ def record(session: Session, *, origin: str, task_name: str, kwargs: dict[str, A
            tenant_id: str | None, error_code: str | None, error: str | None,
            attempts: int, task_id: str | None = None, integration: str | None = None,
            endpoint_id: uuid.UUID | None = None, traceback: str | None = None,
-           args: list[Any] | None = None) -> DeadLetter:
+           args: list[Any] | None = None, replay_of: uuid.UUID | None = None) -> DeadLetter:
     """Add a dead letter to ``session`` (flushed, not committed) and return it.
 
     ``kwargs``, ``error`` and ``traceback`` must already be free of secrets: task
@@ -38,7 +39,10 @@ def record(session: Session, *, origin: str, task_name: str, kwargs: dict[str, A
     the letter is stored: characters PostgreSQL refuses (NUL, lone surrogates) are
     replaced by U+FFFD and over-long identifiers cut to their column, the rest kept
     as it is, and the error says so (issue 9 item 7: the work that failed on bad
-    input must not be lost a second time). Raises ValueError for an unknown origin.
+    input must not be lost a second time). A letter whose task is the replay of an
+    earlier letter (``hub dlq replay`` recorded its task id there) is linked to it
+    (``replay_of``, found by the task id when not given). Raises ValueError for an
+    unknown origin.
     """
     if origin not in DEAD_LETTER_ORIGINS:
         raise ValueError(f"unknown dead-letter origin {origin!r}")
@@ -47,11 +51,22 @@ def record(session: Session, *, origin: str, task_name: str, kwargs: dict[str, A
                        tenant_id=tenant_id, integration=integration, error_code=error_code,
                        error=error, traceback=traceback[-TRACEBACK_LIMIT:] if traceback
                        else None)
+    if replay_of is None and task_id is not None:
+        replay_of = replayed_by(session, task_id, fields["tenant_id"])
     row = DeadLetter(origin=origin, endpoint_id=endpoint_id, attempts=attempts,
-                     first_failed_at=now, last_failed_at=now, **fields)
+                     first_failed_at=now, last_failed_at=now, replay_of=replay_of, **fields)
     session.add(row)
     session.flush()
     return row
+
+
+def replayed_by(session: Session, task_id: str, tenant_id: str | None) -> uuid.UUID | None:
+    """The id of the tenant's dead letter that ``hub dlq replay`` sent as task
+    ``task_id``, if any."""
+    return session.scalar(select(DeadLetter.id).where(
+        DeadLetter.replay_task_id == task_id,
+        DeadLetter.tenant_id.is_not_distinct_from(tenant_id))
+        .order_by(DeadLetter.replayed_at.desc()).limit(1))
 
 
 def _storable(**fields: Any) -> dict[str, Any]:

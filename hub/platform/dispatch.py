@@ -21,10 +21,18 @@ from hub.platform.db import on_commit
 log = logging.getLogger(__name__)
 
 
+#: Message header naming the dead letter a task was sent by ``hub dlq replay`` to replay
+#: (its value is the letter's id). A header, not a kwarg: the task's arguments stay
+#: exactly the original ones, and the worker knows it is a replay from its first run.
+REPLAY_HEADER = "hub_replay_of"
+
+
 class Dispatcher(Protocol):
     def send(self, name: str, kwargs: dict[str, Any], *, queue: str | None = None,
-             countdown: float | None = None, task_id: str | None = None) -> str:
-        """Enqueue task ``name`` with JSON ``kwargs``; return the task id."""
+             countdown: float | None = None, task_id: str | None = None,
+             headers: dict[str, str] | None = None) -> str:
+        """Enqueue task ``name`` with JSON ``kwargs`` (and message ``headers``, which the
+        task reads from its request); return the task id."""
 
 
 def send_many(dispatcher: Dispatcher, name: str,
@@ -44,10 +52,13 @@ class RecordingDispatcher:
     """A Dispatcher that only records what it was asked to send."""
 
     sent: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)
+    headers: list[dict[str, str] | None] = field(default_factory=list)
 
     def send(self, name: str, kwargs: dict[str, Any], *, queue: str | None = None,
-             countdown: float | None = None, task_id: str | None = None) -> str:
+             countdown: float | None = None, task_id: str | None = None,
+             headers: dict[str, str] | None = None) -> str:
         self.sent.append((name, kwargs, queue))
+        self.headers.append(headers)
         return task_id or f"recorded-{len(self.sent)}"
 
 

@@ -19,6 +19,7 @@ webhook app answers with, and whether the work that raised it may be retried::
     │   ├── TimeoutError_      provider did not answer in time    TIMEOUT
     │   └── RateLimited        quota spent                        RATE_LIMITED
     ├── CircuitOpen            breaker open, provider not called  CIRCUIT_OPEN
+    ├── OutcomeUnknown         a write may or may not have landed OUTCOME_UNKNOWN
     └── DeadLettered           retries exhausted                  DEAD_LETTERED
 """
 
@@ -131,8 +132,25 @@ class RateLimited(RetryableError):
 
 
 class CircuitOpen(HubError):
+    """The provider's circuit is open: it was not called. ``retry_after`` is how long
+    until the circuit lets a trial call through (0 while another worker's trial runs)."""
+
     code = "CIRCUIT_OPEN"
     http_status = 503
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class OutcomeUnknown(HubError):
+    """A write may have reached the provider, but its answer was never recorded (its
+    worker died, or the connection broke after the request left). Not retried: the
+    call is kept in the dead-letter table for an operator to reconcile."""
+
+    code = "OUTCOME_UNKNOWN"
+    http_status = 500
 
 
 class DeadLettered(HubError):

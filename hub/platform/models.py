@@ -348,6 +348,8 @@ class DeadLetter(Base):
         CheckConstraint(_in("origin", DEAD_LETTER_ORIGINS), name="origin"),
         Index(None, "tenant_id", "last_failed_at"),
         Index(None, "error_code"),
+        Index(None, "replay_task_id"),
+        Index(None, "replay_of"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -369,6 +371,9 @@ class DeadLetter(Base):
                                                      server_default=func.now())
     replayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     replay_task_id: Mapped[str | None] = mapped_column(String(64))
+    #: The letter whose replay failed again and became this one.
+    replay_of: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("dead_letters.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = _created()
 
 

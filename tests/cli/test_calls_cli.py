@@ -11,7 +11,7 @@ from hub.calls.pipeline import CallRequest, execute_call
 from hub.cli import commands  # noqa: F401 - registers the command groups
 from hub.cli.main import CliContext, cli
 from hub.platform import deadletters
-from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.dispatch import REPLAY_HEADER, RecordingDispatcher
 from hub.platform.scheduler import utcnow
 from tests.calls.conftest import make_integration, provider  # noqa: F401 - fixtures
 from tests.calls.fake_provider import Reply
@@ -63,6 +63,9 @@ def test_dlq_replay_dry_run_then_for_real_then_purge(sessions, settings, tenant)
     assert [(n, q) for n, _, q in dispatcher.sent] == [("hub.call", settings.queue("replay"))] * 2
     assert {k["params"]["path"] for _, k, _ in dispatcher.sent} == {"/v1/0", "/v1/1"}
     assert all(letter["replay_task_id"] for letter in real["letters"])
+    # Each replay says which letter it replays (issue 9 item 1: it waits like a retry).
+    assert sorted(h[REPLAY_HEADER] for h in dispatcher.headers) == \
+        sorted(letter["id"] for letter in real["letters"])
     again = json.loads(_run("dlq", "replay", "--tenant", tenant, "--json",
                             dispatcher=dispatcher).stdout)
     assert again["count"] == 1  # only the TIMEOUT one was never replayed
@@ -91,3 +94,22 @@ def test_logs_and_integrations_test(services, tenant, provider, make_integration
     failing = _run("integrations", "test", "--tenant", tenant, "--name", "crm")
     assert failing.exit_code == 1 and "FAILED (HTTP 503" in failing.stdout
     assert _run("integrations", "test", "--tenant", tenant, "--name", "nope").exit_code == 1
+
+
+def test_dlq_show_links_a_replay_that_failed_again_both_ways(sessions, tenant):
+    dispatcher = RecordingDispatcher()
+    _letters(sessions, tenant)
+    [replayed] = json.loads(_run("dlq", "replay", "--tenant", tenant, "--code", "TIMEOUT",
+                                 "--json", dispatcher=dispatcher).stdout)["letters"]
+    with sessions() as s, s.begin():  # the replay's own attempts ran out in turn
+        again = deadletters.record(s, origin="call", task_name="hub.call",
+                                   kwargs=dispatcher.sent[0][1], tenant_id=tenant,
+                                   integration="crm", error_code="TIMEOUT", error="timed out",
+                                   attempts=5, task_id=replayed["replay_task_id"]).id
+
+    first = json.loads(_run("dlq", "show", replayed["id"], "--json").stdout)
+    second = json.loads(_run("dlq", "show", str(again), "--json").stdout)
+
+    assert first["replay"]["outcome"] == "dead_lettered"
+    assert first["replay"]["dead_letter_id"] == str(again)
+    assert second["replay_of"] == replayed["id"] and second["replay"] is None
