@@ -728,7 +728,9 @@ def _audit_failed_401(services: Services, run: Attempt, response: requests.Respo
     with services.sessions() as session, session.begin():
         _write_audit(session, run, "failed", status_code=401,
                      error="provider answered 401; re-authenticating once")
+    # The re-sent request is an attempt of its own: its row starts (and is timed) now.
     run.number += 1
+    run.started_at, run.started = utcnow(), time.monotonic()
 
 
 def _envelope(run: Attempt, status: int | None, data: Any, *, cached: bool,
