@@ -14,8 +14,10 @@ from hub.platform.models import DeadLetter, IntegrationLog
 from tests.calls.fake_provider import Reply
 
 TIMEOUT = 60
-#: pybreaker keeps the opening time in whole seconds: 2 s is the shortest safe recovery.
-RECOVERY = 2
+#: Long enough that the retry (or replay) surely meets the circuit still open on a
+#: loaded machine: pybreaker keeps the opening time in whole seconds, and the retry's
+#: countdown or the replay's dispatch may take a second or two under `pytest -n 2`.
+RECOVERY = 5
 
 
 def _config(threshold: int, attempts: int) -> dict:
