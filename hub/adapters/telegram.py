@@ -34,6 +34,7 @@ from hub.adapters.base import (
     join_url,
     json_body,
 )
+from hub.adapters.transform import closed_object
 from hub.platform.errors import (
     AuthError,
     HubError,
@@ -54,13 +55,8 @@ _PARSE_MODE = {"enum": ["MarkdownV2", "HTML", "Markdown"]}
 _OBJECT = {"type": "object"}
 
 
-def _schema(properties: dict[str, Any], required: list[str],
-            **extra: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required,
-            "additionalProperties": False, **extra}
 
-
-_SEND_MESSAGE = _schema({
+_SEND_MESSAGE = closed_object({
     "chat_id": _CHAT_ID, "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
     "parse_mode": _PARSE_MODE, "entities": {"type": "array"},
     "message_thread_id": {"type": "integer"}, "disable_notification": {"type": "boolean"},
@@ -68,7 +64,7 @@ _SEND_MESSAGE = _schema({
     "link_preview_options": _OBJECT, "reply_markup": _OBJECT,
 }, ["chat_id", "text"])
 
-_EDIT_MESSAGE_TEXT = _schema({
+_EDIT_MESSAGE_TEXT = closed_object({
     "chat_id": _CHAT_ID, "message_id": {"type": "integer"},
     "inline_message_id": {"type": "string", "minLength": 1},
     "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
@@ -77,7 +73,7 @@ _EDIT_MESSAGE_TEXT = _schema({
 }, ["text"], oneOf=[{"required": ["chat_id", "message_id"]},
                     {"required": ["inline_message_id"]}])
 
-_SEND_DOCUMENT = _schema({
+_SEND_DOCUMENT = closed_object({
     "chat_id": _CHAT_ID,
     "document": {"type": "string", "minLength": 1, "maxLength": 2048},
     "document_base64": {"type": "string", "minLength": 1,
@@ -144,7 +140,7 @@ class TelegramAdapter(Adapter):
     auth_defaults: ClassVar[Mapping[str, Any]] = {"in": "path", "prefix": "bot"}
     operations = (
         Operation("get_me", method="GET", path="/getMe",
-                  params_schema=_schema({}, []), response_map="result",
+                  params_schema=closed_object({}, []), response_map="result",
                   description="The bot's own user (checks the token)."),
         Operation("send_message", method="POST", path="/sendMessage",
                   params_schema=_SEND_MESSAGE, response_map="result",

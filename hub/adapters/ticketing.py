@@ -20,9 +20,8 @@ operation            request                         answer (normalised)
 
 from __future__ import annotations
 
-from typing import Any
-
 from hub.adapters.base import Adapter, Operation
+from hub.adapters.transform import closed_object
 
 #: Seed 003: "@cached(ttl=300)".
 STATUS_CACHE_SECONDS = 300
@@ -31,10 +30,6 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 _ID = {"type": ["string", "integer"], "minLength": 1, "maxLength": 128}
 
 
-def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required,
-            "additionalProperties": False}
-
 
 class TicketingAdapter(Adapter):
     name = "ticketing"
@@ -42,7 +37,7 @@ class TicketingAdapter(Adapter):
     operations = (
         Operation(
             "create_ticket", method="POST", path="/tickets",
-            params_schema=_schema({
+            params_schema=closed_object({
                 "customer_id": _ID,
                 "subject": {"type": "string", "minLength": 1, "maxLength": 500},
                 "description": {"type": "string", "minLength": 1, "maxLength": 65536},
@@ -55,14 +50,14 @@ class TicketingAdapter(Adapter):
             description="Open a support ticket for a customer."),
         Operation(
             "get_ticket_status", method="GET", path="/tickets/{ticket_id}",
-            params_schema=_schema({"ticket_id": _ID}, ["ticket_id"]),
+            params_schema=closed_object({"ticket_id": _ID}, ["ticket_id"]),
             cacheable=True, cache_ttl=STATUS_CACHE_SECONDS,
             response_map="{ticket_id: id, status: status, assigned_to: assignee.email, "
                          "last_updated: updated_at}",
             description="A ticket's status and assignee (cached 5 minutes)."),
         Operation(
             "add_comment", method="POST", path="/tickets/{ticket_id}/comments",
-            params_schema=_schema({
+            params_schema=closed_object({
                 "ticket_id": _ID,
                 "comment": {"type": "string", "minLength": 1, "maxLength": 65536},
                 "is_public": {"type": "boolean"},

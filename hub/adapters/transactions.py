@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from hub.adapters.base import Adapter, Operation, Pagination
+from hub.adapters.transform import closed_object
 
 #: Seed 003: "@cached(ttl=120)" on get_transaction_status.
 STATUS_CACHE_SECONDS = 120
@@ -40,10 +41,6 @@ HISTORY_PAGE_SIZE = 100
 
 _ID = {"type": "string", "minLength": 1, "maxLength": 128}
 
-
-def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required,
-            "additionalProperties": False}
 
 
 class TransactionsAdapter(Adapter):
@@ -56,7 +53,7 @@ class TransactionsAdapter(Adapter):
     operations = (
         Operation(
             "get_transaction_status", method="GET", path="/transactions/{transaction_id}",
-            params_schema=_schema({"transaction_id": _ID}, ["transaction_id"]),
+            params_schema=closed_object({"transaction_id": _ID}, ["transaction_id"]),
             cacheable=True, cache_ttl=STATUS_CACHE_SECONDS,
             response_map="{transaction_id: id, status: status, amount: amount, "
                          "currency: currency, created_at: created_at, "
@@ -66,7 +63,7 @@ class TransactionsAdapter(Adapter):
         Operation(
             "get_transaction_history", method="GET",
             path="/customers/{customer_id}/transactions",
-            params_schema=_schema({
+            params_schema=closed_object({
                 "customer_id": _ID,
                 "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "cursor": {"type": "string", "minLength": 1, "maxLength": 512},
@@ -80,7 +77,7 @@ class TransactionsAdapter(Adapter):
                         "provider's pages up to `limit` (default 10)."),
         Operation(
             "create_draft_transaction", method="POST", path="/transactions/drafts",
-            params_schema=_schema({
+            params_schema=closed_object({
                 "customer_id": _ID,
                 "amount": {"type": "number", "exclusiveMinimum": 0},
                 "description": {"type": "string", "minLength": 1, "maxLength": 1000},
@@ -95,7 +92,7 @@ class TransactionsAdapter(Adapter):
             description="Create a draft (not committed) transaction."),
         Operation(
             "commit_transaction", method="POST", path="/transactions/drafts/{draft_id}/commit",
-            params_schema=_schema({"draft_id": _ID}, ["draft_id"]),
+            params_schema=closed_object({"draft_id": _ID}, ["draft_id"]),
             # The seed signs {"draft_id"} as the body; the path names the draft too.
             body=("draft_id",),
             response_map="{transaction_id: id, status: status, amount: amount}",
@@ -103,7 +100,7 @@ class TransactionsAdapter(Adapter):
             description="Commit a draft; needs an idempotency key, never runs twice."),
         Operation(
             "cancel_draft", method="POST", path="/transactions/drafts/{draft_id}/cancel",
-            params_schema=_schema({"draft_id": _ID}, ["draft_id"]),
+            params_schema=closed_object({"draft_id": _ID}, ["draft_id"]),
             # Cancelling a cancelled draft is a no-op for the provider: safe to retry.
             idempotent=True,
             response_map="{draft_id: id, status: status}",

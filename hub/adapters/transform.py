@@ -58,6 +58,14 @@ def apply(mapping: str | Mapping[str, Any] | None, data: Any) -> Any:
                               f"{type(exc).__name__}") from exc
 
 
+def closed_object(properties: Mapping[str, Any], required: Iterable[str] = (),
+                  **extra: Any) -> dict[str, Any]:
+    """The JSON Schema of an object with exactly ``properties`` (no others), of which
+    ``required`` must be present; ``extra`` adds keywords (``oneOf``...)."""
+    return {"type": "object", "properties": dict(properties), "required": list(required),
+            "additionalProperties": False, **extra}
+
+
 @lru_cache(maxsize=512)
 def _validator(schema_json: str) -> Draft202012Validator:
     schema = json.loads(schema_json)

@@ -17,9 +17,11 @@ TIMEOUT = 30
 FAST_RETRY = {"base": 0.01, "cap": 0.05, "max_attempts": 3}
 
 
-def register(tenant: str, name: str, adapter: str, base_url: str, auth_type: str,
-             credentials: dict[str, Any], config: dict[str, Any] | None = None) -> None:
-    """``hub integrations add`` + ``hub credentials set`` (secrets on stdin)."""
+def register(client_app: Any, tenant: str, name: str, adapter: str, base_url: str,
+             auth_type: str, credentials: dict[str, Any],
+             config: dict[str, Any] | None = None) -> Caller:
+    """``hub integrations add`` + ``hub credentials set`` (secrets on stdin), as the
+    README shows it; returns the caller of the new integration."""
     hub = Hub()
     config = {"retry": FAST_RETRY, **(config or {})}
     added = hub("integrations", "add", "--tenant", tenant, "--name", name, "--adapter",
@@ -29,6 +31,7 @@ def register(tenant: str, name: str, adapter: str, base_url: str, auth_type: str
     stored = hub("credentials", "set", "--tenant", tenant, "--integration", name,
                  input=json.dumps(credentials))
     assert stored.exit_code == 0, stored.output
+    return Caller(client_app, tenant, name, adapter)
 
 
 class Caller:

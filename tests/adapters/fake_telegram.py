@@ -18,13 +18,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from tests.hub.fake_http import LocalServer, serve
+from tests.adapters.fake_base import Fake, serving
 
 BOT_ID = 7000000001
 _PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
@@ -54,8 +54,7 @@ class Upload:
 
 
 @dataclass
-class FakeTelegram:
-    server: LocalServer | None = None
+class FakeTelegram(Fake):
     token: str = field(default_factory=lambda: f"{BOT_ID}:AA{secrets.token_urlsafe(24)}")
     chats: set[int] = field(default_factory=lambda: {424242, -100777})
     messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
@@ -68,11 +67,6 @@ class FakeTelegram:
     troubles: deque[tuple[int, float]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url
 
     def flood(self, *retry_after: int) -> None:
         """The next requests meet flood control, one per ``retry_after`` given."""
@@ -179,9 +173,5 @@ def _params(request: Request) -> dict[str, Any]:
     return params
 
 
-@contextmanager
-def fake_telegram() -> Iterator[FakeTelegram]:
-    fake = FakeTelegram()
-    with serve(fake.handle) as server:
-        fake.server = server
-        yield fake
+def fake_telegram() -> AbstractContextManager[FakeTelegram]:
+    return serving(FakeTelegram())

@@ -11,44 +11,30 @@ ticket, ``GET /tickets/{id}`` the ticket or 404 ``{"error": "RecordNotFound"}``,
 from __future__ import annotations
 
 import itertools
-import json
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from werkzeug.wrappers import Request, Response
 
-from tests.hub.fake_http import LocalServer, serve
+from tests.adapters.fake_base import Fake, Fault, json_answer, serving
 
 PREFIX = "/api/v2"
-
-
-@dataclass
-class Fault:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status=status, headers=headers or {},
-                    content_type="application/json; charset=utf-8")
-
-
 @dataclass
-class FakeTicketing:
-    server: LocalServer | None = None
+class FakeTicketing(Fake):
+    prefix: ClassVar[str] = PREFIX
     api_key: str = field(default_factory=lambda: "tk_" + secrets.token_hex(16))
     bearer: str = field(default_factory=lambda: "tb_" + secrets.token_hex(16))
     tickets: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -56,15 +42,6 @@ class FakeTicketing:
     faults: deque[Fault] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(101))
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url + PREFIX
-
-    def hits(self, path: str) -> int:
-        assert self.server is not None
-        return self.server.count(PREFIX + path)
 
     def fail_next(self, *faults: Fault) -> None:
         with self.lock:
@@ -80,14 +57,14 @@ class FakeTicketing:
 
     def handle(self, request: Request) -> Response:
         if not self._authorised(request):
-            return _json(401, {"error": "Couldn't authenticate you"},
+            return json_answer(401, {"error": "Couldn't authenticate you"},
                          {"WWW-Authenticate": 'Bearer realm="tickets"'})
         with self.lock:
             fault = self.faults.popleft() if self.faults else None
         if fault is not None:
             time.sleep(fault.delay)  # the provider being slow is what is simulated
             if fault.status:
-                return _json(fault.status, fault.body or {"error": "ServiceUnavailable"},
+                return json_answer(fault.status, fault.body or {"error": "ServiceUnavailable"},
                              fault.headers)
         path = request.path.removeprefix(PREFIX).strip("/").split("/")
         with self.lock:
@@ -101,14 +78,14 @@ class FakeTicketing:
         if path == ["tickets"] and request.method == "POST":
             return self._create(request.get_json(silent=True) or {})
         if path == ["tickets"] and request.method == "GET":
-            return _json(200, {"tickets": list(self.tickets.values())[:1]})
+            return json_answer(200, {"tickets": list(self.tickets.values())[:1]})
         if len(path) >= 2 and path[0] == "tickets" and path[1] not in self.tickets:
-            return _json(404, {"error": "RecordNotFound", "description": "Not found"})
+            return json_answer(404, {"error": "RecordNotFound", "description": "Not found"})
         if len(path) == 2 and request.method == "GET":
-            return _json(200, self.tickets[path[1]])
+            return json_answer(200, self.tickets[path[1]])
         if len(path) == 3 and path[2] == "comments" and request.method == "POST":
             return self._comment(path[1], request.get_json(silent=True) or {})
-        return _json(404, {"error": "InvalidEndpoint", "description": "Not found"})
+        return json_answer(404, {"error": "InvalidEndpoint", "description": "Not found"})
 
     def _create(self, body: dict[str, Any]) -> Response:
         missing = [f for f in ("subject", "description") if not body.get(f)]
@@ -122,7 +99,7 @@ class FakeTicketing:
                   "custom_fields": body.get("custom_fields", {}), "assignee": None,
                   "created_at": _now(), "updated_at": _now()}
         self.tickets[ticket["id"]] = ticket
-        return _json(201, ticket, {"Location": ticket["url"]})
+        return json_answer(201, ticket, {"Location": ticket["url"]})
 
     def _comment(self, ticket_id: str, body: dict[str, Any]) -> Response:
         if not body.get("body"):
@@ -130,11 +107,11 @@ class FakeTicketing:
         comment = {"id": next(self.ids), "body": body["body"],
                    "public": bool(body.get("public", True)), "created_at": _now()}
         self.comments.setdefault(ticket_id, []).append(comment)
-        return _json(201, comment)
+        return json_answer(201, comment)
 
 
 def _invalid(fields: list[str]) -> Response:
-    return _json(422, {"error": "RecordInvalid", "description": "Record validation errors",
+    return json_answer(422, {"error": "RecordInvalid", "description": "Record validation errors",
                        "details": {f: [{"description": f"{f.capitalize()}: cannot be blank"}]
                                    for f in fields}})
 
@@ -146,9 +123,5 @@ def rate_limited(retry_after: int = 1) -> Fault:
                   "X-Rate-Limit-Remaining": "0"})
 
 
-@contextmanager
-def fake_ticketing() -> Iterator[FakeTicketing]:
-    fake = FakeTicketing()
-    with serve(fake.handle) as server:
-        fake.server = server
-        yield fake
+def fake_ticketing() -> AbstractContextManager[FakeTicketing]:
+    return serving(FakeTicketing())

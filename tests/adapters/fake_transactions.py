@@ -22,16 +22,14 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from werkzeug.wrappers import Request, Response
 
-from tests.adapters.fake_ticketing import Fault
-from tests.hub.fake_http import LocalServer, serve
+from tests.adapters.fake_base import Fake, Fault, json_answer, serving
 
 PREFIX = "/api/v1"
 MAX_PAGE = 100
@@ -41,18 +39,13 @@ def _stamp(delta: timedelta = timedelta(0)) -> str:
     return (datetime.now(UTC) + delta).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status=status, headers=headers or {},
-                    content_type="application/json")
-
-
 def _error(status: int, code: str, message: str, **headers: str) -> Response:
-    return _json(status, {"error": {"code": code, "message": message}}, headers)
+    return json_answer(status, {"error": {"code": code, "message": message}}, headers)
 
 
 @dataclass
-class FakeTransactions:
-    server: LocalServer | None = None
+class FakeTransactions(Fake):
+    prefix: ClassVar[str] = PREFIX
     client_id: str = "max-hub"
     client_secret: str = field(default_factory=lambda: "cs_" + secrets.token_hex(16))
     hmac_secret: str = field(default_factory=lambda: "hs_" + secrets.token_hex(16))
@@ -69,15 +62,6 @@ class FakeTransactions:
     signatures_checked: int = 0
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url + PREFIX
-
-    def hits(self, path: str) -> int:
-        assert self.server is not None
-        return self.server.count(PREFIX + path)
 
     def fail_next(self, path: str, *faults: Fault) -> None:
         """The next answers on ``path`` (after auth is checked)."""
@@ -131,7 +115,7 @@ class FakeTransactions:
         if fault is not None:
             time.sleep(fault.delay)  # the provider being slow is what is simulated
             if fault.status:
-                return _json(fault.status, fault.body or {"error": {
+                return json_answer(fault.status, fault.body or {"error": {
                     "code": "unavailable", "message": "try again later"}}, fault.headers)
         with self.lock:
             return self._route(request, request.path.removeprefix(PREFIX).strip("/").split("/"))
@@ -143,14 +127,14 @@ class FakeTransactions:
         if basic is not None:
             client = (basic.username, basic.password)
         if form.get("grant_type") != "client_credentials":
-            return _json(400, {"error": "unsupported_grant_type"})
+            return json_answer(400, {"error": "unsupported_grant_type"})
         if client != (self.client_id, self.client_secret):
-            return _json(401, {"error": "invalid_client"})
+            return json_answer(401, {"error": "invalid_client"})
         token = "at_" + secrets.token_hex(16)
         with self.lock:
             self.tokens.add(token)
             self.token_requests += 1
-        return _json(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600},
+        return json_answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600},
                      {"Cache-Control": "no-store"})
 
     def _authenticate(self, request: Request) -> Response | None:
@@ -174,10 +158,10 @@ class FakeTransactions:
     def _route(self, request: Request, path: list[str]) -> Response:
         body = json.loads(request.get_data() or b"null")
         if path == ["health"]:
-            return _json(200, {"status": "ok"})
+            return json_answer(200, {"status": "ok"})
         if len(path) == 2 and path[0] == "transactions" and request.method == "GET":
             found = self.transactions.get(path[1])
-            return _json(200, found) if found else _error(404, "not_found",
+            return json_answer(200, found) if found else _error(404, "not_found",
                                                           "No such transaction")
         if len(path) == 3 and path[0] == "customers" and path[2] == "transactions":
             return self._history(path[1], request)
@@ -198,7 +182,7 @@ class FakeTransactions:
         rows = self.history.get(customer_id, [])
         page = rows[start:start + limit]
         more = start + limit < len(rows)
-        return _json(200, {"transactions": page, "has_more": more,
+        return json_answer(200, {"transactions": page, "has_more": more,
                            "next_cursor": str(start + limit) if more else None})
 
     def _create_draft(self, body: Any) -> Response:
@@ -211,7 +195,7 @@ class FakeTransactions:
                  "description": body.get("description"), "metadata": body.get("metadata"),
                  "expires_at": _stamp(timedelta(minutes=30))}
         self.drafts[draft["id"]] = draft
-        return _json(201, draft)
+        return json_answer(201, draft)
 
     def _draft_action(self, draft_id: str, action: str, request: Request,
                       body: Any) -> Response:
@@ -224,7 +208,7 @@ class FakeTransactions:
             if draft["status"] == "committed":
                 return _error(409, "draft_committed", "A committed draft cannot be cancelled")
             draft["status"] = "cancelled"
-            return _json(200, {"id": draft_id, "status": "cancelled"})
+            return json_answer(200, {"id": draft_id, "status": "cancelled"})
         return _error(404, "not_found", "No such endpoint")
 
     def _commit(self, draft: dict[str, Any], key: str | None, body: Any) -> Response:
@@ -232,7 +216,7 @@ class FakeTransactions:
             return _error(400, "idempotency_key_required", "Idempotency-Key header required")
         if key in self.commits:  # Stripe-style replay of the first answer
             status, stored = self.commits[key]
-            return _json(status, stored, {"Idempotent-Replayed": "true"})
+            return json_answer(status, stored, {"Idempotent-Replayed": "true"})
         if body != {"draft_id": draft["id"]}:
             return _error(400, "invalid_request", "body must name the draft committed")
         if draft["status"] != "pending_confirmation":
@@ -244,7 +228,7 @@ class FakeTransactions:
                        "created_at": _stamp(), "completed_at": _stamp()}
         self.transactions[transaction["id"]] = transaction
         self.commits[key] = (200, transaction)
-        return _json(200, transaction)
+        return json_answer(200, transaction)
 
 
 def rate_limited(retry_after: int = 1) -> Fault:
@@ -252,9 +236,5 @@ def rate_limited(retry_after: int = 1) -> Fault:
                  {"Retry-After": str(retry_after)})
 
 
-@contextmanager
-def fake_transactions() -> Iterator[FakeTransactions]:
-    fake = FakeTransactions()
-    with serve(fake.handle) as server:
-        fake.server = server
-        yield fake
+def fake_transactions() -> AbstractContextManager[FakeTransactions]:
+    return serving(FakeTransactions())

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from hub.calls import probe
 from hub.platform.models import DeadLetter, IntegrationLog
 from tests.adapters.conftest import BY_NAME, Caller, register
 from tests.adapters.fake_telegram import BOT_ID, FakeTelegram, fake_telegram
@@ -28,8 +29,8 @@ def api() -> Iterator[FakeTelegram]:
 @pytest.fixture
 def bot(worker, client_app, tenant, api) -> Caller:  # type: ignore[no-untyped-def]
     """The README's registration: api_key auth, the bot token on stdin."""
-    register(tenant, "bot", "telegram", api.url, "api_key", {"api_key": api.token})
-    return Caller(client_app, tenant, "bot", "telegram")
+    return register(client_app, tenant, "bot", "telegram", api.url, "api_key",
+                    {"api_key": api.token})
 
 
 @BY_NAME
@@ -111,8 +112,9 @@ def test_unknown_chat_is_upstream_error_with_telegrams_description(bot, api):
 
 def test_a_revoked_token_is_auth_error_and_never_shown(worker, client_app, tenant, api):
     wrong = f"{BOT_ID}:AAwrong-token-value-1234567890"
-    register(tenant, "old-bot", "telegram", api.url, "api_key", {"api_key": wrong})
-    error = Caller(client_app, tenant, "old-bot", "telegram").error("get_me")
+    old = register(client_app, tenant, "old-bot", "telegram", api.url, "api_key",
+                   {"api_key": wrong})
+    error = old.error("get_me")
     assert error["code"] == "AUTH_ERROR" and error["details"]["description"] == "Unauthorized"
     assert api.server.count(f"/bot{wrong}/getMe") == 2  # re-authenticated once, no more
     assert wrong not in json.dumps(error)
@@ -148,3 +150,9 @@ def test_the_bot_token_never_leaves_in_anything_the_hub_writes(bot, api, events,
                         "logs": logs}.items():
         assert secret not in text and digits not in text, f"the bot token leaked into {where}"
     assert "/bot[REDACTED]/sendMessage" in logs  # the logs did see these requests
+
+
+def test_health_check_is_get_me_with_the_token_in_the_path(bot, api, services, tenant):
+    checked = probe.probe(services, tenant, "bot")
+    assert checked["ok"] is True and api.times("getMe")
+    assert api.token not in json.dumps(checked, default=str)

@@ -10,14 +10,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from hub.calls import probe
 from hub.platform.models import CacheEntry, IntegrationLog
 from tests.adapters.conftest import BY_NAME, Caller, register
-from tests.adapters.fake_ticketing import (
-    FakeTicketing,
-    Fault,
-    fake_ticketing,
-    rate_limited,
-)
+from tests.adapters.fake_base import Fault
+from tests.adapters.fake_ticketing import FakeTicketing, fake_ticketing, rate_limited
 
 
 @pytest.fixture
@@ -29,8 +26,8 @@ def desk() -> Iterator[FakeTicketing]:
 @pytest.fixture
 def tickets(worker, client_app, tenant, desk) -> Caller:  # type: ignore[no-untyped-def]
     """The README's registration: api_key auth, the key on stdin."""
-    register(tenant, "helpdesk", "ticketing", desk.url, "api_key", {"api_key": desk.api_key})
-    return Caller(client_app, tenant, "helpdesk", "ticketing")
+    return register(client_app, tenant, "helpdesk", "ticketing", desk.url, "api_key",
+                    {"api_key": desk.api_key})
 
 
 def _new_ticket(tickets: Caller) -> str:
@@ -87,15 +84,16 @@ def test_add_comment(tickets, desk, by):
 
 
 def test_bearer_auth_works_too(worker, client_app, tenant, desk):
-    register(tenant, "desk-bearer", "ticketing", desk.url, "bearer", {"token": desk.bearer})
-    caller = Caller(client_app, tenant, "desk-bearer", "ticketing")
+    caller = register(client_app, tenant, "desk-bearer", "ticketing", desk.url, "bearer",
+                      {"token": desk.bearer})
     assert caller("create_ticket", {"customer_id": "c", "subject": "s",
                                     "description": "d"})["ok"]
 
 
 def test_wrong_key_is_auth_error_after_one_reauthentication(worker, client_app, tenant, desk):
-    register(tenant, "desk-bad", "ticketing", desk.url, "api_key", {"api_key": "tk_wrong"})
-    error = Caller(client_app, tenant, "desk-bad", "ticketing").error(
+    bad = register(client_app, tenant, "desk-bad", "ticketing", desk.url, "api_key",
+                   {"api_key": "tk_wrong"})
+    error = bad.error(
         "add_comment", {"ticket_id": "TICKET-1", "comment": "x"})
     assert error["code"] == "AUTH_ERROR" and error["details"]["status_code"] == 401
     assert desk.hits("/tickets/TICKET-1/comments") == 2  # 401 -> re-auth once, no more
@@ -130,3 +128,8 @@ def test_timeout_is_retried(tickets, desk):
     desk.fail_next(Fault(0, delay=1.5))
     envelope = tickets("get_ticket_status", {"ticket_id": ticket_id}, timeout=0.5)
     assert envelope["ok"] and envelope["attempts"] == 2
+
+
+def test_health_check_reaches_the_provider_authenticated(tickets, desk, services, tenant):
+    assert probe.probe(services, tenant, "helpdesk")["ok"] is True
+    assert desk.hits("/tickets") == 1

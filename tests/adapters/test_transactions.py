@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from hub.calls import probe
 from hub.platform.models import CacheEntry, DeadLetter, WebhookEvent
 from tests.adapters.conftest import BY_NAME, Caller, register
-from tests.adapters.fake_ticketing import Fault
+from tests.adapters.fake_base import Fault
 from tests.adapters.fake_transactions import (
     FakeTransactions,
     fake_transactions,
@@ -40,9 +41,8 @@ def _credentials(bank: FakeTransactions) -> dict[str, str]:
 @pytest.fixture
 def payments(worker, client_app, tenant, bank) -> Caller:  # type: ignore[no-untyped-def]
     """The README's registration: OAuth2 client credentials, HMAC signing by default."""
-    register(tenant, "payments", "transactions", bank.url, "oauth2_client_credentials",
-             _credentials(bank))
-    return Caller(client_app, tenant, "payments", "transactions")
+    return register(client_app, tenant, "payments", "transactions", bank.url,
+                    "oauth2_client_credentials", _credentials(bank))
 
 
 def _draft(payments: Caller, amount: float = 500.0) -> str:
@@ -196,10 +196,11 @@ def test_a_401_re_authenticates_once_and_succeeds(payments, bank):
 
 
 def test_a_wrong_hmac_secret_is_refused_and_not_retried(worker, client_app, tenant, bank):
-    register(tenant, "payments-bad", "transactions", bank.url, "oauth2_client_credentials",
-             {**_credentials(bank), "hmac_secret": "hs_not_the_one"})
-    error = Caller(client_app, tenant, "payments-bad", "transactions").error(
-        "create_draft_transaction", {"customer_id": "c", "amount": 5, "description": "d"})
+    bad = register(client_app, tenant, "payments-bad", "transactions", bank.url,
+                   "oauth2_client_credentials",
+                   {**_credentials(bank), "hmac_secret": "hs_not_the_one"})
+    error = bad.error("create_draft_transaction",
+                      {"customer_id": "c", "amount": 5, "description": "d"})
     assert error["code"] == "AUTH_ERROR" and error["details"]["status_code"] == 403
     assert "invalid_signature" in error["details"]["body"]
     assert bank.hits("/transactions/drafts") == 1 and not bank.drafts
@@ -248,3 +249,8 @@ def test_a_dead_lettered_draft_or_commit_alerts_the_supervisor(payments, bank, e
     assert letter is not None and letter.tenant_id == tenant
     assert letter.kwargs["params"] == params
     assert bank.client_secret not in str(alert) and bank.hmac_secret not in str(alert)
+
+
+def test_health_check_reaches_the_provider_authenticated(payments, bank, services, tenant):
+    assert probe.probe(services, tenant, "payments")["ok"] is True
+    assert bank.hits("/health") == 1 and bank.token_requests == 1
