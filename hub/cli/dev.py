@@ -65,8 +65,10 @@ def health(ctx: CliContext) -> None:
     from hub.ops.health import check_all
 
     report = check_all(ctx.settings)
-    emit(ctx, report, text="\n".join(
-        f"{name:9} {'ok' if item['ok'] else 'FAIL'}  {item['detail']}"
-        for name, item in report["checks"].items()))
+    lines = []
+    for name, item in report["checks"].items():
+        lines.append(f"{name:9} {'ok' if item['ok'] else 'FAIL'}  {item['detail']}")
+        lines += [f"{name:9} WARN  {warning}" for warning in item["warnings"]]
+    emit(ctx, report, text="\n".join(lines))
     if not report["ok"]:
         raise SystemExit(1)

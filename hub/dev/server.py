@@ -22,8 +22,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from hub.dev.embedded import LocalServices, ensure_local_services
 from hub.platform.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
+from hub.platform.persistence import redis_warnings
 from hub.platform.vault import generate_key
 
 
@@ -75,6 +78,7 @@ def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
     local = ensure_local_services(database_url, redis_url, state_dir,
                                   database=_database_name(database_url))
     notes += [f"started {what}" for what in local.started]
+    notes += _redis_notes(local.redis_url)
     env = dict(os.environ)
     env.update({
         "HUB_DATABASE_URL": local.database_url,
@@ -113,6 +117,18 @@ def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
         "redis": local.redis_url,
     }
     return DevPlan(env=env, processes=processes, urls=urls, notes=notes, local=local)
+
+
+def _redis_notes(url: str) -> list[str]:
+    """Warn (not refuse: it is a laptop) when the Redis in use can lose queued calls."""
+    client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        return [f"Redis at {url}: {warning}"
+                for warning in redis_warnings(client, broker=True)]
+    except redis.RedisError:
+        return []
+    finally:
+        client.close()
 
 
 def _hide_password(url: str) -> str:

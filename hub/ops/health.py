@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
+import amqp
 import redis
 from sqlalchemy import create_engine, pool, text
 
 from hub.platform import migrate
 from hub.platform.config import Settings
+from hub.platform.persistence import redis_warnings
 
 log = logging.getLogger(__name__)
 
@@ -30,28 +33,54 @@ def check_postgres(settings: Settings) -> str:
     return f"schema at {current}"
 
 
-def _ping_redis(url: str) -> str:
+def _check_redis(url: str, *, broker: bool) -> tuple[str, list[str]]:
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     try:
         client.ping()
-        return "answers PING"
+        return "answers PING", redis_warnings(client, broker=broker)
     finally:
         client.close()
 
 
+def _check_amqp(url: str) -> tuple[str, list[str]]:
+    """Open and close an AMQP connection (RabbitMQ); raise if it cannot."""
+    parts = urlsplit(url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    connection = amqp.Connection(host=f"{parts.hostname or 'localhost'}:{parts.port or 5672}",
+                                 userid=unquote(parts.username or "guest"),
+                                 password=unquote(parts.password or "guest"),
+                                 virtual_host=vhost, ssl=parts.scheme == "amqps",
+                                 connect_timeout=3)
+    try:
+        connection.connect()
+        version = connection.server_properties.get("version", "?")
+        version = version.decode() if isinstance(version, bytes) else version
+        return f"RabbitMQ {version} answers", []
+    finally:
+        connection.close()
+
+
 def check_all(settings: Settings) -> dict[str, Any]:
-    """Run every check; never raises. ``{"ok": bool, "checks": {name: {ok, detail}}}``."""
+    """Run every check; never raises.
+
+    ``{"ok": bool, "checks": {name: {ok, detail, warnings}}}``: a warning (a Redis that
+    can lose work, see :func:`redis_warnings`) does not make the report fail.
+    """
+    broker_url = settings.effective_broker_url
     checks = {
-        "postgres": lambda: check_postgres(settings),
-        "redis": lambda: _ping_redis(settings.redis_url),
-        "broker": lambda: _ping_redis(settings.effective_broker_url),
+        "postgres": lambda: (check_postgres(settings), []),
+        "redis": lambda: _check_redis(settings.redis_url, broker=False),
+        "broker": lambda: (_check_amqp(broker_url) if settings.broker_is_amqp
+                           else _check_redis(broker_url, broker=True)),
     }
     results: dict[str, dict[str, Any]] = {}
     for name, check in checks.items():
         try:
-            results[name] = {"ok": True, "detail": check()}
+            detail, warnings = check()
+            results[name] = {"ok": True, "detail": detail, "warnings": warnings}
         except Exception as exc:  # noqa: BLE001 - a health report names every failure
-            results[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
+            results[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300],
+                             "warnings": []}
     return {"ok": all(r["ok"] for r in results.values()), "checks": results}
 
 

@@ -25,7 +25,13 @@ def test_embedded_postgres_and_redis_start_when_nothing_answers(tmp_path):
         assert len(local.started) == 2
         with psycopg.connect(libpq_url(local.database_url)) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("hub",)
-        assert redis.Redis.from_url(local.redis_url).ping()
+        client = redis.Redis.from_url(local.redis_url)
+        assert client.ping()
+        # As every recipe runs Redis (issue 9 item 4): queued calls survive a restart.
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        client.close()
     finally:
         local.stop()
 
