@@ -11,11 +11,10 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from hub.platform.config import BEAT_TICK, QUEUE_NAMES, load_settings
+from hub.platform.config import BEAT_TICK, QUEUE_NAMES, Settings, load_settings
 
 settings = load_settings()
 
-broker_url = settings.effective_broker_url
 result_backend = settings.effective_result_backend
 # Celery's SQLAlchemy backend opens its own engine; keep its pool small and healthy.
 database_engine_options = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4}
@@ -51,44 +50,51 @@ broker_connection_retry_on_startup = True
 worker_soft_shutdown_timeout = settings.worker_soft_shutdown_timeout
 worker_enable_soft_shutdown_on_idle = True
 
-if settings.broker_is_amqp:
-    # RabbitMQ: quorum queues (replicated, durable) and publisher confirms; a consumer
-    # that dies hands its unacknowledged messages back at once (no visibility timeout).
-    # Countdowns use Celery's native delayed delivery (TTL'd delay queues in RabbitMQ,
-    # not held by a worker), which needs topic exchanges.
-    _exchange_type = "topic"
-    _queue_arguments: dict[str, Any] | None = {"x-queue-type": "quorum"}
-    task_default_queue_type = "quorum"
-    task_default_exchange_type = "topic"
-    broker_native_delayed_delivery_queue_type = "quorum"
-    broker_transport_options: dict[str, Any] = {"confirm_publish": True}
-else:
-    _exchange_type = "direct"
-    _queue_arguments = None
-    broker_transport_options = {
-        # A message not acknowledged within this many seconds is delivered again: the
-        # redelivery delay after a worker is killed -9. A live worker holds a message at
-        # most HUB_MAX_COUNTDOWN (countdown) + HUB_TASK_TIME_LIMIT (run, acks_late);
-        # settings.validate() keeps that below it. Longer waits live in PostgreSQL.
-        "visibility_timeout": settings.visibility_timeout,
-        # How soon messages of a killed worker are swept back (kombu's default ~100 s).
-        "unacked_restore_interval": settings.unacked_restore_interval,
-        "unacked_restore_throttle": 1,
-    }
-
 timezone = "UTC"
 enable_utc = True
 
-_exchange = Exchange(settings.queue("hub"), type=_exchange_type)
-task_default_queue = settings.queue("celery")
-task_default_exchange = settings.queue("celery")
-task_default_routing_key = settings.queue("celery")
-task_queues = [Queue(task_default_queue, Exchange(task_default_queue, type=_exchange_type),
-                     routing_key=task_default_queue, queue_arguments=_queue_arguments)] + [
-    Queue(settings.queue(name), _exchange, routing_key=settings.queue(name),
-          queue_arguments=_queue_arguments)
-    for name in QUEUE_NAMES
-]
+def broker_settings(hub: Settings) -> dict[str, Any]:
+    """The Celery settings that depend on the broker: queues, exchanges, transport.
+
+    Also used by tests and clients that talk to another broker than this process's.
+    """
+    if hub.broker_is_amqp:
+        # RabbitMQ: quorum queues (replicated, durable) and publisher confirms; a consumer
+        # that dies hands its unacknowledged messages back at once (no visibility
+        # timeout). Countdowns use Celery's native delayed delivery (TTL'd delay queues
+        # in RabbitMQ, not held by a worker), which needs topic exchanges.
+        kind, arguments = "topic", {"x-queue-type": "quorum"}
+        extra: dict[str, Any] = {
+            "task_default_queue_type": "quorum", "task_default_exchange_type": "topic",
+            "task_create_missing_queue_type": "quorum",
+            "task_create_missing_queue_exchange_type": "topic",
+            "broker_native_delayed_delivery_queue_type": "quorum",
+            "broker_transport_options": {"confirm_publish": True}}
+    else:
+        kind, arguments = "direct", None
+        extra = {"broker_transport_options": {
+            # A message not acknowledged within this many seconds is delivered again: the
+            # redelivery delay after a worker is killed -9. A live worker holds a message
+            # at most HUB_MAX_COUNTDOWN (countdown) + HUB_TASK_TIME_LIMIT (run, acks_late);
+            # settings.validate() keeps that below it. Longer waits live in PostgreSQL.
+            "visibility_timeout": hub.visibility_timeout,
+            # How soon messages of a killed worker are swept back (kombu's default ~100 s).
+            "unacked_restore_interval": hub.unacked_restore_interval,
+            "unacked_restore_throttle": 1,
+        }}
+    default = hub.queue("celery")
+    exchange = Exchange(hub.queue("hub"), type=kind)
+    queues = [Queue(default, Exchange(default, type=kind), routing_key=default,
+                    queue_arguments=arguments)] + [
+        Queue(hub.queue(name), exchange, routing_key=hub.queue(name),
+              queue_arguments=arguments)
+        for name in QUEUE_NAMES]
+    return {"broker_url": hub.effective_broker_url, "task_default_queue": default,
+            "task_default_exchange": default, "task_default_routing_key": default,
+            "task_queues": queues, **extra}
+
+
+globals().update(broker_settings(settings))
 
 _PREFIX_QUEUES = (
     ("hub.webhooks.", "webhooks"),
@@ -100,7 +106,14 @@ _PREFIX_QUEUES = (
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None,
                **kw: Any) -> dict[str, str] | None:
-    """Route by stable task name (DESIGN §4); adapter operations go to ``calls``."""
+    """Route by stable task name (DESIGN §4); adapter operations go to ``calls``.
+
+    A queue the sender names (``queue="replay"``) wins whole: merged with a route,
+    it kept the route's routing key and the message went to the routed queue
+    (replays landed among live deliveries, and a named queue on RabbitMQ got nothing).
+    """
+    if options.get("queue"):
+        return None
     for prefix, queue in _PREFIX_QUEUES:
         if name.startswith(prefix):
             return {"queue": settings.queue(queue), "routing_key": settings.queue(queue)}

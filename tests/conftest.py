@@ -10,6 +10,7 @@ started (hub.dev.embedded), as ``hub dev`` does.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import tempfile
@@ -152,3 +153,60 @@ def client_app(settings: Settings):  # type: ignore[no-untyped-def]
     client.conf.task_serializer = "json"
     yield client
     client.close()
+
+
+# --- the broker switch: broker-dependent tests run on Redis and on RabbitMQ --------------
+
+RABBITMQ_URL = os.environ.get("HUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+class Broker:
+    """One broker flavour for a test: its URL, a client app, the env of worker processes.
+
+    ``redis``: a redis-server of the test's own (it may be stopped or flushed), run as
+    the recipes run it, also serving as the hub's Redis. ``rabbitmq``: the machine's
+    RabbitMQ (quorum queues), with the session's Redis for the hub's own keys.
+    """
+
+    def __init__(self, name: str, url: str, redis_url: str, settings: Settings) -> None:
+        from celery import Celery
+
+        import celeryconfig
+
+        self.name, self.url, self.redis_url = name, url, redis_url
+        self.settings = dataclasses.replace(settings, broker_url=url, redis_url=redis_url)
+        self.app = Celery("outside-service", broker=url,
+                          backend=settings.effective_result_backend)
+        self.app.conf.update(celeryconfig.broker_settings(self.settings),
+                             task_serializer="json")
+        self.env = {"HUB_BROKER_URL": url, "HUB_REDIS_URL": redis_url}
+        self.queues: list[str] = []
+
+    def queue(self, label: str) -> str:
+        """A queue of this test alone (deleted from RabbitMQ at the end)."""
+        name = self.settings.queue(f"{label}-{secrets.token_hex(3)}")
+        self.queues.append(name)
+        return name
+
+    def close(self) -> None:
+        if self.name == "rabbitmq" and self.queues:
+            with self.app.connection_for_write() as conn:
+                channel = conn.default_channel
+                for name in self.queues:
+                    channel.queue_delete(name)
+        self.app.close()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def hub_broker(request, settings: Settings) -> Iterator[Broker]:
+    if request.param == "redis":
+        from tests.faults.servers import redis_server
+
+        with redis_server() as server:
+            chosen = Broker("redis", server.url, server.url, settings)
+            yield chosen
+            chosen.close()
+    else:
+        chosen = Broker("rabbitmq", RABBITMQ_URL, settings.redis_url, settings)
+        yield chosen
+        chosen.close()

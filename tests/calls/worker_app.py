@@ -18,3 +18,15 @@ def suicide(self, marker: str) -> str:  # type: ignore[no-untyped-def]
     """Kill the pool process running it, every time it is received (a poison message)."""
     os.kill(os.getpid(), signal.SIGKILL)
     return marker  # never reached
+
+
+@app.task(name="hub.test.hold", bind=True, base=HubTask)
+def hold(self, key: str, seconds: float) -> str:  # type: ignore[no-untyped-def]
+    """Note each start (``<unix time> <worker>``) in the Redis list ``key``, then hold."""
+    import time
+
+    from tasks.app import services
+
+    services().redis.rpush(key, f"{time.time()} {self.request.hostname}")
+    time.sleep(seconds)
+    return key
