@@ -15,6 +15,7 @@ from celerydispatch import CeleryDispatcher
 from hub.platform.config import load_settings
 from hub.platform.errors import ConfigError
 from hub.platform.services import Services
+from tasks.heartbeat import UnackedHeartbeat
 
 TASK_MODULES = [
     "tasks.maintenance",
@@ -33,6 +34,9 @@ def _create_app() -> Celery:
     except ConfigError as exc:
         print(f"hub: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    # A live worker's messages are never handed out again by a Redis broker, whatever
+    # the pool (tasks/heartbeat.py).
+    celery_app.steps["consumer"].add(UnackedHeartbeat)
     return celery_app
 
 

@@ -19,12 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextmanager
 def worker_process(client_app, queues: list[str], *, concurrency: int = 1,  # type: ignore[no-untyped-def]
                    app: str = "tests.calls.worker_app", env: dict[str, str] | None = None,
-                   ready_timeout: float = 60) -> Iterator[subprocess.Popen]:
-    """Start ``celery -A app worker --pool prefork`` on ``queues``; wait until it answers a
+                   ready_timeout: float = 60, pool: str = "prefork") -> Iterator[subprocess.Popen]:
+    """Start ``celery -A app worker --pool POOL`` on ``queues``; wait until it answers a
     ping; stop it (TERM, then KILL) on exit. Its log is at ``proc.log_path``."""
     name = f"w{uuid.uuid4().hex[:8]}@test"
     log = Path(tempfile.mkstemp(prefix="hub-worker-", suffix=".log")[1])
-    cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", "prefork",
+    cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", pool,
            "-c", str(concurrency), "-Q", ",".join(queues), "-n", name, "-l", "INFO",
            "--without-gossip", "--without-mingle"]
     with open(log, "wb") as out:

@@ -80,3 +80,27 @@ def test_a_countdown_waits_in_rabbitmq_not_in_the_worker(hub_broker):
     # RabbitMQ keeps the message in its delay queues (native delayed delivery) while a
     # Redis broker hands it out at once, the worker holding it unacknowledged until due.
     assert held is not None and held.get(worker.hostname) == []
+
+
+@pytest.mark.parametrize("hub_broker", ["redis"], indirect=True)
+def test_a_live_worker_keeps_a_task_that_outlives_the_visibility_timeout(hub_broker):
+    # The threads pool enforces no time limit: without the worker's heartbeat on its
+    # unacknowledged messages, a second worker would restore this one after 6 s and run it
+    # while the first still does.
+    client = redis.Redis.from_url(hub_broker.redis_url)
+    key = f"hold-{uuid.uuid4().hex}"
+    queue = hub_broker.queue("long")
+    env = {**hub_broker.env, "HUB_VISIBILITY_TIMEOUT": "6", "HUB_MAX_COUNTDOWN": "1",
+           "HUB_TASK_TIME_LIMIT": "4", "HUB_TASK_SOFT_TIME_LIMIT": "3",
+           "HUB_UNACKED_RESTORE_INTERVAL": "1"}
+    app = "tests.calls.worker_app"
+    with worker_process(hub_broker.app, [queue], app=app, env=env, pool="threads"), \
+            worker_process(hub_broker.app, [queue], app=app, env=env, pool="threads"):
+        result = hub_broker.app.send_task("hub.test.hold", kwargs={"key": key, "seconds": 15},
+                                          queue=queue)
+        assert result.get(timeout=60) == key
+        time.sleep(2)  # a restored copy would have started by now
+        starts = _starts(client, key)
+    client.close()
+
+    assert len(starts) == 1, starts
