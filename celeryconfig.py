@@ -147,6 +147,12 @@ beat_schedule: dict[str, dict[str, Any]] = {
         "schedule": 3600.0,
         "options": {"expires": 1800},
     },
+    # Usage and cost per day from the audit rows (no write per call); budgets.
+    "usage-rollup": {
+        "task": "hub.maintenance.usage_rollup",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "enqueue-due-scheduled-tasks": {
         "task": "hub.maintenance.enqueue_due",
         "schedule": 5.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from hub.ops import healthchecks, retention
+from hub.ops import healthchecks, retention, usage
 from hub.platform import scheduler
 from tasks.app import app, services
 
@@ -32,3 +32,10 @@ def apply_retention() -> dict[str, int]:
 def health_checks() -> int:
     """Probe every active integration; status changes emit health.degraded/recovered."""
     return len(healthchecks.check_all(services()))
+
+
+@app.task(name="hub.maintenance.usage_rollup", ignore_result=True)
+def usage_rollup() -> dict[str, int]:
+    """Add the audit rows written since the last run to usage; announce budgets crossed."""
+    result = usage.rollup(services())
+    return {"groups": result.groups, "budget_alerts": result.budget_alerts}

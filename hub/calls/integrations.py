@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -69,6 +69,26 @@ def _validate(spec: IntegrationSpec) -> None:
     for limit in (spec.rate_limit_per_minute, spec.rate_limit_per_hour, spec.rate_limit_per_day):
         if limit is not None and limit <= 0:
             raise ValidationError("rate limits must be positive")
+    monthly_budget(spec.config)
+
+
+def monthly_budget(config: Mapping[str, Any] | None) -> Decimal | None:
+    """``config.budget.monthly`` as a Decimal (None when unset). Raises ValidationError
+    for a value that is not a non-negative number."""
+    budget = ((config or {}).get("budget") or {})
+    if not isinstance(budget, Mapping):
+        raise ValidationError("config.budget must be an object like {\"monthly\": 50}")
+    value = budget.get("monthly")
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if isinstance(value, bool) or not amount.is_finite() or amount < 0:
+        raise ValidationError(f"config.budget.monthly must be a non-negative number, "
+                              f"got {value!r}")
+    return amount
 
 
 def create(session: Session, spec: IntegrationSpec) -> Integration:

@@ -773,8 +773,11 @@ def _write_audit(session: Any, run: Attempt, outcome: str, *, status_code: int |
         failover_from=run.request.integration if run.skipped else None,
         failover_reason="; ".join(str(s) for s in run.skipped) or None,
     )
-    return audit.write(session, attempt, cost_per_call=run.target.row.cost_per_call
-                       or Decimal(0))
+    row = audit.write(session, attempt, cost_per_call=run.target.row.cost_per_call
+                      or Decimal(0))
+    if row.estimated_cost:
+        metrics.record_cost(run.request.tenant, run.target.row.name, row.estimated_cost)
+    return row
 
 
 def _publish(services: Services, run: Attempt, event_type: str, **data: Any) -> None:

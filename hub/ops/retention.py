@@ -1,5 +1,10 @@
 """Retention: old audit rows, expired cache rows and sent schedule rows, deleted in
-short batches so no table is locked for long (DESIGN §8)."""
+short batches so no table is locked for long (DESIGN §8).
+
+Audit rows are deleted only once the usage roll-up has counted them (it runs
+first; a row it has not reached yet stays, whatever its age), so usage and cost
+outlive the audit trail they come from.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.calls import cache
+from hub.ops import usage
 from hub.platform.models import IntegrationLog, ScheduledTask
 from hub.platform.scheduler import utcnow
 from hub.platform.services import Services
@@ -40,15 +46,16 @@ def delete_in_batches(factory: sessionmaker[Session], model: Any, *where: Any,
 
 def run(services: Services, *, now: datetime | None = None,
         batch: int = DEFAULT_BATCH) -> dict[str, int]:
-    """Apply every retention rule; return rows deleted per table."""
+    """Roll usage up, then apply every retention rule; return rows deleted per table."""
     now = now or utcnow()
+    usage.rollup(services)
     log_cutoff = now - timedelta(days=services.settings.log_retention_days)
     # Expired rows that still carry an ETag stay a while for revalidation.
     cache_cutoff = now - timedelta(seconds=cache.STALE_KEEP_SECONDS)
     return {
         "integration_logs": delete_in_batches(
             services.sessions, IntegrationLog, IntegrationLog.started_at < log_cutoff,
-            batch=batch),
+            usage.rolled_below_clause(), batch=batch),
         "cache_entries": cache.expire_before(services, cache_cutoff),
         "scheduled_tasks": delete_in_batches(
             services.sessions, ScheduledTask, ScheduledTask.status != "pending",

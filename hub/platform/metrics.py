@@ -9,6 +9,7 @@ writes its samples to files there and :func:`render` aggregates them.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -93,6 +94,17 @@ EVENTS_DROPPED = Counter(
 
 def record_event_dropped(event_type: str) -> None:
     EVENTS_DROPPED.labels(event_type).inc()
+
+
+CALL_COST = Counter(
+    "hub_call_cost_total",
+    "Estimated cost (cost_per_call of attempts that reached the provider) by tenant and "
+    "integration: one series per integration that costs money; per operation and day "
+    "see `hub usage`.", ["tenant", "integration"])
+
+
+def record_cost(tenant: str, integration: str, cost: Decimal) -> None:
+    CALL_COST.labels(tenant, integration).inc(float(cost))
 
 
 def record_call(integration: str, operation: str, outcome: str, seconds: float) -> None:

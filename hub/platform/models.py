@@ -10,7 +10,7 @@ refer to them.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -33,7 +34,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import base as postgresql_base
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -80,6 +83,19 @@ def _updated() -> Mapped[datetime]:
 
 
 TENANT = String(64)
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (``xid8``, never wraps around)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: Any) -> str:
+        return "xid8"
+
+
+# So reflection (Alembic's model/migration comparison) knows the type too.
+postgresql_base.ischema_names["xid8"] = Xid8
 
 
 class Integration(Base):
@@ -134,6 +150,9 @@ class IntegrationLog(Base):
         Index(None, "started_at"),
         Index(None, "tenant_id", "integration_id", "started_at"),
         Index(None, "task_id"),
+        # The usage roll-up reads a range of transaction ids; they grow with time, so
+        # writers only ever touch the index's right-most page.
+        Index(None, "txid"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -162,6 +181,9 @@ class IntegrationLog(Base):
     #: fallback before this one) did not serve, e.g. "geo-google: rate_limited (...)".
     failover_from: Mapped[str | None] = mapped_column(String(128))
     failover_reason: Mapped[str | None] = mapped_column(Text)
+    #: The writing transaction's id, set by PostgreSQL: the usage roll-up counts rows
+    #: below the oldest running transaction, so a row committed late is never skipped.
+    txid: Mapped[int | None] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
 
 
 class CallResult(Base):
@@ -403,21 +425,58 @@ class ScheduledTask(Base):
 
 
 class Usage(Base):
-    """Rolled-up call counts and cost per tenant, integration and period (hour/day)."""
+    """Calls and estimated cost per tenant, integration, operation and UTC day, rolled up
+    from ``integration_logs`` by beat (hub.ops.usage); kept after retention deletes the
+    audit rows."""
 
     __tablename__ = "usage"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "integration_id", "period", "period_start"),
-        CheckConstraint(_in("period", ("hour", "day")), name="period"),
+        UniqueConstraint("tenant_id", "integration_id", "operation", "day"),
+        Index(None, "tenant_id", "day"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     tenant_id: Mapped[str] = mapped_column(TENANT, nullable=False)
     integration_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("integrations.id", ondelete="CASCADE"), nullable=False)
-    period: Mapped[str] = mapped_column(String(8), nullable=False)
-    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    operation: Mapped[str] = mapped_column(String(128), nullable=False)
+    day: Mapped[date] = mapped_column(Date, nullable=False)
     calls: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    successes: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     failures: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    cached: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    rate_limited: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     cost: Mapped[Decimal] = mapped_column(Numeric(14, 6), nullable=False, server_default="0")
     updated_at: Mapped[datetime] = _updated()
+
+
+class UsageRollup(Base):
+    """Where the usage roll-up stands: every audit row whose transaction id is below
+    ``rolled_below`` is counted in ``usage`` (one row, id 1)."""
+
+    __tablename__ = "usage_rollup"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rolled_below: Mapped[int] = mapped_column(Xid8, nullable=False,
+                                              server_default=text("'0'::xid8"))
+    #: Audit rows written before transaction ids were recorded (txid NULL) are counted.
+    legacy_counted: Mapped[bool] = mapped_column(Boolean, nullable=False,
+                                                 server_default=text("false"))
+    rolled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BudgetAlert(Base):
+    """An integration's monthly budget crossed, announced once per month."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (UniqueConstraint("integration_id", "month"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    tenant_id: Mapped[str] = mapped_column(TENANT, nullable=False)
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), nullable=False)
+    month: Mapped[date] = mapped_column(Date, nullable=False)
+    budget: Mapped[Decimal] = mapped_column(Numeric(14, 6), nullable=False)
+    cost: Mapped[Decimal] = mapped_column(Numeric(14, 6), nullable=False)
+    created_at: Mapped[datetime] = _created()

@@ -13,12 +13,15 @@ from hub.platform.models import Integration
 from tests.calls.fake_provider import Reply
 
 
-def _events(pubsub, deadline_s=5.0):
+def _events(pubsub, tenant, deadline_s=5.0):
+    """Events of ``tenant`` (channels are server-wide: other test runs publish too)."""
     found, deadline = [], time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.2)
         if message and message["type"] == "message":
-            found.append(json.loads(message["data"]))
+            event = json.loads(message["data"])
+            if event["tenant"] == tenant:
+                found.append(event)
         elif found:
             break
     return found
@@ -38,7 +41,7 @@ def test_degraded_then_recovered_each_announced_once(services, sessions, tenant,
     assert healthchecks.check_one(services, tenant, "crm")["health_status"] == "degraded"
     assert healthchecks.check_one(services, tenant, "crm")["health_status"] == "healthy"
 
-    seen = [(e["type"], e["tenant"], e["data"]["integration"]) for e in _events(pubsub)]
+    seen = [(e["type"], e["tenant"], e["data"]["integration"]) for e in _events(pubsub, tenant)]
     assert seen == [("health.degraded", tenant, "crm"), ("health.recovered", tenant, "crm")]
     with sessions() as session:
         stored = integrations.get(session, tenant, row.name)
