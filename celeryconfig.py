@@ -16,7 +16,12 @@ from hub.platform.config import BEAT_TICK, QUEUE_NAMES, Settings, load_settings
 settings = load_settings()
 
 result_backend = settings.effective_result_backend
-# Celery's SQLAlchemy backend opens its own engine; keep its pool small and healthy.
+if result_backend.startswith("db+postgresql"):
+    # Same table and encoding as Celery's database backend (what clients read with
+    # "db+postgresql+psycopg://..."), written by a pooled, batched upsert: see
+    # celeryresults.py.
+    database_url = result_backend[len("db+"):]
+    result_backend = "celeryresults:HubDatabaseBackend"
 database_engine_options = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4}
 database_short_lived_sessions = False
 result_expires = 24 * 3600
@@ -27,6 +32,13 @@ task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
+
+# Many I/O-bound tasks in flight per process (issue 10; README "Workers"): provider
+# calls and deliveries spend their time waiting for the network. The threads pool
+# enforces no time limits: every task bounds its own duration (HTTP, lock and
+# statement timeouts).
+worker_pool = settings.worker_pool
+worker_concurrency = settings.worker_concurrency
 
 # A task is acknowledged after it ran; a worker killed mid-task gets it redelivered.
 task_acks_late = True

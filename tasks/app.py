@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 from celery import Celery
 
@@ -46,13 +47,19 @@ import tasks.logsetup  # noqa: F401 - connects the logging signals
 
 _services: Services | None = None
 _services_pid: int | None = None
+_services_lock = threading.Lock()
 
 
 def services() -> Services:
     """This process's Services, built on first use and again after a fork (a pooled
-    connection must never be shared between a prefork parent and its children)."""
+    connection must never be shared between a prefork parent and its children).
+    Every thread of a threads-pool worker gets the same one."""
     global _services, _services_pid
-    if _services is None or _services_pid != os.getpid():
-        _services = Services(load_settings(), CeleryDispatcher(app))
-        _services_pid = os.getpid()
-    return _services
+    svc = _services
+    if svc is not None and _services_pid == os.getpid():
+        return svc
+    with _services_lock:
+        if _services is None or _services_pid != os.getpid():
+            _services = Services(load_settings(), CeleryDispatcher(app))
+            _services_pid = os.getpid()
+        return _services

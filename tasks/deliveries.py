@@ -16,6 +16,13 @@ def send(delivery_id: str) -> dict[str, Any]:
     return dataclasses.asdict(sending.send_delivery(services(), delivery_id))
 
 
+@app.task(name="hub.deliveries.send_batch", base=HubTask, ignore_result=True, acks_late=True)
+def send_batch(delivery_ids: list[str]) -> list[dict[str, Any]]:
+    """POST the deliveries of a batch of events concurrently (no-ops for those not due
+    or already claimed)."""
+    return [dataclasses.asdict(o) for o in sending.send_deliveries(services(), delivery_ids)]
+
+
 @app.task(name="hub.maintenance.send_due_deliveries", ignore_result=True)
 def send_due_deliveries() -> int:
     """Enqueue deliveries whose retry wait is over or whose message went missing."""

@@ -131,13 +131,18 @@ def celery_app():  # type: ignore[no-untyped-def]
     return app
 
 
+#: Threads of the embedded worker: enough for calls to overlap, so the suite runs the
+#: hub's shared objects (sessions, breakers, token single-flight) as production does.
+WORKER_THREADS = 8
+
+
 @pytest.fixture(scope="session")
-def worker(celery_app):  # type: ignore[no-untyped-def]
-    """A real Celery worker (threads) consuming the session's queues."""
+def worker(celery_app, settings: Settings):  # type: ignore[no-untyped-def]
+    """A real Celery worker with the hub's pool (threads) consuming the session's queues."""
     from celery.contrib.testing.worker import start_worker
 
-    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=True,
-                      loglevel="WARNING", shutdown_timeout=30) as w:
+    with start_worker(celery_app, pool=settings.worker_pool, concurrency=WORKER_THREADS,
+                      perform_ping_check=True, loglevel="WARNING", shutdown_timeout=30) as w:
         yield w
 
 

@@ -14,11 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, Table, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from hub.platform import redaction
-from hub.platform.db import filter_clauses
+from hub.platform.db import filter_clauses, retry_once
 from hub.platform.models import LOG_OUTCOMES, IntegrationLog
 
 BODY_LIMIT = 4096
@@ -60,35 +60,69 @@ def estimated_cost(outcome: str, reached_provider: bool, cost_per_call: Decimal)
     return cost_per_call if reached_provider and outcome in BILLED_OUTCOMES else Decimal(0)
 
 
-def write(session: Session, attempt: Attempt, *, cost_per_call: Decimal = Decimal(0),
-          ) -> IntegrationLog:
-    """Add the attempt's redacted row to ``session`` (flushed, not committed).
+def values(attempt: Attempt, *, cost_per_call: Decimal = Decimal(0)) -> dict[str, Any]:
+    """The redacted column values of the attempt's ``integration_logs`` row.
 
     Raises ValueError for an outcome outside :data:`hub.platform.models.LOG_OUTCOMES`.
     """
     if attempt.outcome not in LOG_OUTCOMES:
         raise ValueError(f"unknown outcome {attempt.outcome!r}")
     secrets = list(attempt.secrets)
-    row = IntegrationLog(
-        id=uuid.uuid4(), tenant_id=attempt.tenant_id, integration_id=attempt.integration_id,
-        operation=attempt.operation, method=attempt.method,
-        url=redaction.redact_url(attempt.url, secrets),
-        request_headers=_headers(attempt.request_headers, secrets),
-        request_body=_body(attempt.request_body, attempt, secrets),
-        response_headers=_headers(attempt.response_headers, secrets),
-        response_body=_body(attempt.response_body, attempt, secrets),
-        status_code=attempt.status_code, outcome=attempt.outcome,
-        error=_error(attempt.error, secrets), attempt=attempt.attempt,
-        task_id=attempt.task_id, idempotency_key=attempt.idempotency_key,
-        duration_ms=attempt.duration_ms, started_at=attempt.started_at,
-        failover_from=attempt.failover_from,
-        failover_reason=_error(attempt.failover_reason, secrets),
-        estimated_cost=estimated_cost(attempt.outcome, attempt.reached_provider,
-                                      cost_per_call),
-    )
+    return {
+        "id": uuid.uuid4(), "tenant_id": attempt.tenant_id,
+        "integration_id": attempt.integration_id, "operation": attempt.operation,
+        "method": attempt.method, "url": redaction.redact_url(attempt.url, secrets),
+        "request_headers": _headers(attempt.request_headers, secrets),
+        "request_body": _body(attempt.request_body, attempt, secrets),
+        "response_headers": _headers(attempt.response_headers, secrets),
+        "response_body": _body(attempt.response_body, attempt, secrets),
+        "status_code": attempt.status_code, "outcome": attempt.outcome,
+        "error": _error(attempt.error, secrets), "attempt": attempt.attempt,
+        "task_id": attempt.task_id, "idempotency_key": attempt.idempotency_key,
+        "duration_ms": attempt.duration_ms, "started_at": attempt.started_at,
+        "failover_from": attempt.failover_from,
+        "failover_reason": _error(attempt.failover_reason, secrets),
+        "estimated_cost": estimated_cost(attempt.outcome, attempt.reached_provider,
+                                         cost_per_call),
+    }
+
+
+def write(session: Session, attempt: Attempt, *, cost_per_call: Decimal = Decimal(0),
+          ) -> IntegrationLog:
+    """Add the attempt's redacted row to ``session`` (flushed, not committed).
+
+    Raises ValueError for an outcome outside :data:`hub.platform.models.LOG_OUTCOMES`.
+    """
+    row = IntegrationLog(**values(attempt, cost_per_call=cost_per_call))
     session.add(row)
     session.flush()
     return row
+
+
+def insert_counting_attempts(engine: Engine, row: dict[str, Any]) -> int:
+    """INSERT ``row`` (from :func:`values`) in one statement on ``engine`` (the
+    asynchronously committed audit engine) and return its attempt number.
+
+    With a ``task_id`` the number is at least one more than the failed attempts
+    already audited for that task, computed by the INSERT itself: a retry resent
+    from PostgreSQL under its task id keeps counting without a query of its own.
+    Raises what the database raises.
+    """
+    table = IntegrationLog.__table__
+    assert isinstance(table, Table)
+    attempt: Any = literal(row["attempt"])
+    if row["task_id"] is not None:
+        prior = (select(func.count()).select_from(table)
+                 .where(table.c.task_id == row["task_id"], table.c.outcome == "failed")
+                 .scalar_subquery())
+        attempt = func.greatest(attempt, prior + 1)
+    statement = insert(table).values({**row, "attempt": attempt}).returning(table.c.attempt)
+
+    def run() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(statement).scalar_one())
+
+    return retry_once(run)
 
 
 def _headers(headers: Mapping[str, Any] | None, secrets: list[str]) -> dict[str, str] | None:

@@ -19,14 +19,18 @@ Thresholds come from ``integration.config["breaker"]``: ``failure_threshold``
 stores the opening time in whole seconds, so keep it >= 2), ``success_threshold``
 (default 1 successful trial closes it). Usage by the pipeline::
 
-    breaker = breaker_for(services, integration)     # one per call: cheap, no shared lock
+    breaker = breaker_for(services, integration)     # one per integration per process
     response = breaker.call(send_request)            # raises CircuitOpen when open
+
+A healthy call costs one Redis round trip (state and failure counter in one
+MGET); a success after failures, a failure and the half-open trial cost more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -65,6 +69,8 @@ class _ServicesLike(Protocol):
     @property
     def settings(self) -> Any: ...
 
+    def shared(self, key: Hashable, build: Callable[[], T]) -> T: ...
+
 
 def counts_as_failure(exc: BaseException) -> bool:
     """True for errors that say the provider is unhealthy: network errors, timeouts,
@@ -75,8 +81,7 @@ def counts_as_failure(exc: BaseException) -> bool:
 
 
 class _RedisStorage(pybreaker.CircuitRedisStorage):
-    """pybreaker's Redis storage, initialised in one round trip instead of three
-    (a breaker is built per call)."""
+    """pybreaker's Redis storage, initialised in one round trip instead of three."""
 
     def _initialize_redis_state(self, state: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -116,6 +121,8 @@ class Breaker:
             success_threshold=success_threshold, state_storage=storage, name=self.name,
             exclude=[lambda exc: not counts_as_failure(exc)], throw_new_error_on_trip=False)
         self._trial_key = namespace + ":trial"
+        self._state_keys = [f"{namespace}:{pybreaker.CircuitRedisStorage.BASE_NAMESPACE}:{key}"
+                            for key in ("state", "fail_counter")]
 
     @property
     def state(self) -> str:
@@ -139,18 +146,69 @@ class Breaker:
         Raises CircuitOpen (with ``details.retry_after``) without calling ``func``
         when the circuit is open, or half-open with another worker's trial running;
         otherwise re-raises whatever ``func`` raises, after counting it.
+
+        Safe to share between threads: ``func`` runs outside pybreaker's lock
+        (``CircuitBreaker.call`` holds it for the whole call, which would let one
+        call at a time through a breaker shared by a worker's threads); only the
+        bookkeeping after a failure, or in a state other than closed, takes it.
         """
-        trial = self._admit()
+        state, failures = self._read()
+        trial = self._admit(state)
+        if trial is not None and state == pybreaker.STATE_OPEN:
+            # This call is the trial after the recovery timeout: half-open, as
+            # pybreaker's own open state does before letting a call through.
+            with self.circuit._lock:
+                self.circuit.half_open()
+            state = pybreaker.STATE_HALF_OPEN
         try:
-            return self.circuit.call(func, *args, **kwargs)
-        except pybreaker.CircuitBreakerError as exc:
-            raise self._open_error() from exc
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                self._count_error(exc)
+                raise
+            self._count_success(state, failures)
+            return result
         finally:
             if trial is not None:
                 self._end_trial(trial)
 
-    def _admit(self) -> Lock | None:
-        state = self.state
+    def _read(self) -> tuple[str, int]:
+        """State and consecutive failures, in one round trip (closed and 0 when Redis
+        is unreachable: fail open, as pybreaker's Redis storage does)."""
+        storage = self.circuit._state_storage
+        if not isinstance(storage, _RedisStorage):
+            return storage.state, storage.counter
+        try:
+            state, failures = self._client.mget(self._state_keys)
+        except (redis.RedisError, OSError):
+            log.warning("breaker %s: state unavailable, running closed", self.name)
+            return pybreaker.STATE_CLOSED, 0
+        if state is None:  # expired or flushed: start closed again
+            storage._initialize_redis_state(pybreaker.STATE_CLOSED)
+            return pybreaker.STATE_CLOSED, 0
+        return (state.decode() if isinstance(state, bytes) else str(state)), int(failures or 0)
+
+    def _count_error(self, exc: BaseException) -> None:
+        # pybreaker re-raises the error when it trips the circuit; the caller does.
+        with self.circuit._lock, contextlib.suppress(BaseException):
+            self._synced()._handle_error(exc, reraise=False)
+
+    def _count_success(self, state: str, failures: int) -> None:
+        if state == pybreaker.STATE_CLOSED and failures == 0:
+            return  # nothing to reset: the common case costs no write
+        with self.circuit._lock:
+            self._synced()._handle_success()
+
+    def _synced(self) -> pybreaker.CircuitBreakerState:
+        """pybreaker's state object, caught up with Redis *without* its notification:
+        a long-lived instance noticing that another worker closed the circuit would
+        otherwise reset the failure counter the others are building up."""
+        current = self.circuit.current_state
+        if current != self.circuit._state.name:
+            self.circuit._state = self.circuit._create_new_state(current, notify=False)
+        return self.circuit._state
+
+    def _admit(self, state: str) -> Lock | None:
         if state == pybreaker.STATE_CLOSED:
             return None
         if state == pybreaker.STATE_OPEN and self.retry_after() > 0:
@@ -193,15 +251,20 @@ def namespace_for(settings: Any, tenant: str, integration_id: str) -> str:
 def breaker_for(services: _ServicesLike, integration: _IntegrationLike) -> Breaker:
     """The shared breaker of ``integration`` with its configured thresholds.
 
-    Build one per call: the object is cheap (state lives in Redis) and pybreaker
-    serialises calls through one instance with a lock, which would serialise a
-    threaded worker's calls to the same provider.
+    One object per integration (and thresholds) per process, shared by every
+    thread (:meth:`Breaker.call` does not serialise them); its state lives in
+    Redis, shared by every worker.
     """
     config = (integration.config or {}).get("breaker") or {}
-    return Breaker(
-        services.redis_bytes,
-        namespace_for(services.settings, integration.tenant_id, str(integration.id)),
-        failure_threshold=int(config.get("failure_threshold", DEFAULT_FAILURE_THRESHOLD)),
-        recovery_timeout=float(config.get("recovery_timeout", DEFAULT_RECOVERY_TIMEOUT)),
-        success_threshold=int(config.get("success_threshold", DEFAULT_SUCCESS_THRESHOLD)),
-        name=f"{integration.tenant_id}/{integration.name}")
+    namespace = namespace_for(services.settings, integration.tenant_id, str(integration.id))
+    thresholds = (int(config.get("failure_threshold", DEFAULT_FAILURE_THRESHOLD)),
+                  float(config.get("recovery_timeout", DEFAULT_RECOVERY_TIMEOUT)),
+                  int(config.get("success_threshold", DEFAULT_SUCCESS_THRESHOLD)))
+    name = f"{integration.tenant_id}/{integration.name}"
+
+    def build() -> Breaker:
+        return Breaker(services.redis_bytes, namespace, failure_threshold=thresholds[0],
+                       recovery_timeout=thresholds[1], success_threshold=thresholds[2],
+                       name=name)
+
+    return services.shared(("breaker", namespace, thresholds, name), build)

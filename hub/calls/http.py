@@ -53,7 +53,9 @@ from hub.platform.redaction import MASK, is_sensitive_name, redact_text, redact_
 
 #: Sessions kept per process; the least recently used is dropped beyond this.
 MAX_SESSIONS = 256
-#: Connections kept alive per host in one session (a worker runs few threads).
+#: Connections kept alive per host in one session, at least (a threads worker keeps
+#: up to ``settings.worker_concurrency`` requests to one provider in flight, and a
+#: smaller pool would open and discard a connection for each one over it).
 POOL_MAXSIZE = 10
 MAX_REDIRECTS = 5
 CHUNK_SIZE = 64 * 1024
@@ -203,7 +205,8 @@ def new_session(settings: Settings) -> requests.Session:
     session.max_redirects = MAX_REDIRECTS
     adapter_cls = HTTPAdapter if settings.allow_private_networks else GuardedAdapter
     for prefix in ("http://", "https://"):
-        session.mount(prefix, adapter_cls(pool_connections=4, pool_maxsize=POOL_MAXSIZE))
+        session.mount(prefix, adapter_cls(
+            pool_connections=4, pool_maxsize=max(POOL_MAXSIZE, settings.worker_concurrency)))
     return session
 
 

@@ -6,6 +6,8 @@ for tenant A's integration gets NotFound, exactly as if it did not exist.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
 from sqlalchemy import delete, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +24,7 @@ from sqlalchemy.orm import Session
 from hub import adapters
 from hub.adapters import versions
 from hub.calls import http
-from hub.platform import events
+from hub.platform import changes, events
 from hub.platform.db import on_commit
 from hub.platform.errors import Conflict, IntegrationDisabled, NotFound, ValidationError
 from hub.platform.models import AUTH_TYPES, CacheEntry, CallResult, Integration
@@ -184,6 +187,63 @@ def get_active(session: Session, tenant_id: str, name: str) -> Integration:
     if row.status != "active":
         raise IntegrationDisabled(f"integration {name!r} of tenant {tenant_id!r} is disabled")
     return row
+
+
+#: Seconds a worker uses a resolved integration without asking PostgreSQL again. A
+#: change made through the ORM applies at once (:mod:`hub.platform.changes`); this
+#: bounds how long one made behind the hub's back (raw SQL), or announced while
+#: Redis was down, goes unseen.
+RESOLVED_TTL = 5.0
+
+
+class ResolvedCache:
+    """Active integrations of this process, by (tenant, name), with the generation of
+    the tenant's integrations they were loaded under. Shared by a worker's threads."""
+
+    def __init__(self, ttl: float = RESOLVED_TTL) -> None:
+        self.ttl = ttl
+        self._rows: dict[tuple[str, str], tuple[Integration, str | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant_id: str, name: str, generation: str | None) -> Integration | None:
+        entry = self._rows.get((tenant_id, name))
+        if entry is None:
+            return None
+        row, loaded_under, loaded_at = entry
+        if loaded_under != generation or time.monotonic() - loaded_at > self.ttl:
+            return None
+        return row
+
+    def put(self, row: Integration, generation: str | None) -> None:
+        with self._lock:
+            self._rows[(row.tenant_id, row.name)] = (row, generation, time.monotonic())
+
+
+def resolve_active(services: Services, tenant_id: str, name: str) -> Integration:
+    """:func:`get_active`, served from this process's memory while the tenant's
+    integrations have not changed (one Redis GET instead of a PostgreSQL session).
+
+    The row is a detached snapshot shared between threads: read it, never change
+    it. Raises NotFound and IntegrationDisabled as :func:`get_active` does (those
+    answers are not cached).
+    """
+    generation = _generation(services, tenant_id)
+    cache = services.shared("resolved-integrations", ResolvedCache)
+    row = cache.get(tenant_id, name, generation)
+    if row is not None:
+        return row
+    with services.sessions() as session:
+        row = get_active(session, tenant_id, name)
+    cache.put(row, generation)
+    return row
+
+
+def _generation(services: Services, tenant_id: str) -> str | None:
+    try:
+        value = services.redis.get(changes.generation_key(services.settings, tenant_id))
+    except (redis.RedisError, OSError):
+        return "unavailable"  # fail open: copies expire after RESOLVED_TTL
+    return str(value) if value is not None else None
 
 
 def list_for_tenant(session: Session, tenant_id: str | None = None) -> list[Integration]:

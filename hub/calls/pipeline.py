@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import requests
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub import adapters
@@ -158,6 +158,9 @@ class Attempt:
     candidates: failover.Candidates | None = None
     #: The dead letter this call replays (``hub dlq replay``), if it is a replay.
     replay_of: str | None = None
+    #: Events of this call (and of the integrations failing over for it), published
+    #: together when it ends: one Redis round trip.
+    outbox: events.Batch = field(default_factory=events.Batch)
 
     def __post_init__(self) -> None:
         if self.key is None and self.request.idempotency_key:
@@ -181,17 +184,19 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
     ``attempt`` then only bounds the retries of internal errors, which are not
     audited. ``replay_of`` is the dead letter a ``hub dlq replay`` sent this call
     for: like a retry, a replay waits for an open circuit instead of failing.
+    The task's audited attempts are counted where this attempt is audited (the
+    INSERT of a success counts them itself), not by a query before it.
     """
     try:
         check_input(request)
-        with services.sessions() as session:
-            target = resolve(session, request)
-            prior = failed_attempts(session, task_id)
+        target = resolve(services, request)
         params = validate_params(target, request.params)
-        number = prior + 1 if task_id is not None else attempt
-        run = Attempt(replace(request, params=params), target, number, task_id,
-                      replay_of=replay_of)
-        return _run(services, run)
+        run = Attempt(replace(request, params=params), target,
+                      1 if task_id is not None else attempt, task_id, replay_of=replay_of)
+        try:
+            return _run(services, run)
+        finally:
+            run.outbox.flush(services.events)
     except HubError as exc:
         return CallOutcome("failed", error=exc, attempt=attempt)
     except Exception as exc:  # noqa: BLE001 - a bug or an outage below us must not lose the call
@@ -297,8 +302,9 @@ def check_input(request: CallRequest) -> None:
         raise ValidationError(f"{refused} contains a NUL character or a lone surrogate")
 
 
-def resolve(session: Session, request: CallRequest) -> Target:
-    """The tenant's active integration and its adapter operation.
+def resolve(services: Services, request: CallRequest) -> Target:
+    """The tenant's active integration (from this process's memory while unchanged,
+    :func:`hub.calls.integrations.resolve_active`) and its adapter operation.
 
     Raises NotFound (unknown integration, adapter or operation), IntegrationDisabled,
     ValidationError (bad on_rate_limit).
@@ -308,7 +314,7 @@ def resolve(session: Session, request: CallRequest) -> Target:
     if request.timeout is not None and not (
             isinstance(request.timeout, (int, float)) and request.timeout > 0):
         raise ValidationError("timeout must be a positive number of seconds")
-    row = integrations.get_active(session, request.tenant, request.integration)
+    row = integrations.resolve_active(services, request.tenant, request.integration)
     adapter = adapters.get(row.adapter)
     op = adapter.operation(request.operation)
     if op.requires_idempotency_key and not request.idempotency_key:
@@ -448,7 +454,7 @@ def _next_attempt(services: Services, run: Attempt, reason: str, error: str | No
     skip = failover.Skip(run.target.row.id, run.target.row.name, reason, error)
     return Attempt(run.request, Target(row, adapter, adapter.operation(run.request.operation)),
                    run.number, run.task_id, key=run.key, skipped=[*run.skipped, skip],
-                   candidates=candidates, replay_of=run.replay_of)
+                   candidates=candidates, replay_of=run.replay_of, outbox=run.outbox)
 
 
 def _serves(row: Integration, request: CallRequest) -> bool:
@@ -466,6 +472,7 @@ def _record_skipped(services: Services, run: Attempt, exc: HubError, to: str) ->
     goes on with ``to``)."""
     outcome = "circuit_open" if isinstance(exc, CircuitOpen) else "failed"
     with services.sessions() as session, session.begin():
+        _count_prior_failures(session, run)
         _write_audit(session, run, outcome, error=f"{exc.message}; failing over to {to}")
     _publish(services, run, "request.failed", code=exc.code, error=exc.message,
              retryable=exc.retryable, exhausted=False, failover_to=to)
@@ -654,13 +661,19 @@ def _succeed(services: Services, run: Attempt, data: Any) -> CallOutcome:
     data = _cache_store(services, run, status_code, _transform(run, data))
     status = stale.status_code if stale is not None else status_code
     _invalidate_stale_reads(services, run)
-    with services.sessions() as session, session.begin():
-        row = _write_audit(session, run, "success", status_code=status_code)
-        result = _envelope(run, status, data, cached=stale is not None, log_id=row.id)
-        if run.key is not None:
+    if run.key is None:
+        log_id = _audit(services, run, "success", status_code=status_code)
+        result = _envelope(run, status, data, cached=stale is not None, log_id=log_id)
+    else:
+        # The stored result of a keyed write and its audit row commit together,
+        # durably: a repeat must find the one when the other exists.
+        with services.sessions() as session, session.begin():
+            _count_prior_failures(session, run)
+            log_id = _write_audit(session, run, "success", status_code=status_code).id
+            result = _envelope(run, status, data, cached=stale is not None, log_id=log_id)
             idempotency.complete(session, run.key, result)
     _publish(services, run, "request.completed", status_code=status_code,
-             log_id=str(row.id), duration_ms=run.elapsed_ms())
+             log_id=str(log_id), duration_ms=run.elapsed_ms())
     _metric("success", run)
     metrics.set_breaker_open(run.target.row.name, False)
     return CallOutcome("success", result=result, attempt=run.number,
@@ -694,6 +707,8 @@ def _fail(services: Services, run: Attempt, exc: HubError, *, outcome: str = "fa
     (a retry meeting an open circuit waits for it).
     """
     _scrub_error(exc, run.secrets)
+    with services.sessions() as session:
+        _count_prior_failures(session, run)
     retryable = exc.retryable if retryable is None else retryable
     policy = RetryPolicy.from_config(run.target.row.config)
     exhausted = retryable and policy.exhausted(run.number)
@@ -724,8 +739,17 @@ def _record_failure(services: Services, run: Attempt, exc: HubError, outcome: st
         metrics.set_breaker_open(run.target.row.name, True)
 
 
+def _count_prior_failures(session: Session, run: Attempt) -> None:
+    """Raise ``run.number`` to one more than the failed attempts audited for its task
+    (issue 9 item 7): only where an attempt is audited in a transaction anyway, or is
+    a failure (a success counts them in its own INSERT)."""
+    run.number = max(run.number, failed_attempts(session, run.task_id) + 1)
+    run.outbox.update_data(attempt=run.number)
+
+
 def _audit_failed_401(services: Services, run: Attempt, response: requests.Response) -> None:
     with services.sessions() as session, session.begin():
+        _count_prior_failures(session, run)
         _write_audit(session, run, "failed", status_code=401,
                      error="provider answered 401; re-authenticating once")
     # The re-sent request is an attempt of its own: its row starts (and is timed) now.
@@ -746,18 +770,45 @@ def _envelope(run: Attempt, status: int | None, data: Any, *, cached: bool,
 # --- audit, events, metrics --------------------------------------------------------------
 
 def _audit(services: Services, run: Attempt, outcome: str, **extra: Any) -> uuid.UUID:
-    """An audit row on its own (cache hits, quota refusals): committed without waiting
-    for the WAL flush, because nothing else depends on it and a crash losing the last
-    few such rows costs less than a disk flush on every cached read."""
-    with services.sessions() as session, session.begin():
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        return _write_audit(session, run, outcome, **extra).id
+    """An audit row on its own (a success without idempotency key, a cache hit, a quota
+    refusal): one INSERT committed asynchronously (:func:`hub.platform.db.
+    make_async_commit_engine`), which also counts the task's earlier failed attempts.
+
+    Durable when: at once against a worker crash (committed in the server); against
+    a crash of PostgreSQL itself, once the WAL is flushed (<= 0.6 s), or as soon as
+    any later synchronous commit is, such as the call's result stored by the worker
+    before it acknowledges the message. Nothing else depends on such a row; a disk
+    flush per call would cost more than the row is worth.
+    """
+    row = audit.values(_attempt_record(run, outcome, **extra),
+                       cost_per_call=run.target.row.cost_per_call or Decimal(0))
+    number = audit.insert_counting_attempts(services.async_engine, row)
+    if number != run.number:
+        run.number = number
+        run.outbox.update_data(attempt=number)
+    _record_cost(run, row["estimated_cost"])
+    return uuid.UUID(str(row["id"]))
 
 
 def _write_audit(session: Any, run: Attempt, outcome: str, *, status_code: int | None = None,
                  error: str | None = None) -> IntegrationLog:
+    """The attempt's audit row, added to ``session`` (committed with its transaction)."""
+    row = audit.write(session, _attempt_record(run, outcome, status_code=status_code,
+                                               error=error),
+                      cost_per_call=run.target.row.cost_per_call or Decimal(0))
+    _record_cost(run, row.estimated_cost)
+    return row
+
+
+def _record_cost(run: Attempt, cost: Decimal | None) -> None:
+    if cost:
+        metrics.record_cost(run.request.tenant, run.target.row.name, cost)
+
+
+def _attempt_record(run: Attempt, outcome: str, *, status_code: int | None = None,
+                    error: str | None = None) -> audit.Attempt:
     out, resp = run.outbound, run.response
-    attempt = audit.Attempt(
+    return audit.Attempt(
         tenant_id=run.request.tenant, integration_id=run.target.row.id,
         operation=run.request.operation, outcome=outcome, started_at=run.started_at,
         attempt=run.number, method=out.method if out else None, url=out.url if out else None,
@@ -773,17 +824,13 @@ def _write_audit(session: Any, run: Attempt, outcome: str, *, status_code: int |
         failover_from=run.request.integration if run.skipped else None,
         failover_reason="; ".join(str(s) for s in run.skipped) or None,
     )
-    row = audit.write(session, attempt, cost_per_call=run.target.row.cost_per_call
-                      or Decimal(0))
-    if row.estimated_cost:
-        metrics.record_cost(run.request.tenant, run.target.row.name, row.estimated_cost)
-    return row
 
 
 def _publish(services: Services, run: Attempt, event_type: str, **data: Any) -> None:
+    """Add an event of this call; they go out in one round trip when it ends."""
     payload = {"integration": run.target.row.name, "operation": run.request.operation,
                "task_id": run.task_id, "attempt": run.number, **data}
-    events.publish(services.events, event_type, run.request.tenant, payload)
+    run.outbox.add(event_type, run.request.tenant, payload)
 
 
 def _metric(outcome: str, run: Attempt) -> None:

@@ -23,9 +23,10 @@ from hub.platform.config import load_settings
 @click.option("--flower-port", type=int, default=5555, show_default=True)
 @click.option("--worker-metrics-port", type=int, default=9808, show_default=True,
               help="Where the worker serves its Prometheus metrics.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Tasks the worker runs at once (default: HUB_WORKER_CONCURRENCY, 64 threads).")
 def dev(state_dir: Path, host: str, port: int, flower_port: int, worker_metrics_port: int,
-        concurrency: int) -> None:
+        concurrency: int | None) -> None:
     """Run the whole hub locally until Ctrl-C: web, worker, beat and Flower.
 
     Uses the PostgreSQL and Redis of HUB_DATABASE_URL / HUB_REDIS_URL (default:

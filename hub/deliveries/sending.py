@@ -20,6 +20,14 @@ answer fills it in. A worker that dies in between leaves an attempt whose
 outcome is unknown (the receiver may have it): beat sends it again, with the same
 ``webhook-id``, once the lease is over. That is the one duplicate left, and the
 receiver can drop it by ``webhook-id`` (Standard Webhooks is at-least-once).
+
+Batches (issue 10): the deliveries of a batch of processed events travel in one
+``hub.deliveries.send_batch`` message. Its worker claims them in one statement,
+POSTs them concurrently (a thread per delivery, at most ``HUB_WORKER_CONCURRENCY``
+per process) and records every answer in one transaction; each delivery keeps
+its own attempts, retry schedule and dead letter. No order is kept between
+deliveries, to one subscriber or to several: a receiver that needs order sorts by
+the payload's ``timestamp`` (Standard Webhooks makes the same point).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import random
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -55,6 +64,9 @@ from hub.platform.vault import Secret
 log = logging.getLogger(__name__)
 
 SEND_TASK = "hub.deliveries.send"
+BATCH_TASK = "hub.deliveries.send_batch"
+#: Deliveries one ``send_batch`` message carries at most.
+BATCH_SIZE = 50
 #: Responses that mean "slow down" rather than "broken" (Standard Webhooks).
 THROTTLE_STATUSES = frozenset({429, 502, 503, 504})
 #: The shortest wait after a throttling answer, seconds.
@@ -88,21 +100,48 @@ def create_for_event(session: Session, services: Services, event: WebhookEvent) 
     Idempotent: an existing (subscription, event) delivery is left alone. New
     ones are enqueued after ``session`` commits. Returns how many were created.
     """
-    qualified = f"{event.source}.{event.event_type or 'unknown'}"
-    created = 0
-    for sub in subscriptions.matching(session, event.tenant_id, qualified):
-        delivery_id = session.scalar(
-            insert(Delivery)
-            .values(tenant_id=event.tenant_id, subscription_id=sub.id, event_id=event.id,
-                    message_id=new_message_id(), event_type=qualified, status="pending",
-                    next_attempt_at=_lease(services))
-            .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
-            .returning(Delivery.id))
-        if delivery_id is not None:
-            send_after_commit(session, services.dispatcher, SEND_TASK,
-                              {"delivery_id": str(delivery_id)})
-            created += 1
-    return created
+    return create_for_events(session, services, [event]).get(event.id, 0)
+
+
+def create_for_events(session: Session, services: Services,
+                      rows: Sequence[WebhookEvent]) -> dict[uuid.UUID, int]:
+    """:func:`create_for_event` for many events: one INSERT, and after ``session``
+    commits one ``send_batch`` message per :data:`BATCH_SIZE` new deliveries.
+    Returns how many deliveries each event got (events with none are absent)."""
+    values = []
+    matching: dict[tuple[str, str], list[Subscription]] = {}
+    lease = _lease(services)
+    for event in rows:
+        qualified = f"{event.source}.{event.event_type or 'unknown'}"
+        subs = matching.get((event.tenant_id, qualified))
+        if subs is None:
+            subs = matching[(event.tenant_id, qualified)] = subscriptions.matching(
+                session, event.tenant_id, qualified)
+        values += [{"tenant_id": event.tenant_id, "subscription_id": sub.id,
+                    "event_id": event.id, "message_id": new_message_id(),
+                    "event_type": qualified, "status": "pending", "next_attempt_at": lease}
+                   for sub in subs]
+    if not values:
+        return {}
+    created = session.execute(
+        insert(Delivery).values(values)
+        .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
+        .returning(Delivery.id, Delivery.event_id)).all()
+    enqueue_batches(session, services, [row.id for row in created])
+    counts: dict[uuid.UUID, int] = {}
+    for row in created:
+        counts[row.event_id] = counts.get(row.event_id, 0) + 1
+    return counts
+
+
+def enqueue_batches(session: Session, services: Services, ids: Sequence[uuid.UUID], *,
+                    queue: str | None = None) -> None:
+    """Send ``ids`` in ``send_batch`` messages of at most :data:`BATCH_SIZE`, after
+    ``session`` commits."""
+    for start in range(0, len(ids), BATCH_SIZE):
+        chunk = [str(i) for i in ids[start:start + BATCH_SIZE]]
+        send_after_commit(session, services.dispatcher, BATCH_TASK, {"delivery_ids": chunk},
+                          queue=queue)
 
 
 def requeue(session: Session, services: Services, delivery: Delivery, *,
@@ -170,36 +209,40 @@ class DeliveryOutcome:
 
 # --- sending ----------------------------------------------------------------------
 
-def _claim(session: Session, services: Services, delivery_id: uuid.UUID) -> _Claim | None:
+def _claim(session: Session, services: Services, keys: Sequence[uuid.UUID]) -> list[_Claim]:
+    """Claim the deliveries of ``keys`` that are due and not locked, in one statement."""
     now = utcnow()
     due = Delivery.next_attempt_at <= now + timedelta(seconds=EARLY_SLACK)
     found = session.execute(
         select(Delivery, Subscription, WebhookEvent)
         .join(Subscription, Subscription.id == Delivery.subscription_id)
         .join(WebhookEvent, WebhookEvent.id == Delivery.event_id)
-        .where(Delivery.id == delivery_id, Delivery.status.in_(CLAIMABLE),
+        .where(Delivery.id.in_(keys), Delivery.status.in_(CLAIMABLE),
                or_(Delivery.status.in_(("pending", "dead")), Delivery.next_attempt_at.is_(None),
                    due))
-        .with_for_update(of=Delivery, skip_locked=True)).one_or_none()
-    if found is None:
-        return None
-    delivery, sub, event = found
-    if not sub.active:
-        delivery.status = "cancelled"
-        delivery.next_attempt_at = None
-        return None
-    delivery.status = "delivering"
-    delivery.attempts += 1
-    delivery.next_attempt_at = _lease(services)
-    # The attempt is logged in the claim's transaction, before the POST leaves: a
-    # worker killed mid-request leaves an attempt without an outcome, never a gap
-    # (deliveries.attempts = 2 with only attempt 2 logged; issue 9 item 6).
-    attempt = DeliveryAttempt(id=uuid.uuid4(), delivery_id=delivery.id,
-                              attempt=delivery.attempts)
-    session.add(attempt)
-    return _Claim(delivery.id, attempt.id, sub.id, sub.tenant_id, delivery.attempts,
-                  delivery.message_id, sub.url, subscriptions.secrets_of(services.vault, sub),
-                  payload(event), subscriptions.schedule_for(sub, services.settings))
+        .with_for_update(of=Delivery, skip_locked=True)).all()
+    claims = []
+    secrets: dict[uuid.UUID, Secret[list[str]]] = {}
+    for delivery, sub, event in found:
+        if not sub.active:
+            delivery.status = "cancelled"
+            delivery.next_attempt_at = None
+            continue
+        delivery.status = "delivering"
+        delivery.attempts += 1
+        delivery.next_attempt_at = _lease(services)
+        # The attempt is logged in the claim's transaction, before the POST leaves: a
+        # worker killed mid-request leaves an attempt without an outcome, never a gap
+        # (deliveries.attempts = 2 with only attempt 2 logged; issue 9 item 6).
+        attempt = DeliveryAttempt(id=uuid.uuid4(), delivery_id=delivery.id,
+                                  attempt=delivery.attempts)
+        session.add(attempt)
+        if sub.id not in secrets:  # one decryption per subscription and batch
+            secrets[sub.id] = subscriptions.secrets_of(services.vault, sub)
+        claims.append(_Claim(delivery.id, attempt.id, sub.id, sub.tenant_id, delivery.attempts,
+                             delivery.message_id, sub.url, secrets[sub.id], payload(event),
+                             subscriptions.schedule_for(sub, services.settings)))
+    return claims
 
 
 def _post(services: Services, claim: _Claim) -> _Response:
@@ -232,12 +275,33 @@ def send_delivery(services: Services, delivery_id: str) -> DeliveryOutcome:
         key = uuid.UUID(str(delivery_id))
     except ValueError:
         raise ValidationError(f"not a delivery id: {delivery_id!r}") from None
+    return send_deliveries(services, [key])[0]
+
+
+def send_deliveries(services: Services, delivery_ids: Sequence[str | uuid.UUID],
+                    ) -> list[DeliveryOutcome]:
+    """:func:`send_delivery` for many: claimed in one statement, POSTed concurrently,
+    recorded in one transaction. One outcome per id, in order (``skipped`` for those
+    not claimed). Raises ValidationError for a malformed id (before anything is sent)."""
+    try:
+        keys = [uuid.UUID(str(i)) for i in delivery_ids]
+    except ValueError:
+        raise ValidationError(f"not a list of delivery ids: {list(delivery_ids)!r}") from None
     with services.sessions() as session, session.begin():
-        claim = _claim(session, services, key)
-    if claim is None:
-        return DeliveryOutcome(str(key), "skipped")
-    response = _post(services, claim)
-    return _finish(services, claim, response)
+        claims = _claim(session, services, keys)
+    responses = _post_all(services, claims)
+    done = {o.delivery_id: o for o in _finish(services, claims, responses)} if claims else {}
+    return [done.get(str(k), DeliveryOutcome(str(k), "skipped")) for k in keys]
+
+
+def _post_all(services: Services, claims: Sequence[_Claim]) -> list[_Response]:
+    """POST every claim at once (one of them in this thread), answers in order."""
+    if len(claims) <= 1:
+        return [_post(services, c) for c in claims]
+    pool = services.shared("delivery-senders", lambda: ThreadPoolExecutor(
+        max_workers=services.settings.worker_concurrency, thread_name_prefix="hub-delivery"))
+    later = [pool.submit(_post, services, c) for c in claims[1:]]
+    return [_post(services, claims[0]), *(f.result() for f in later)]
 
 
 # --- what an answer means ---------------------------------------------------------
@@ -308,16 +372,20 @@ def _retry_or_bury(session: Session, services: Services, claim: _Claim,
     return wait
 
 
-def _succeeded(session: Session, delivery: Delivery) -> None:
+def _succeeded(delivery: Delivery) -> None:
     delivery.status, delivery.delivered_at, delivery.next_attempt_at = "succeeded", utcnow(), None
-    # Touch the subscription only when it has a failure record to clear: locking
-    # it on every success would serialise all deliveries to a busy subscriber.
-    session.execute(update(Subscription)
-                    .where(Subscription.id == delivery.subscription_id,
-                           or_(Subscription.consecutive_failures != 0,
-                               Subscription.failing_since.is_not(None)))
-                    .values(consecutive_failures=0, failing_since=None)
-                    .execution_options(synchronize_session=False))
+
+
+def _clear_failures(session: Session, subscription_ids: set[uuid.UUID]) -> None:
+    # Touch a subscription only when it has a failure record to clear: locking it on
+    # every success would serialise all deliveries to a busy subscriber.
+    if subscription_ids:
+        session.execute(update(Subscription)
+                        .where(Subscription.id.in_(subscription_ids),
+                               or_(Subscription.consecutive_failures != 0,
+                                   Subscription.failing_since.is_not(None)))
+                        .values(consecutive_failures=0, failing_since=None)
+                        .execution_options(synchronize_session=False))
 
 
 def _failed(session: Session, services: Services, claim: _Claim, response: _Response,
@@ -339,25 +407,38 @@ def _failed(session: Session, services: Services, claim: _Claim, response: _Resp
     return None
 
 
-def _finish(services: Services, claim: _Claim, response: _Response) -> DeliveryOutcome:
+def _finish(services: Services, claims: Sequence[_Claim],
+            responses: Sequence[_Response]) -> list[DeliveryOutcome]:
+    """Record every attempt and what follows, in one transaction."""
+    outcomes, disabled = [], events.Batch()
     with services.sessions() as session, session.begin():
-        delivery = session.get(Delivery, claim.delivery_id, with_for_update=True)
-        assert delivery is not None  # a claimed row is not deleted
-        _record_attempt(session, claim, response, delivery)
-        disabled = None
-        if response.status_code is not None and 200 <= response.status_code < 300:
-            _succeeded(session, delivery)
-        else:
-            sub = session.get(Subscription, claim.subscription_id, with_for_update=True)
-            assert sub is not None
-            disabled = _failed(session, services, claim, response, delivery, sub)
-        outcome = DeliveryOutcome(str(delivery.id), delivery.status, claim.attempt,
-                                  response.status_code, delivery.next_attempt_at)
-    _count(response, outcome.status)
-    if disabled:
-        events.publish(services.events, "subscription.disabled", claim.tenant,
-                       {"subscription_id": str(claim.subscription_id), "reason": disabled})
-    return outcome
+        rows = {d.id: d for d in session.scalars(
+            select(Delivery).where(Delivery.id.in_([c.delivery_id for c in claims]))
+            .order_by(Delivery.id).with_for_update())}
+        # The attempt rows logged at the claim, in one query (then from the session).
+        session.scalars(select(DeliveryAttempt).where(
+            DeliveryAttempt.id.in_([c.attempt_id for c in claims]))).all()
+        delivered: set[uuid.UUID] = set()
+        for claim, response in zip(claims, responses):
+            delivery = rows[claim.delivery_id]  # a claimed row is not deleted
+            _record_attempt(session, claim, response, delivery)
+            if response.status_code is not None and 200 <= response.status_code < 300:
+                _succeeded(delivery)
+                delivered.add(claim.subscription_id)
+            else:
+                sub = session.get(Subscription, claim.subscription_id, with_for_update=True)
+                assert sub is not None
+                reason = _failed(session, services, claim, response, delivery, sub)
+                if reason:
+                    disabled.add("subscription.disabled", claim.tenant, {
+                        "subscription_id": str(claim.subscription_id), "reason": reason})
+            outcomes.append(DeliveryOutcome(str(delivery.id), delivery.status, claim.attempt,
+                                            response.status_code, delivery.next_attempt_at))
+        _clear_failures(session, delivered)
+    for response, outcome in zip(responses, outcomes):
+        _count(response, outcome.status)
+    disabled.flush(services.events)
+    return outcomes
 
 
 def _count(response: _Response, status: str) -> None:
@@ -385,8 +466,10 @@ def send_due(services: Services, *, limit: int = 500) -> int:
             .order_by(Delivery.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)).all()
+        lease = _lease(services)
         for delivery in rows:
-            requeue(session, services, delivery)
+            delivery.status, delivery.next_attempt_at = "pending", lease
+        enqueue_batches(session, services, [d.id for d in rows])
     return len(rows)
 
 

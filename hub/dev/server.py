@@ -65,7 +65,7 @@ def _flower_auth(state_dir: Path) -> str:
 
 
 def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
-            flower_port: int = 5555, concurrency: int = 2,
+            flower_port: int = 5555, concurrency: int | None = None,
             worker_metrics_port: int = 9808) -> DevPlan:
     """Bring up local services and return the plan (env, commands, URLs).
 
@@ -101,8 +101,10 @@ def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
     processes = {
         "web": (f"{shlex.quote(sys.executable)} -m gunicorn -c webhooks_web/gunicorn.conf.py "
                 f"--bind {host}:{web_port} 'webhooks_web:create_app()'"),
+        # The Procfile's worker: threads pool (HUB_WORKER_POOL), every queue.
         "worker": (f"HUB_WORKER_METRICS_PORT={worker_metrics_port} "
-                   f"{celery} worker --loglevel INFO --concurrency {concurrency}"),
+                   f"{celery} worker --loglevel INFO"
+                   + (f" --concurrency {concurrency}" if concurrency else "")),
         "beat": f"{celery} beat --loglevel INFO",
         "flower": (f"{celery} flower --address={host} --port={flower_port} "
                    f"--basic-auth={shlex.quote(flower_auth)}"),

@@ -112,6 +112,23 @@ def _broker_url(value: str) -> str:
                          "(RabbitMQ) URL") from None
 
 
+#: Celery pools a hub worker may run (``HUB_WORKER_POOL``); see README "Workers".
+WORKER_POOLS = ("threads", "prefork", "gevent", "solo")
+
+
+def _pool(value: str) -> str:
+    if value not in WORKER_POOLS:
+        raise ValueError(f"expected one of {', '.join(WORKER_POOLS)}")
+    return value
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("expected a positive integer")
+    return number
+
+
 def _schedule(value: str) -> tuple[float, ...]:
     waits = tuple(float(v) for v in value.split(",") if v.strip())
     if not waits or any(w < 0 for w in waits):
@@ -180,6 +197,14 @@ class Settings:
         "HUB_TASK_TIME_LIMIT", _int, 180,
         "Hard time limit of every task, seconds (enforced by the prefork and gevent "
         "pools, not by threads).")
+    worker_pool: str = _env(
+        "HUB_WORKER_POOL", _pool, "threads",
+        "Celery pool of a worker: threads (default: many I/O-bound tasks in flight per "
+        "process), prefork, gevent or solo. See README \"Workers\".")
+    worker_concurrency: int = _env(
+        "HUB_WORKER_CONCURRENCY", _positive, 64,
+        "Tasks one worker process runs at once (threads); HTTP and database pools are "
+        "sized from it.")
     worker_soft_shutdown_timeout: float = _env(
         "HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT", _float, 30.0,
         "Seconds a stopping worker lets running tasks finish before requeueing them.")

@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.platform.config import Settings
+
+T = TypeVar("T")
 
 
 def make_engine(settings: Settings, **kwargs: object) -> Engine:
@@ -26,6 +29,37 @@ def make_engine(settings: Settings, **kwargs: object) -> Engine:
     options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
     options.update(kwargs)
     return create_engine(settings.database_url, **options)
+
+
+def make_async_commit_engine(settings: Settings, **kwargs: object) -> Engine:
+    """An engine for rows a crash of PostgreSQL itself may lose (audit rows).
+
+    Every statement commits on its own (autocommit: one round trip, no BEGIN or
+    COMMIT) and asynchronously (``synchronous_commit = off``: the commit returns
+    before the WAL is flushed, which PostgreSQL does within 3 x wal_writer_delay,
+    0.6 s by default). A worker crash loses nothing: the row is committed in the
+    server. A crash of the server loses at most the rows of that last fraction of a
+    second, and none that precede a synchronous commit of the same server, since the
+    WAL is flushed in order. No pre-ping either: a connection that died is
+    discarded on its first error, and callers retry once (:func:`retry_once`).
+    """
+    options: dict[str, object] = {
+        # One short statement per use: a few connections serve a whole worker.
+        "pool_size": 2, "max_overflow": 8, "isolation_level": "AUTOCOMMIT",
+        "connect_args": {"options": "-c synchronous_commit=off"}}
+    options.update(kwargs)
+    return create_engine(settings.database_url, **options)
+
+
+def retry_once(func: Callable[[], T]) -> T:
+    """``func()``, run again once if its connection turned out to be dead (a
+    PostgreSQL restart since the pooled connection was opened)."""
+    try:
+        return func()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return func()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -86,23 +86,34 @@ class EventBus:
         was dropped (Redis unavailable or just failed: logged and counted, never raised).
         """
         event = make_event(event_type, tenant, data)
+        return event if self.send([(event, extra_channels)]) else None
+
+    def send(self, items: list[tuple[dict[str, Any], tuple[str, ...]]]) -> int:
+        """Publish events already made (:func:`make_event`), each with its extra
+        channels, all in one round trip; return how many went out (0 when dropped:
+        logged and counted, never raised)."""
+        if not items:
+            return 0
         if time.monotonic() < self._suspended_until:
-            metrics.record_event_dropped(event_type)
-            return None
+            for event, _extra in items:
+                metrics.record_event_dropped(event["type"])
+            return 0
         try:
-            message = json.dumps(event, default=str)
             pipe = self.client.pipeline(transaction=False)
-            for channel in (channel_for(event_type), *extra_channels):
-                pipe.publish(channel, message)
-            pipe.xadd(self.stream, stream_fields(event, message),  # type: ignore[arg-type]
-                      maxlen=self.maxlen, approximate=True)
+            for event, extra_channels in items:
+                message = json.dumps(event, default=str)
+                for channel in (channel_for(event["type"]), *extra_channels):
+                    pipe.publish(channel, message)
+                pipe.xadd(self.stream, stream_fields(event, message),  # type: ignore[arg-type]
+                          maxlen=self.maxlen, approximate=True)
             pipe.execute()
         except (redis.RedisError, OSError, TypeError, ValueError):
             self._suspend()
-            metrics.record_event_dropped(event_type)
-            log.warning("event %s not published", event_type, exc_info=True)
-            return None
-        return event
+            for event, _extra in items:
+                metrics.record_event_dropped(event["type"])
+            log.warning("%d event(s) not published", len(items), exc_info=True)
+            return 0
+        return len(items)
 
     def _suspend(self) -> None:
         with self._lock:
@@ -116,3 +127,36 @@ def publish(bus: EventBus, event_type: str, tenant: str | None, data: dict[str, 
             extra_channels: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """``bus.publish(...)``: see :meth:`EventBus.publish`. Never raises."""
     return bus.publish(event_type, tenant, data, extra_channels=extra_channels)
+
+
+class Batch:
+    """Events made now and published later, all in one Redis round trip.
+
+    A unit of work that emits several events (an outbound call: ``request.sent``,
+    then ``request.completed``) collects them with :meth:`add` and calls
+    :meth:`flush` once at its end. Each event keeps the ``occurred_at`` of the
+    moment it was added; subscribers receive them in order, when the work ends.
+    Fails open like :func:`publish`.
+    """
+
+    def __init__(self) -> None:
+        self._events: list[tuple[dict[str, Any], tuple[str, ...]]] = []
+
+    def add(self, event_type: str, tenant: str | None, data: dict[str, Any], *,
+            extra_channels: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Make the event now (``data`` free of secrets); return it."""
+        event = make_event(event_type, tenant, data)
+        self._events.append((event, extra_channels))
+        return event
+
+    def update_data(self, **fields: Any) -> None:
+        """Set ``fields`` in the data of every event collected so far (e.g. the final
+        attempt number, known once the attempt is audited)."""
+        for event, _extra in self._events:
+            event["data"].update(fields)
+
+    def flush(self, bus: EventBus) -> int:
+        """Publish every collected event through ``bus`` in one round trip; return how
+        many went out (0 when dropped: never raised)."""
+        items, self._events = self._events, []
+        return bus.send(items)

@@ -6,8 +6,11 @@ functions; nothing in ``hub/`` reaches for a module-level client.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, TypeVar
 
 import redis
 from redis import Redis
@@ -16,11 +19,14 @@ from redis.retry import Retry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.platform.changes import watch_integrations
 from hub.platform.config import Settings
-from hub.platform.db import make_engine, make_session_factory
+from hub.platform.db import make_async_commit_engine, make_engine, make_session_factory
 from hub.platform.dispatch import Dispatcher
 from hub.platform.events import EventBus
 from hub.platform.vault import Vault
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -29,12 +35,46 @@ class Services:
     dispatcher: Dispatcher
     engine: Engine = field(init=False)
 
+    _shared: dict[Hashable, Any] = field(init=False, default_factory=dict, repr=False)
+    _shared_lock: threading.Lock = field(init=False, default_factory=threading.Lock,
+                                         repr=False)
+
     def __post_init__(self) -> None:
         self.engine = make_engine(self.settings)
 
+    def shared(self, key: Hashable, build: Callable[[], T]) -> T:
+        """The process-wide object under ``key``, built by ``build`` on first use.
+
+        For objects every thread of a worker should share rather than rebuild per
+        call (a circuit breaker per integration, a resolved integration): one per
+        ``key`` per :class:`Services`, built once even when threads ask together.
+        ``build`` must not call :meth:`shared` itself.
+        """
+        try:
+            return self._shared[key]
+        except KeyError:
+            pass
+        with self._shared_lock:
+            if key not in self._shared:
+                self._shared[key] = build()
+            return self._shared[key]
+
+    def forget(self, key: Hashable) -> None:
+        """Drop the shared object under ``key`` (rebuilt on next use)."""
+        with self._shared_lock:
+            self._shared.pop(key, None)
+
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
-        return make_session_factory(self.engine)
+        factory = make_session_factory(self.engine)
+        watch_integrations(factory, lambda: self.redis, self.settings)
+        return factory
+
+    @cached_property
+    def async_engine(self) -> Engine:
+        """Autocommit, asynchronously committed writes (audit rows); see
+        :func:`hub.platform.db.make_async_commit_engine`."""
+        return make_async_commit_engine(self.settings)
 
     @cached_property
     def redis(self) -> Redis:
@@ -67,6 +107,8 @@ class Services:
 
     def close(self) -> None:
         self.engine.dispose()
+        if "async_engine" in self.__dict__:
+            self.__dict__.pop("async_engine").dispose()
         for name in ("redis", "redis_bytes", "events"):
             client = self.__dict__.pop(name, None)
             if client is not None:

@@ -1,12 +1,26 @@
 """Processing of recorded webhook events: the ``hub.webhooks.process`` task's core.
 
-One event is processed in one transaction that holds its row lock
-(``SELECT ... FOR UPDATE SKIP LOCKED``): a second worker, or a redelivered
-message, finds the row locked or no longer pending and does nothing, and a
-worker that dies mid-way leaves the row pending for the sweeper. Inside the
+Events are processed in batches: the event a message names, plus up to
+:data:`BATCH_SIZE` - 1 other pending events of its tenant waiting behind it (issue 10: one
+transaction, one INSERT of deliveries and one broker message for the batch,
+instead of one of each per event). The batch's rows are claimed with
+``SELECT ... FOR UPDATE SKIP LOCKED``, so concurrent workers (and threads) split
+the backlog between them; a message whose event another batch took finds it
+processed (or locked) and does nothing, without a query when this process did it.
+A worker that dies mid-way leaves the rows pending for the sweeper. Inside the
 transaction: handlers run, deliveries are created for matching subscriptions,
-the row is marked processed. After the commit: cached answers named by the
-handlers are invalidated, the events are published and the deliveries enqueued.
+the rows are marked processed. After the commit: cached answers named by the
+handlers are invalidated, the events are published (one Redis round trip) and
+the deliveries enqueued (``hub.deliveries.send_batch``, a message per batch).
+
+Ordering: events are taken oldest first, but neither processing nor delivery
+order between events is guaranteed (several workers and threads run batches at
+once). Each event keeps its own attempts, retries and dead letter: a handler
+that fails fails its event alone.
+
+Events claimed by another event's batch are marked done in Redis for
+:data:`DONE_MARK_TTL` seconds, so their own messages are dropped without a query
+(a replay clears the mark before sending).
 
 A failure rolls that transaction back and records the attempt in a new one:
 ``failed`` with an exponential ``next_attempt_at`` (beat's :func:`sweep` sends
@@ -20,10 +34,11 @@ import logging
 import random
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+import redis
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -31,6 +46,7 @@ from sqlalchemy.orm import Session
 from hub.calls import cache
 from hub.deliveries import sending
 from hub.platform import deadletters, events, metrics
+from hub.platform.db import on_commit
 from hub.platform.dispatch import send_after_commit
 from hub.platform.errors import HubError, NotFound, ValidationError
 from hub.platform.inbound import InboundEvent, inbound_event
@@ -47,6 +63,11 @@ from hub.webhooks.handlers import (
 log = logging.getLogger(__name__)
 
 PROCESS_TASK = "hub.webhooks.process"
+#: Events one transaction processes at most.
+BATCH_SIZE = 50
+#: Seconds an event processed by a batch is marked done in Redis, so that its own
+#: message (queued behind) is dropped without a PostgreSQL transaction.
+DONE_MARK_TTL = 600
 #: ``dead`` too: nothing enqueues a dead event except a dead-letter replay
 #: (``hub dlq replay``), which must run it once more.
 CLAIMABLE = ("pending", "failed", "dead")
@@ -62,6 +83,8 @@ class ProcessOutcome:
     status: str
     deliveries: int = 0
     error: str | None = None
+    #: Events this call processed (its own and others of the batch it claimed).
+    batch: int = 0
 
 
 def _event_key(event_id: str | uuid.UUID) -> uuid.UUID:
@@ -71,11 +94,56 @@ def _event_key(event_id: str | uuid.UUID) -> uuid.UUID:
         raise ValidationError(f"not a webhook event id: {event_id!r}") from None
 
 
-def _claim(session: Session, key: uuid.UUID) -> WebhookEvent | None:
-    return session.scalars(
+def _done_key(services: Services, key: uuid.UUID) -> str:
+    return services.settings.redis_key("webhook-done", str(key))
+
+
+def _known_done(services: Services, key: uuid.UUID) -> bool:
+    """True when a batch processed ``key`` lately (a marker in Redis): its message has
+    nothing to do. False when unsure (no marker, Redis unreachable): ask PostgreSQL."""
+    try:
+        return bool(services.redis.exists(_done_key(services, key)))
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _mark_done(services: Services, keys: list[uuid.UUID]) -> None:
+    try:
+        pipe = services.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(_done_key(services, key), 1, ex=DONE_MARK_TTL)
+        pipe.execute()
+    except (redis.RedisError, OSError):
+        log.warning("processed-event markers not stored; their messages will ask "
+                    "PostgreSQL", exc_info=True)
+
+
+def _forget_done(services: Services, key: uuid.UUID) -> None:
+    try:
+        services.redis.delete(_done_key(services, key))
+    except (redis.RedisError, OSError):
+        log.warning("processed-event marker of %s not cleared; a message for it is "
+                    "skipped until it expires (%d s)", key, DONE_MARK_TTL, exc_info=True)
+
+
+def _claim(session: Session, key: uuid.UUID, size: int) -> list[WebhookEvent]:
+    """The event ``key`` (if claimable and not locked) and up to ``size - 1`` other
+    pending events of its tenant, oldest first, all locked until the transaction
+    ends. Nothing when ``key`` itself cannot be claimed: its message is a duplicate,
+    or another batch has it, and the tenant's backlog is that batch's to take."""
+    own = session.scalars(
         select(WebhookEvent)
         .where(WebhookEvent.id == key, WebhookEvent.status.in_(CLAIMABLE))
         .with_for_update(skip_locked=True)).one_or_none()
+    if own is None or size <= 1:
+        return [own] if own is not None else []
+    others = session.scalars(
+        select(WebhookEvent)
+        .where(WebhookEvent.tenant_id == own.tenant_id, WebhookEvent.status == "pending",
+               WebhookEvent.id != key)
+        .order_by(WebhookEvent.received_at).limit(size - 1)
+        .with_for_update(skip_locked=True)).all()
+    return [own, *others]
 
 
 def _run_handlers(handlers: HandlerRegistry, inbound: InboundEvent) -> HandlerContext:
@@ -85,33 +153,80 @@ def _run_handlers(handlers: HandlerRegistry, inbound: InboundEvent) -> HandlerCo
     return ctx
 
 
+@dataclass
+class _Done:
+    """An event of the batch whose handlers ran."""
+
+    row: WebhookEvent
+    inbound: InboundEvent
+    ctx: HandlerContext
+    created: int = 0
+
+
 def process_event(services: Services, event_id: str | uuid.UUID, *,
-                  handlers: HandlerRegistry = registry) -> ProcessOutcome:
-    """Process one recorded event at most once at a time, and once successfully.
+                  handlers: HandlerRegistry = registry,
+                  batch_size: int = BATCH_SIZE) -> ProcessOutcome:
+    """Process one recorded event (with other pending ones, see the module) at most
+    once at a time, and once successfully; return the outcome of ``event_id``.
 
     An event that is already processed, or being processed by another worker,
     is skipped; a dead one runs again (only a dead-letter replay sends it).
     Handler and fan-out failures are recorded on the row (retry or dead letter)
     and reported in the outcome, not raised. Raises ValidationError for a
-    malformed id; database errors propagate (the row stays as it was and the
-    sweeper retries it).
+    malformed id; database errors propagate (the rows stay as they were and the
+    sweeper retries them).
     """
     key = _event_key(event_id)
+    if _known_done(services, key):
+        metrics.WEBHOOK_EVENTS_PROCESSED.labels("unknown", "skipped").inc()
+        return ProcessOutcome(str(key), "skipped")
     try:
-        with services.sessions() as session, session.begin():
-            row = _claim(session, key)
-            if row is None:
-                metrics.WEBHOOK_EVENTS_PROCESSED.labels("unknown", "skipped").inc()
-                return ProcessOutcome(str(key), "skipped")
-            inbound = inbound_event(row)
-            ctx = _run_handlers(handlers, inbound)
-            created = sending.create_for_event(session, services, row)
-            _mark_processed(row)
-    except Exception as exc:  # noqa: BLE001 - any handler error fails the event, not the worker
+        done, failed = _process_batch(services, key, handlers, batch_size)
+    except Exception as exc:  # noqa: BLE001 - the batch rolled back: fail this event alone
         return _record_failure(services, key, exc)
-    _after_commit(services, inbound, ctx, created)
-    metrics.WEBHOOK_EVENTS_PROCESSED.labels(inbound.source, "processed").inc()
-    return ProcessOutcome(str(key), "processed", deliveries=created)
+    _mark_done(services, [d.row.id for d in done])
+    announced = events.Batch()
+    for item in done:
+        _after_commit(services, announced, item.inbound, item.ctx, item.created)
+        metrics.WEBHOOK_EVENTS_PROCESSED.labels(item.inbound.source, "processed").inc()
+    announced.flush(services.events)
+    for outcome in failed.values():
+        metrics.WEBHOOK_EVENTS_PROCESSED.labels(outcome.source, outcome.status).inc()
+    mine = next((d for d in done if d.row.id == key), None)
+    if mine is not None:
+        return ProcessOutcome(str(key), "processed", deliveries=mine.created, batch=len(done))
+    if key in failed:
+        return replace(failed[key].outcome, batch=len(done))
+    metrics.WEBHOOK_EVENTS_PROCESSED.labels("unknown", "skipped").inc()
+    return ProcessOutcome(str(key), "skipped")
+
+
+@dataclass(frozen=True)
+class _Failed:
+    source: str
+    status: str
+    outcome: ProcessOutcome
+
+
+def _process_batch(services: Services, key: uuid.UUID, handlers: HandlerRegistry,
+                   size: int) -> tuple[list[_Done], dict[uuid.UUID, _Failed]]:
+    """Claim, run handlers, fan out and mark processed, in one transaction. An event
+    whose handlers raised is marked failed (or dead) in the same transaction."""
+    done: list[_Done] = []
+    failed: dict[uuid.UUID, _Failed] = {}
+    with services.sessions() as session, session.begin():
+        for row in _claim(session, key, size):
+            try:
+                inbound = inbound_event(row)
+                done.append(_Done(row, inbound, _run_handlers(handlers, inbound)))
+            except Exception as exc:  # noqa: BLE001 - a handler error fails its event
+                outcome = _fail_row(session, services, row, exc)
+                failed[row.id] = _Failed(row.source, row.status, outcome)
+        created = sending.create_for_events(session, services, [d.row for d in done])
+        for item in done:
+            item.created = created.get(item.row.id, 0)
+            _mark_processed(item.row)
+    return done, failed
 
 
 def _mark_processed(row: WebhookEvent) -> None:
@@ -131,13 +246,12 @@ def event_data(inbound: InboundEvent, deliveries_created: int) -> dict[str, Any]
     }
 
 
-def _after_commit(services: Services, inbound: InboundEvent, ctx: HandlerContext,
-                  created: int) -> None:
+def _after_commit(services: Services, announced: events.Batch, inbound: InboundEvent,
+                  ctx: HandlerContext, created: int) -> None:
     for wanted in ctx.invalidations:
         _invalidate(services, inbound.tenant, wanted)
-    events.publish(services.events, "webhook.received", inbound.tenant,
-                   event_data(inbound, created),
-                   extra_channels=(f"integration.webhook.{inbound.qualified_type}",))
+    announced.add("webhook.received", inbound.tenant, event_data(inbound, created),
+                  extra_channels=(f"integration.webhook.{inbound.qualified_type}",))
 
 
 def _invalidate(services: Services, tenant: str, wanted: CacheInvalidation) -> None:
@@ -167,23 +281,29 @@ def _describe(exc: BaseException) -> tuple[str, str]:
 
 
 def _record_failure(services: Services, key: uuid.UUID, exc: Exception) -> ProcessOutcome:
-    code, message = _describe(exc)
-    log.warning("webhook event %s failed: %s", key, message)
     with services.sessions() as session, session.begin():
         row = session.get(WebhookEvent, key, with_for_update=True)
         if row is None:
-            return ProcessOutcome(str(key), "skipped", error=message)
-        row.attempts += 1
-        row.last_error = message
-        if row.attempts >= services.settings.webhook_max_attempts:
-            _bury(session, services, row, code, message, exc)
-        else:
-            row.status = "failed"
-            row.next_attempt_at = utcnow() + timedelta(
-                seconds=retry_wait(services.settings.webhook_retry_base, row.attempts))
-        status = row.status
-        metrics.WEBHOOK_EVENTS_PROCESSED.labels(row.source, status).inc()
-    return ProcessOutcome(str(key), status, error=message)
+            return ProcessOutcome(str(key), "skipped", error=_describe(exc)[1])
+        outcome = _fail_row(session, services, row, exc)
+        metrics.WEBHOOK_EVENTS_PROCESSED.labels(row.source, row.status).inc()
+    return outcome
+
+
+def _fail_row(session: Session, services: Services, row: WebhookEvent,
+              exc: Exception) -> ProcessOutcome:
+    """Count a failed attempt on the locked ``row``: retry later, or dead-letter it."""
+    code, message = _describe(exc)
+    log.warning("webhook event %s failed: %s", row.id, message)
+    row.attempts += 1
+    row.last_error = message
+    if row.attempts >= services.settings.webhook_max_attempts:
+        _bury(session, services, row, code, message, exc)
+    else:
+        row.status = "failed"
+        row.next_attempt_at = utcnow() + timedelta(
+            seconds=retry_wait(services.settings.webhook_retry_base, row.attempts))
+    return ProcessOutcome(str(row.id), row.status, error=message)
 
 
 def _bury(session: Session, services: Services, row: WebhookEvent, code: str, message: str,
@@ -254,6 +374,8 @@ def replay_event(services: Services, event_id: str | uuid.UUID, *, tenant: str |
         row.status, row.attempts = "pending", 0
         row.next_attempt_at = utcnow() + timedelta(seconds=services.settings.webhook_pending_after)
         row.last_error = None
+        # Cleared before the message goes: it must not be taken for a leftover of a batch.
+        on_commit(session, lambda: _forget_done(services, key))
         send_after_commit(session, services.dispatcher, PROCESS_TASK, {"event_id": str(key)})
         redelivered = sending.requeue_event(session, services, key) if redeliver else 0
     return {"event_id": str(key), "status": "pending", "redelivered": redelivered}

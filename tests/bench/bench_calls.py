@@ -1,42 +1,55 @@
-"""Outbound call pipeline: the hub's overhead per call, cached-call latency, and
-end-to-end ``send_task("hub.call")`` -> result through 2 prefork worker processes.
+"""Outbound calls: ``hub.call`` against a plain Celery task doing the same POST, same run.
 
-Against a local fake provider (ThreadingHTTPServer, HTTP/1.1 keep-alive, JSON):
+Two parts, against fake providers (tests/bench/fake_api.py, a separate asyncio
+process: HTTP/1.1 keep-alive, one write per answer, TCP_NODELAY, api-key checked):
 
-1. overhead: the same POST sent N times by a plain pooled ``requests.Session`` and
-   by ``hub.calls.pipeline.execute_call`` in this process (cache off: ``post`` is not
-   cacheable; api_key auth, quota check, breaker, audit row, events all on);
-2. cached: ``get`` served from the cache (L1 Redis), p50/p95;
-3. end to end: one worker ``celery -A tasks worker --pool prefork -c 2``; latency of
-   one call at a time (client polls the PostgreSQL result backend every 5 ms), then
-   throughput with every call in flight at once.
+1. in-process: the same POST sent N times by a pooled ``requests.Session`` and by
+   ``hub.calls.pipeline.execute_call`` (cache off, api_key auth, quota, breaker,
+   audit row, events), one at a time; the difference is the pipeline's overhead.
+   Then a cacheable GET served from the cache.
+2. end to end, through the worker exactly as the Procfile's ``worker:`` line starts
+   it (pool, concurrency and queues from the Procfile and celeryconfig): N messages
+   are queued first, then the worker is started and drains them; calls/s is
+   (N - 1) / (last result stored - first result stored), read from the result
+   table (``celery_taskmeta``, what a client's ``.get()`` reads). For each provider
+   (instant, 200 ms) and round, the reference (``bench.plain_post``,
+   tests/bench/ref_tasks.py: a plain task POSTing with requests, same worker
+   command, same result backend) and ``hub.call`` run back to back, alternating
+   which goes first. Then, with the worker still up, M calls are sent at a steady
+   rate and their end-to-end latency (sent -> result stored) gives p50/p95.
+   RSS of every worker process is read once the queue is drained.
 
-    python tests/bench/bench_calls.py [--calls 1000] [--e2e 500]
+    python tests/bench/bench_calls.py [--calls 1000] [--drain 3000] [--rounds 2]
+        [--paced-rate 100] [--paced 500] [--pool threads|gevent|prefork] [-c N]
+        [--soak 100000]
 
-Uses its own database (hub_bench_calls), Redis db 11 and queue prefix; needs local
-PostgreSQL and Redis. Prints a Markdown table.
+``--soak N`` instead sends N ``hub.call`` to the instant provider through one
+worker and prints the worker's RSS every N/10 calls (memory growth per call).
+Uses its own database (hub_bench_calls) and Redis db 11; needs local PostgreSQL
+and Redis.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 import requests
 from celery import Celery
 from cryptography.fernet import Fernet
-from sqlalchemy import func, select
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -48,47 +61,172 @@ from hub.dev.embedded import create_database, drop_database, with_database
 from hub.platform import migrate
 from hub.platform.config import load_settings
 from hub.platform.dispatch import RecordingDispatcher
-from hub.platform.models import IntegrationLog
 from hub.platform.services import Services
 
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("HUB_BENCH_CALLS_REDIS_URL", "redis://127.0.0.1:6379/11")
 DB = "hub_bench_calls"
-PREFIX = "benchcalls."
 KEY = Fernet.generate_key().decode()
 API_KEY = "ak_bench_" + uuid.uuid4().hex
-BODY = json.dumps({"id": "obj_1", "status": "ok", "items": list(range(20))}).encode()
+BODY = {"n": 1, "note": "bench"}
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str]) -> dict[str, str]:
     return dict(os.environ, HUB_DATABASE_URL=with_database(SERVER, DB), HUB_REDIS_URL=REDIS,
-                HUB_BROKER_URL=REDIS, HUB_QUEUE_PREFIX=PREFIX, HUB_ENCRYPTION_KEYS=KEY,
-                HUB_REDIS_PREFIX="benchcalls:", HUB_ALLOW_PRIVATE_NETWORKS="1",
-                HUB_LOG_LEVEL="WARNING")
+                HUB_BROKER_URL=REDIS, HUB_ENCRYPTION_KEYS=KEY, HUB_REDIS_PREFIX="benchcalls:",
+                HUB_ALLOW_PRIVATE_NETWORKS="1", HUB_LOG_LEVEL="WARNING", **extra)
 
 
-class _Provider(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body are separate writes: without this, Nagle + delayed ACK add 40 ms.
-    disable_nagle_algorithm = True
+# --- processes ------------------------------------------------------------------------
 
-    def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        status = 200 if self.headers.get("X-Api-Key") == API_KEY else 401
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
+def start_fake(delay: float) -> tuple[subprocess.Popen[str], str]:
+    """A fake provider process answering after ``delay`` seconds; its base URL."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/bench/fake_api.py"),
+                             "--delay", str(delay), "--api-key", API_KEY],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().split()[1])
+    return proc, f"http://127.0.0.1:{port}"
 
 
-def _timed(func, n: int) -> list[float]:  # type: ignore[no-untyped-def]
+def procfile_worker(app: str, pool: str | None, concurrency: int | None) -> str:
+    """The Procfile's ``worker:`` command, with ``-A`` pointing at ``app``."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("worker:"):
+            command = line.split(":", 1)[1].strip().replace("-A tasks ", f"-A {app} ")
+            break
+    else:
+        raise SystemExit("no worker: line in the Procfile")
+    if pool:
+        command += f" --pool {pool}"
+    if concurrency:
+        command += f" --concurrency {concurrency}"
+    return command + " --loglevel WARNING --without-gossip --without-mingle"
+
+
+def start_worker(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, shell=True, cwd=ROOT, env=env, start_new_session=True)
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def worker_rss_mib(proc: subprocess.Popen[bytes]) -> list[float]:
+    """RSS of every process of the worker (the shell's children: main + pool)."""
+    try:
+        procs = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    return [round(p.memory_info().rss / 2**20, 1) for p in procs
+            if "celery" in " ".join(p.cmdline())]
+
+
+# --- measuring --------------------------------------------------------------------------
+
+def stored(svc: Services, ids: list[str]) -> tuple[int, int, list[Any]]:
+    """(successes, failures, date_done of the successes) of the tasks ``ids``."""
+    with svc.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT task_id, status, date_done FROM celery_taskmeta WHERE task_id = ANY(:ids)"),
+            {"ids": ids}).all()
+    done = [r.date_done for r in rows if r.status == "SUCCESS"]
+    failed = [r for r in rows if r.status == "FAILURE"]
+    if failed:
+        with svc.engine.connect() as conn:
+            print("failed:", conn.execute(text(
+                "SELECT task_id, result, traceback FROM celery_taskmeta WHERE task_id = :id"),
+                {"id": failed[0].task_id}).one(), file=sys.stderr)
+    return len(done), len(failed), done
+
+
+def wait_stored(svc: Services, ids: list[str], timeout: float = 600,
+                worker: subprocess.Popen[bytes] | None = None) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        if worker is not None and worker.poll() is not None:
+            raise SystemExit(f"the worker exited with status {worker.returncode}")
+        ok, failed, done = stored(svc, ids)
+        if failed:
+            raise SystemExit(f"{failed} of {len(ids)} tasks failed")
+        if ok >= len(ids):
+            return done
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {ok} of {len(ids)} results stored in {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def _pct(samples: list[float], q: int) -> float:
+    return statistics.quantiles(samples, n=100)[q - 1]
+
+
+Sender = Callable[[], str]
+
+
+def senders(client: Celery, tenant: str, provider: str) -> dict[str, Sender]:
+    hub_kwargs = {"tenant": tenant, "integration": provider, "operation": "post",
+                  "params": {"path": "/v1/objects", "json": BODY}}
+    urls = {"instant": INSTANT_URL, "200ms": SLOW_URL}
+
+    def plain() -> str:
+        return client.send_task("bench.plain_post", kwargs={
+            "url": urls[provider] + "/v1/objects", "body": BODY, "api_key": API_KEY},
+            queue="calls").id
+
+    def hub() -> str:
+        return client.send_task("hub.call", kwargs=hub_kwargs, queue="calls").id
+
+    return {"plain task": plain, "hub.call": hub}
+
+
+INSTANT_URL = SLOW_URL = ""
+
+
+def drain(svc: Services, command: str, env: dict[str, str], send: Sender, count: int,
+          paced_rate: float, paced: int) -> dict[str, Any]:
+    """Queue ``count`` messages, start the worker, time the drain; then a paced run."""
+    ids = [send() for _ in range(count)]
+    load = os.getloadavg()[0]
+    worker = start_worker(command, env)
+    try:
+        done = sorted(wait_stored(svc, ids, worker=worker))
+        rate = (len(done) - 1) / max((done[-1] - done[0]).total_seconds(), 1e-9)
+        rss = worker_rss_mib(worker)
+        latencies = paced_latencies(svc, send, paced_rate, paced)
+    finally:
+        stop_worker(worker)
+    return {"rate": rate, "p50": _pct(latencies, 50), "p95": _pct(latencies, 95),
+            "rss": rss, "load": (load, os.getloadavg()[0])}
+
+
+def paced_latencies(svc: Services, send: Sender, rate: float, count: int) -> list[float]:
+    sent: dict[str, float] = {}
+    started = time.monotonic()
+    for n in range(count):
+        pause = started + n / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        task_id = send()
+        sent[task_id] = time.time()
+    ids = list(sent)
+    wait_stored(svc, ids)
+    with svc.engine.connect() as conn:
+        rows = conn.execute(text("SELECT task_id, date_done FROM celery_taskmeta "
+                                 "WHERE task_id = ANY(:ids)"), {"ids": ids}).all()
+    return [(r.date_done.replace(tzinfo=UTC).timestamp() - sent[r.task_id]) * 1000
+            for r in rows]
+
+
+# --- in-process overhead ----------------------------------------------------------------
+
+def _timed(func: Callable[[], None], n: int) -> list[float]:
     samples = []
     for _ in range(n):
         started = time.perf_counter()
@@ -97,129 +235,141 @@ def _timed(func, n: int) -> list[float]:  # type: ignore[no-untyped-def]
     return samples
 
 
-def _pct(samples: list[float], q: int) -> float:
-    return statistics.quantiles(samples, n=100)[q - 1]
-
-
 def _row(name: str, samples: list[float]) -> str:
     return (f"| {name} | {statistics.mean(samples):.2f} | {_pct(samples, 50):.2f} | "
             f"{_pct(samples, 95):.2f} |")
 
 
-def _setup(svc: Services, url: str) -> str:
-    tenant = f"bench-{uuid.uuid4().hex[:8]}"
-    with svc.sessions() as session, session.begin():
-        integrations.create(session, IntegrationSpec(tenant_id=tenant, name="api", adapter="rest",
-                                                     base_url=url, auth_type="api_key",
-                                                     config={"cache_ttl": 3600}))
-        integrations.set_credentials(session, svc.vault, tenant, "api", {"api_key": API_KEY})
-    return tenant
-
-
-def in_process(svc: Services, tenant: str, url: str, calls: int) -> None:
+def in_process(svc: Services, tenant: str, calls: int) -> None:
     direct = requests.Session()
-    post = CallRequest(tenant, "api", "post", {"path": "/v1/objects", "json": {"n": 1}})
-    get = CallRequest(tenant, "api", "get", {"path": "/v1/objects/1"})
+    post = CallRequest(tenant, "instant", "post", {"path": "/v1/objects", "json": BODY})
+    get = CallRequest(tenant, "instant", "get", {"path": "/v1/objects/1"})
 
     def raw() -> None:
-        response = direct.post(url + "/v1/objects", json={"n": 1}, headers={"X-Api-Key": API_KEY},
-                               timeout=5)
+        response = direct.post(INSTANT_URL + "/v1/objects", json=BODY,
+                               headers={"X-Api-Key": API_KEY}, timeout=5)
         response.raise_for_status()
         response.json()
 
     def hub_call() -> None:
-        assert execute_call(svc, post).status == "success"
+        outcome = execute_call(svc, post)
+        assert outcome.status == "success", outcome
 
     def cached() -> None:
         outcome = execute_call(svc, get)
-        assert outcome.result["cached"], outcome
+        assert outcome.result and outcome.result["cached"], outcome
 
     for warm in (raw, hub_call):
         _timed(warm, 50)  # warm-up: pools, sessions, prepared statements
     assert execute_call(svc, get).status == "success"
-    direct_ms, hub_ms = _timed(raw, calls), _timed(hub_call, calls)
+    rounds = [(_timed(raw, calls // 2), _timed(hub_call, calls // 2)) for _ in range(2)]
+    direct_ms = rounds[0][0] + rounds[1][0]
+    hub_ms = rounds[0][1] + rounds[1][1]
     cached_ms = _timed(cached, calls)
+    print(f"load average {os.getloadavg()[0]:.1f}\n")
     print("| in-process (ms per call) | mean | p50 | p95 |\n|---|---|---|---|")
     print(_row("direct requests POST", direct_ms))
     print(_row("hub execute_call POST (cache off)", hub_ms))
     print(_row("hub execute_call GET served from cache", cached_ms))
     print(f"\noverhead of the pipeline per call: mean "
           f"{statistics.mean(hub_ms) - statistics.mean(direct_ms):.2f} ms, p50 "
-          f"{_pct(hub_ms, 50) - _pct(direct_ms, 50):.2f} ms\n")
+          f"{_pct(hub_ms, 50) - _pct(direct_ms, 50):.2f} ms\n", flush=True)
 
 
-def end_to_end(app: Celery, svc: Services, tenant: str, latency_calls: int,
-               throughput_calls: int) -> None:
-    kwargs = {"tenant": tenant, "integration": "api", "operation": "post",
-              "params": {"path": "/v1/objects", "json": {"n": 1}}}
-    queue = PREFIX + "calls"
+# --- main -------------------------------------------------------------------------------
 
-    def one() -> None:
-        result = app.send_task("hub.call", kwargs=kwargs, queue=queue)
-        assert result.get(timeout=30, interval=0.005)["ok"]
-
-    def ping() -> None:
-        assert app.send_task("hub.ping", queue=queue).get(timeout=30, interval=0.005)
-
-    _timed(one, 20)
-    baseline = _timed(ping, latency_calls)
-    latency = _timed(one, latency_calls)
-    call_rate = _throughput(app, svc, tenant, kwargs, queue, throughput_calls)
-    print("| end to end, 2 prefork processes | mean | p50 | p95 |\n|---|---|---|---|")
-    print(_row("hub.ping (no-op task) -> result, one at a time (ms)", baseline))
-    print(_row("hub.call POST -> result, one at a time (ms)", latency))
-    print(f"\nthroughput, {throughput_calls} hub.call in flight: {call_rate:,.0f} calls/s")
+def _setup(svc: Services) -> str:
+    tenant = f"bench-{uuid.uuid4().hex[:8]}"
+    with svc.sessions() as session, session.begin():
+        for name, url in (("instant", INSTANT_URL), ("200ms", SLOW_URL)):
+            integrations.create(session, IntegrationSpec(
+                tenant_id=tenant, name=name, adapter="rest", base_url=url,
+                auth_type="api_key", config={"cache_ttl": 3600}))
+            integrations.set_credentials(session, svc.vault, tenant, name,
+                                         {"api_key": API_KEY})
+    return tenant
 
 
-def _successes(svc: Services, tenant: str) -> int:
-    with svc.sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(IntegrationLog).where(
-            IntegrationLog.tenant_id == tenant, IntegrationLog.outcome == "success")) or 0)
+def end_to_end(svc: Services, client: Celery, tenant: str, args: argparse.Namespace,
+               env: dict[str, str]) -> None:
+    # One command for both: the hub's app plus the reference task (a message of one
+    # target left unacknowledged at a worker's stop is then run, not refused, by the next).
+    command = procfile_worker("tests.bench.ref_tasks", args.pool, args.c)
+    print(f"worker: `{command}`\n")
+    print("| round | provider | target | calls/s | hub / plain | p50 ms | p95 ms "
+          "| RSS MiB per worker process | load avg start/end |")
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    for round_no in range(1, args.rounds + 1):
+        for provider in ("instant", "200ms"):
+            order = ["plain task", "hub.call"]
+            if round_no % 2 == 0:
+                order.reverse()
+            figures: dict[str, dict[str, Any]] = {}
+            for target in order:
+                send = senders(client, tenant, provider)[target]
+                figures[target] = drain(svc, command, env, send, args.drain,
+                                        args.paced_rate, args.paced)
+            for target in ("plain task", "hub.call"):
+                f = figures[target]
+                ratio = (f"{100 * f['rate'] / figures['plain task']['rate']:.0f} %"
+                         if target == "hub.call" else "")
+                print(f"| {round_no} | {provider} | {target} | {f['rate']:,.0f} | {ratio} | "
+                      f"{f['p50']:.1f} | {f['p95']:.1f} | {f['rss']} | "
+                      f"{f['load'][0]:.1f} / {f['load'][1]:.1f} |", flush=True)
 
 
-def _throughput(app: Celery, svc: Services, tenant: str, kwargs: dict[str, Any], queue: str,
-                count: int) -> float:
-    """Calls/s the workers complete, timed until PostgreSQL holds every call's audit row
-    (a client calling ``.get()`` on each result would measure the database result
-    backend's new connection per lookup instead)."""
-    before = _successes(svc, tenant)
-    started = time.perf_counter()
-    for _ in range(count):
-        app.send_task("hub.call", kwargs=kwargs, queue=queue)
-    while _successes(svc, tenant) < before + count:
-        time.sleep(0.02)
-    return count / (time.perf_counter() - started)
+def soak(svc: Services, client: Celery, tenant: str, args: argparse.Namespace,
+         env: dict[str, str]) -> None:
+    command = procfile_worker("tasks", args.pool, args.c)
+    send = senders(client, tenant, "instant")["hub.call"]
+    worker = start_worker(command, env)
+    step = args.soak // 10
+    print(f"worker: `{command}`\n\n| calls | RSS MiB per worker process | load avg |\n|---|---|---|")
+    try:
+        for n in range(1, 11):
+            wait_stored(svc, [send() for _ in range(step)], timeout=1800, worker=worker)
+            print(f"| {n * step:,} | {worker_rss_mib(worker)} | {os.getloadavg()[0]:.1f} |",
+                  flush=True)
+    finally:
+        stop_worker(worker)
 
 
 def main() -> None:
+    global INSTANT_URL, SLOW_URL
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--e2e", type=int, default=500)
+    parser.add_argument("--drain", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--paced-rate", type=float, default=100.0)
+    parser.add_argument("--paced", type=int, default=500)
+    parser.add_argument("--pool", choices=("threads", "gevent", "prefork", "solo"))
+    parser.add_argument("-c", type=int, help="worker concurrency (default: the hub's)")
+    parser.add_argument("--soak", type=int, default=0)
+    parser.add_argument("--skip-in-process", action="store_true")
     args = parser.parse_args()
-    env = _env()
+    env = _env({"HUB_WORKER_POOL": args.pool} if args.pool else {})
     os.environ.update(env)
     create_database(SERVER, DB)
     settings = load_settings(env)
     migrate.upgrade(settings)
     redis.Redis.from_url(REDIS).flushdb()
     svc = Services(settings, RecordingDispatcher())
-    provider = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
-    threading.Thread(target=provider.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{provider.server_port}"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "prefork", "-c", "2",
-         "--loglevel", "WARNING", "-Q", PREFIX + "calls", "--without-gossip",
-         "--without-mingle", "--without-heartbeat"], cwd=ROOT, env=env)
-    app = Celery(broker=REDIS, backend="db+" + settings.database_url)
+    fast, INSTANT_URL = start_fake(0.0)
+    slow, SLOW_URL = start_fake(0.2)
+    client = Celery(broker=REDIS, backend="db+" + settings.database_url)
+    client.conf.task_serializer = "json"
     try:
-        tenant = _setup(svc, url)
-        in_process(svc, tenant, url, args.calls)
-        end_to_end(app, svc, tenant, min(args.e2e, 300), args.e2e)
+        tenant = _setup(svc)
+        if args.soak:
+            soak(svc, client, tenant, args, env)
+            return
+        if not args.skip_in_process:
+            in_process(svc, tenant, args.calls)
+        end_to_end(svc, client, tenant, args, env)
     finally:
-        worker.terminate()
-        worker.wait(30)
-        provider.shutdown()
-        app.close()
+        for proc in (fast, slow):
+            proc.terminate()
+        client.close()
         svc.close()
         drop_database(SERVER, DB)
 

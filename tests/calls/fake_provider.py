@@ -43,6 +43,9 @@ class FakeProvider:
     scripts: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
     lock: threading.Lock = field(default_factory=threading.Lock)
     token_requests: int = 0
+    #: Requests being answered right now, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     @property
     def url(self) -> str:
@@ -65,6 +68,16 @@ class FakeProvider:
     # --- the wire ---------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._handle(request)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _handle(self, request: Request) -> Response:
         if request.path == "/oauth/token":
             return self._token(request)
         with self.lock:

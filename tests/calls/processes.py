@@ -21,14 +21,19 @@ def worker_process(client_app, queues: list[str], *, concurrency: int = 1,  # ty
                    app: str = "tests.calls.worker_app", env: dict[str, str] | None = None,
                    ready_timeout: float = 60, pool: str = "prefork") -> Iterator[subprocess.Popen]:
     """Start ``celery -A app worker --pool POOL`` on ``queues``; wait until it answers a
-    ping; stop it (TERM, then KILL) on exit. Its log is at ``proc.log_path``."""
+    ping; stop it (TERM, then KILL) on exit. Its log is at ``proc.log_path``.
+
+    prefork by default: the fault tests kill pool children."""
     name = f"w{uuid.uuid4().hex[:8]}@test"
     log = Path(tempfile.mkstemp(prefix="hub-worker-", suffix=".log")[1])
     cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", pool,
            "-c", str(concurrency), "-Q", ",".join(queues), "-n", name, "-l", "INFO",
            "--without-gossip", "--without-mingle"]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
+        # HUB_WORKER_POOL too: Celery takes a configured worker_pool over the
+        # command line's --pool prefork (its default value).
+        proc = subprocess.Popen(cmd, cwd=ROOT,
+                                env={**os.environ, "HUB_WORKER_POOL": pool, **(env or {})},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     proc.log_path = log  # type: ignore[attr-defined]
     proc.hostname = name  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""Breaker and quota state shared by two worker processes (prefork), as in production."""
+"""Breaker and quota state shared by two worker processes (threads pool), as in production."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def two_workers(client_app, settings):  # type: ignore[no-untyped-def]
-    """Two prefork worker processes consuming a queue of their own."""
+    """Two worker processes of the production pool (threads) on a queue of their own,
+    one thread each so that both take part (a thread reserves one message)."""
     queue = settings.queue(f"shared-{uuid.uuid4().hex[:6]}")
-    with worker_process(client_app, [queue]) as first, \
-            worker_process(client_app, [queue]) as second:
+    with worker_process(client_app, [queue], pool=settings.worker_pool) as first, \
+            worker_process(client_app, [queue], pool=settings.worker_pool) as second:
         yield queue, (first, second)
 
 

@@ -83,6 +83,8 @@ class Subscriber:
     received: list[Received] = field(default_factory=list)
     server: LocalServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Seconds before each answer (a slow receiver).
+    delay: float = 0.0
 
     @property
     def url(self) -> str:
@@ -99,6 +101,8 @@ class Subscriber:
         return False
 
     def handle(self, request: Request) -> Response:
+        if self.delay:
+            time.sleep(self.delay)  # the receiver being slow is what is simulated
         with self.lock:
             self.received.append(Received(dict(request.headers), request.get_data(),
                                           self._verified(request)))

@@ -6,6 +6,8 @@ import itertools
 import json
 import random
 import threading
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -59,7 +61,8 @@ def _drive_due(svc, delivery_id):
     wait_for(lambda: _get(svc, Delivery, delivery_id).next_attempt_at <= utcnow())
     svc.dispatcher.sent.clear()
     sending.send_due(svc)
-    assert ("hub.deliveries.send", {"delivery_id": str(delivery_id)}, None) in svc.dispatcher.sent
+    assert any(name == "hub.deliveries.send_batch" and str(delivery_id) in kw["delivery_ids"]
+               for name, kw, _ in svc.dispatcher.sent)
     return sending.send_delivery(svc, str(delivery_id))
 
 
@@ -388,7 +391,8 @@ def test_bulk_replay_with_a_rate_is_scheduled_in_postgresql_and_sent_by_beat(svc
         assert result["last_scheduled_at"] == rows[-1].next_attempt_at
 
         sending.send_due(svc)  # other tests' due rows may be sent too: shared database
-        sent = {kwargs["delivery_id"] for _name, kwargs, _queue in svc.dispatcher.sent}
+        sent = {i for name, kwargs, _queue in svc.dispatcher.sent
+                if name == "hub.deliveries.send_batch" for i in kwargs["delivery_ids"]}
         assert str(ids[0]) in sent
         assert not sent & {str(ids[1]), str(ids[2])}
 
@@ -421,3 +425,23 @@ def test_the_attempt_is_logged_before_the_post_leaves(svc, tenant):
         shown = sending.show(session, tenant, str(delivery_id))
     assert [(a["attempt"], a["status_code"], a["outcome_known"])
             for a in shown["attempt_log"]] == [(1, 200, True)]
+
+
+def test_a_batch_is_posted_concurrently_and_each_delivery_keeps_its_own_fate(svc, tenant):
+    with subscriber(delay=0.5) as slow, subscriber(default=(500, {})) as broken:
+        slow_sub, secret = _subscribe(svc, tenant, slow.url, events=["stripe.invoice.*"])
+        slow.secrets.append(secret)
+        _subscribe(svc, tenant, broken.url, events=["stripe.charge.*"])
+        ids = [d for n in range(4) for d in _deliver_event(svc, tenant)]
+        ids += _deliver_event(svc, tenant, event_type="charge.failed")
+        started = time.monotonic()
+        outcomes = sending.send_deliveries(svc, [*ids, str(uuid.uuid4())])
+        elapsed = time.monotonic() - started
+
+    assert [o.status for o in outcomes] == ["succeeded"] * 4 + ["failed", "skipped"]
+    assert slow.count() == 4 and all(r.verified for r in slow.received)
+    assert elapsed < 4 * 0.5  # the four slow answers overlapped
+    failed = _get(svc, Delivery, ids[4])
+    assert (failed.attempts, failed.last_status_code) == (1, 500)
+    assert failed.next_attempt_at is not None
+    assert _get(svc, Subscription, slow_sub).consecutive_failures == 0

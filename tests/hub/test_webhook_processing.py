@@ -340,7 +340,49 @@ def test_duplicate_messages_racing_on_worker_threads_process_each_event_once(
         wait_for(lambda: all(d.status == "succeeded" for e in event_ids
                              for d in _deliveries(sessions, e)))
 
-    assert statuses.count("processed") == 6 and statuses.count("skipped") == 12
+    # A message may process other pending events of its tenant with its own (a batch);
+    # theirs then skip. Every event was processed by exactly one of the 18 calls.
+    outcomes = [r.get(timeout=60) for r in results]
+    assert sum(o["batch"] for o in outcomes) == 6
+    assert set(statuses) == {"processed", "skipped"}
     ids = [r.headers["Webhook-Id"] for r in receiver.received]
     assert len(ids) == 6 == len(set(ids)) and all(r.verified for r in receiver.received)
     assert all(_event(sessions, e).attempts == 1 for e in event_ids)
+
+
+def test_one_message_processes_its_tenants_backlog_in_one_batch(recording_services, sessions,
+                                                                tenant):
+    _subscribe(sessions, recording_services, tenant, "http://127.0.0.1:9/hooks")
+    ids = [add_event(sessions, tenant, age=5 - n) for n in range(5)]
+    elsewhere = add_event(sessions, tenant + "-other")
+
+    outcome = processing.process_event(recording_services, ids[2])
+
+    assert (outcome.status, outcome.batch, outcome.deliveries) == ("processed", 5, 1)
+    assert [_event(sessions, e).status for e in ids] == ["processed"] * 5
+    assert _event(sessions, elsewhere).status == "pending"  # another tenant's backlog
+    batches = [kw["delivery_ids"] for name, kw, _ in recording_services.dispatcher.sent
+               if name == "hub.deliveries.send_batch"]
+    assert len(batches) == 1 and len(batches[0]) == 5  # one message for the batch
+    # The messages of the others find their event done, without a transaction.
+    assert processing.process_event(recording_services, ids[4]).status == "skipped"
+    assert all(_event(sessions, e).attempts == 1 for e in ids)
+
+
+def test_a_failing_handler_fails_its_event_alone_in_a_batch(recording_services, sessions,
+                                                            tenant):
+    ids = [add_event(sessions, tenant, age=3 - n) for n in range(3)]
+    handlers = HandlerRegistry()
+
+    @handlers.register("stripe", "invoice.*")
+    def picky(event, ctx):
+        if event.id == ids[1]:
+            raise RuntimeError("cannot handle this one")
+
+    outcome = processing.process_event(recording_services, ids[0], handlers=handlers)
+
+    assert (outcome.status, outcome.batch) == ("processed", 2)
+    rows = [_event(sessions, e) for e in ids]
+    assert [r.status for r in rows] == ["processed", "failed", "processed"]
+    assert rows[1].attempts == 1 and "cannot handle this one" in rows[1].last_error
+    assert rows[1].next_attempt_at is not None

@@ -1,0 +1,112 @@
+"""The worker's writer of ``hub.call`` results: Celery's database table, written lean.
+
+Clients read results exactly as README shows, with Celery's stock SQLAlchemy
+backend (``backend="db+postgresql+psycopg://..."``): the table, its columns and
+the encoded values are Celery's own (``celery_taskmeta``, JSON-encoded result,
+args and kwargs with ``result_extended``). Only the worker's *write* differs
+from :class:`celery.backends.database.DatabaseBackend` (issue 10):
+
+- the stock backend opens a new PostgreSQL connection for every result outside
+  a prefork child (``NullPool`` unless forked, DESIGN §10: ~50 results/s under
+  the threads pool); here one pooled engine serves every thread;
+- the stock backend spends a SELECT, a locking SELECT, an INSERT and a COMMIT
+  per result; here results of tasks finishing at the same moment share one
+  ``INSERT ... ON CONFLICT (task_id) DO UPDATE`` batch and one commit (group
+  commit, :mod:`hub.platform.groupcommit`). The upsert keeps the stock rule that
+  a stored SUCCESS is never overwritten by a later write of the same task.
+
+A result is committed before ``store_result`` returns, so before the task's
+message is acknowledged (``acks_late``), as with the stock backend. Lives at the
+top level (not in ``tasks/``) because every process that loads ``celeryconfig``
+may instantiate the backend, the web process included (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from celery import states
+from celery.backends.database import DatabaseBackend
+from kombu.utils.encoding import ensure_bytes
+from sqlalchemy import Engine, create_engine
+
+from hub.platform.groupcommit import GroupCommit
+
+#: Results written by one statement at most.
+MAX_BATCH = 64
+#: Connections of the writer's pool: with group commit a few serve any concurrency.
+POOL_SIZE = 1
+POOL_OVERFLOW = 3
+
+_COLUMNS = ("task_id", "status", "result", "date_done", "traceback", "children", "name",
+            "args", "kwargs", "worker", "retries", "queue", "stamps")
+
+
+class HubDatabaseBackend(DatabaseBackend):
+    """Celery's database backend whose ``_store_result`` is one pooled, batched upsert.
+
+    Reading (``get``, ``AsyncResult.state``) is the stock implementation.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+        self._batches: GroupCommit[dict[str, Any], None] = GroupCommit(
+            self._write, max_batch=MAX_BATCH)
+        self._pid: int | None = None
+
+    # --- the write path -------------------------------------------------------------
+
+    def _store_result(self, task_id: str, result: Any, state: str, traceback: Any = None,
+                      request: Any = None, **kwargs: Any) -> None:
+        self._batches.submit(self._row(task_id, result, state, traceback, request))
+
+    def _row(self, task_id: str, result: Any, state: str, traceback: Any,
+             request: Any) -> dict[str, Any]:
+        # The same values the stock ``_update_result`` sets, column by column.
+        meta = self._get_result_meta(result=ensure_bytes(self.encode(result)), state=state,
+                                     traceback=traceback, request=request,
+                                     format_date=False, encode=True)
+        row = {column: meta.get(column) for column in _COLUMNS}
+        row["task_id"] = task_id
+        children = meta.get("children")
+        row["children"] = ensure_bytes(self.encode(children)) if children else None
+        stamped = meta.get("stamped_headers")
+        row["stamps"] = ensure_bytes(self.encode({
+            "stamped_headers": stamped,
+            "stamps": {h: meta.get(h) for h in stamped if h in meta}})) if stamped else None
+        return row
+
+    def _write(self, rows: Sequence[dict[str, Any]]) -> list[None]:
+        # executemany: psycopg 3 pipelines the statements (one round trip), each its
+        # own upsert, so two writes of one task in a batch apply in order.
+        with self._writer().begin() as conn:
+            conn.exec_driver_sql(self._upsert_sql(),
+                                 [tuple(row[c] for c in _COLUMNS) for row in rows])
+        return [None] * len(rows)
+
+    def _upsert_sql(self) -> str:
+        table = self.task_cls.__table__
+        name = f"{table.schema}.{table.name}" if table.schema else table.name
+        sequence = f"{table.schema}.task_id_sequence" if table.schema else "task_id_sequence"
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "task_id")
+        return (f"INSERT INTO {name} (id, {', '.join(_COLUMNS)}) "
+                f"VALUES (nextval('{sequence}'), {', '.join(['%s'] * len(_COLUMNS))}) "
+                f"ON CONFLICT (task_id) DO UPDATE SET {updates} "
+                f"WHERE {name}.status <> '{states.SUCCESS}'")
+
+    def _writer(self) -> Engine:
+        """The pooled engine of this process (a new one after a fork)."""
+        import os
+
+        with self._engine_lock:
+            if self._engine is None or self._pid != os.getpid():
+                # The stock session creates the tables (and added columns) on first use.
+                self.ResultSession().close()
+                self._engine = create_engine(self.url, pool_pre_ping=True,
+                                             pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+                self._pid = os.getpid()
+            return self._engine
