@@ -16,7 +16,7 @@ the deliveries enqueued (``hub.deliveries.send_batch``, a message per batch).
 Ordering: events are taken oldest first, but neither processing nor delivery
 order between events is guaranteed (several workers and threads run batches at
 once). Each event keeps its own attempts, retries and dead letter: a handler
-that fails fails its event alone.
+that fails fails its event alone (through that event's own message).
 
 Events claimed by another event's batch are marked done in Redis for
 :data:`DONE_MARK_TTL` seconds, so their own messages are dropped without a query
@@ -210,8 +210,10 @@ class _Failed:
 
 def _process_batch(services: Services, key: uuid.UUID, handlers: HandlerRegistry,
                    size: int) -> tuple[list[_Done], dict[uuid.UUID, _Failed]]:
-    """Claim, run handlers, fan out and mark processed, in one transaction. An event
-    whose handlers raised is marked failed (or dead) in the same transaction."""
+    """Claim, run handlers, fan out and mark processed, in one transaction. When the
+    handlers of the message's own event raise, it is marked failed (or dead) in the
+    same transaction; another event of the batch whose handlers raise is left
+    pending for its own message, which fails it (and schedules its retry) itself."""
     done: list[_Done] = []
     failed: dict[uuid.UUID, _Failed] = {}
     with services.sessions() as session, session.begin():
@@ -220,8 +222,9 @@ def _process_batch(services: Services, key: uuid.UUID, handlers: HandlerRegistry
                 inbound = inbound_event(row)
                 done.append(_Done(row, inbound, _run_handlers(handlers, inbound)))
             except Exception as exc:  # noqa: BLE001 - a handler error fails its event
-                outcome = _fail_row(session, services, row, exc)
-                failed[row.id] = _Failed(row.source, row.status, outcome)
+                if row.id == key:
+                    outcome = _fail_row(session, services, row, exc)
+                    failed[row.id] = _Failed(row.source, row.status, outcome)
         created = sending.create_for_events(session, services, [d.row for d in done])
         for item in done:
             item.created = created.get(item.row.id, 0)

@@ -54,7 +54,10 @@ KEY = Fernet.generate_key().decode()
 def _env() -> dict[str, str]:
     return dict(os.environ, HUB_DATABASE_URL=with_database(SERVER, DB), HUB_REDIS_URL=REDIS,
                 HUB_BROKER_URL=REDIS, HUB_QUEUE_PREFIX=PREFIX, HUB_ENCRYPTION_KEYS=KEY,
-                HUB_ALLOW_PRIVATE_NETWORKS="1", HUB_LOG_LEVEL="WARNING")
+                HUB_ALLOW_PRIVATE_NETWORKS="1", HUB_LOG_LEVEL="WARNING",
+                # What the figures in docs/benchmarks.md measured: prefork -c 2 (the
+                # configured threads pool would win over --pool prefork).
+                HUB_WORKER_POOL="prefork")
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -85,6 +85,9 @@ class Subscriber:
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: Seconds before each answer (a slow receiver).
     delay: float = 0.0
+    #: Requests being answered now, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     @property
     def url(self) -> str:
@@ -101,9 +104,13 @@ class Subscriber:
         return False
 
     def handle(self, request: Request) -> Response:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
         if self.delay:
             time.sleep(self.delay)  # the receiver being slow is what is simulated
         with self.lock:
+            self.in_flight -= 1
             self.received.append(Received(dict(request.headers), request.get_data(),
                                           self._verified(request)))
             status, headers = self.answers.pop(0) if self.answers else self.default

@@ -6,7 +6,6 @@ import itertools
 import json
 import random
 import threading
-import time
 import uuid
 from datetime import timedelta
 
@@ -434,13 +433,11 @@ def test_a_batch_is_posted_concurrently_and_each_delivery_keeps_its_own_fate(svc
         _subscribe(svc, tenant, broken.url, events=["stripe.charge.*"])
         ids = [d for n in range(4) for d in _deliver_event(svc, tenant)]
         ids += _deliver_event(svc, tenant, event_type="charge.failed")
-        started = time.monotonic()
         outcomes = sending.send_deliveries(svc, [*ids, str(uuid.uuid4())])
-        elapsed = time.monotonic() - started
 
     assert [o.status for o in outcomes] == ["succeeded"] * 4 + ["failed", "skipped"]
     assert slow.count() == 4 and all(r.verified for r in slow.received)
-    assert elapsed < 4 * 0.5  # the four slow answers overlapped
+    assert slow.max_in_flight >= 2  # posted at once, not one after the other
     failed = _get(svc, Delivery, ids[4])
     assert (failed.attempts, failed.last_status_code) == (1, 500)
     assert failed.next_attempt_at is not None
