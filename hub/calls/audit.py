@@ -8,7 +8,7 @@ known credential value wherever it appears. Bodies are truncated.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -99,21 +99,22 @@ def write(session: Session, attempt: Attempt, *, cost_per_call: Decimal = Decima
     return row
 
 
-def insert_counting_attempts(engine: Engine, row: dict[str, Any]) -> int:
+def insert_counting_attempts(engine: Engine, row: dict[str, Any], *,
+                             counted: Sequence[str] = ()) -> int:
     """INSERT ``row`` (from :func:`values`) in one statement on ``engine`` (the
     asynchronously committed audit engine) and return its attempt number.
 
-    With a ``task_id`` the number is at least one more than the failed attempts
-    already audited for that task, computed by the INSERT itself: a retry resent
-    from PostgreSQL under its task id keeps counting without a query of its own.
-    Raises what the database raises.
+    With ``counted`` outcomes and a ``task_id``, the number is at least one more than
+    the task's rows already audited with those outcomes, computed by the INSERT
+    itself: a retry resent from PostgreSQL under its task id keeps counting without
+    a query of its own. Raises what the database raises.
     """
     table = IntegrationLog.__table__
     assert isinstance(table, Table)
     attempt: Any = literal(row["attempt"])
-    if row["task_id"] is not None:
+    if row["task_id"] is not None and counted:
         prior = (select(func.count()).select_from(table)
-                 .where(table.c.task_id == row["task_id"], table.c.outcome == "failed")
+                 .where(table.c.task_id == row["task_id"], table.c.outcome.in_(counted))
                  .scalar_subquery())
         attempt = func.greatest(attempt, prior + 1)
     statement = insert(table).values({**row, "attempt": attempt}).returning(table.c.attempt)

@@ -161,6 +161,8 @@ class Attempt:
     #: Events of this call (and of the integrations failing over for it), published
     #: together when it ends: one Redis round trip.
     outbox: events.Batch = field(default_factory=events.Batch)
+    #: Whether ``number`` already counts the task's audited attempts.
+    counted: bool = False
 
     def __post_init__(self) -> None:
         if self.key is None and self.request.idempotency_key:
@@ -248,6 +250,7 @@ def _circuit_open(services: Services, run: Attempt, exc: CircuitOpen) -> CallOut
     already accepted as work the hub owes: it waits for the circuit (re-scheduled
     for when it half-opens, counted as an attempt) and, when its attempts run out,
     is dead-lettered like any other exhausted call, never dropped."""
+    _ensure_counted(services, run)
     waits = run.number > 1 or run.replay_of is not None
     return _fail(services, run, exc, outcome="circuit_open", retryable=waits)
 
@@ -454,7 +457,8 @@ def _next_attempt(services: Services, run: Attempt, reason: str, error: str | No
     skip = failover.Skip(run.target.row.id, run.target.row.name, reason, error)
     return Attempt(run.request, Target(row, adapter, adapter.operation(run.request.operation)),
                    run.number, run.task_id, key=run.key, skipped=[*run.skipped, skip],
-                   candidates=candidates, replay_of=run.replay_of, outbox=run.outbox)
+                   candidates=candidates, replay_of=run.replay_of, outbox=run.outbox,
+                   counted=run.counted)
 
 
 def _serves(row: Integration, request: CallRequest) -> bool:
@@ -707,8 +711,7 @@ def _fail(services: Services, run: Attempt, exc: HubError, *, outcome: str = "fa
     (a retry meeting an open circuit waits for it).
     """
     _scrub_error(exc, run.secrets)
-    with services.sessions() as session:
-        _count_prior_failures(session, run)
+    _ensure_counted(services, run)
     retryable = exc.retryable if retryable is None else retryable
     policy = RetryPolicy.from_config(run.target.row.config)
     exhausted = retryable and policy.exhausted(run.number)
@@ -740,11 +743,20 @@ def _record_failure(services: Services, run: Attempt, exc: HubError, outcome: st
 
 
 def _count_prior_failures(session: Session, run: Attempt) -> None:
-    """Raise ``run.number`` to one more than the failed attempts audited for its task
-    (issue 9 item 7): only where an attempt is audited in a transaction anyway, or is
-    a failure (a success counts them in its own INSERT)."""
-    run.number = max(run.number, failed_attempts(session, run.task_id) + 1)
-    run.outbox.update_data(attempt=run.number)
+    """Raise ``run.number`` to one more than the attempts audited for its task (issue 9
+    item 7), once per call: where an attempt is audited in a transaction anyway, or
+    fails (a success without idempotency key counts them in its own INSERT)."""
+    if not run.counted:
+        run.number = max(run.number, failed_attempts(session, run.task_id) + 1)
+        run.counted = True
+        run.outbox.update_data(attempt=run.number)
+
+
+def _ensure_counted(services: Services, run: Attempt) -> None:
+    """:func:`_count_prior_failures` in a session of its own, when it is needed."""
+    if run.task_id is not None and not run.counted:
+        with services.sessions() as session:
+            _count_prior_failures(session, run)
 
 
 def _audit_failed_401(services: Services, run: Attempt, response: requests.Response) -> None:
@@ -782,7 +794,8 @@ def _audit(services: Services, run: Attempt, outcome: str, **extra: Any) -> uuid
     """
     row = audit.values(_attempt_record(run, outcome, **extra),
                        cost_per_call=run.target.row.cost_per_call or Decimal(0))
-    number = audit.insert_counting_attempts(services.async_engine, row)
+    number = audit.insert_counting_attempts(services.async_engine, row,
+                                            counted=() if run.counted else ATTEMPT_OUTCOMES)
     if number != run.number:
         run.number = number
         run.outbox.update_data(attempt=number)
