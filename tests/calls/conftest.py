@@ -14,6 +14,13 @@ from hub.calls import integrations
 from hub.calls.integrations import IntegrationSpec
 from hub.platform.models import Integration
 from hub.platform.services import Services
+from tests.calls.fake_geo import (
+    FakeGoogleMaps,
+    FakeYandex,
+    fake_google_maps,
+    fake_yandex,
+)
+from tests.calls.fake_google import FakeGoogle, fake_google
 from tests.calls.fake_provider import FakeProvider, fake_provider
 
 
@@ -21,6 +28,25 @@ from tests.calls.fake_provider import FakeProvider, fake_provider
 def provider() -> Iterator[FakeProvider]:
     with fake_provider() as p:
         yield p
+
+
+@pytest.fixture
+def google() -> Iterator[FakeGoogle]:
+    """Google's token endpoint and Sheets API v4."""
+    with fake_google() as fake:
+        yield fake
+
+
+@pytest.fixture
+def google_maps() -> Iterator[FakeGoogleMaps]:
+    with fake_google_maps() as fake:
+        yield fake
+
+
+@pytest.fixture
+def yandex() -> Iterator[FakeYandex]:
+    with fake_yandex() as fake:
+        yield fake
 
 
 MakeIntegration = Callable[..., Integration]

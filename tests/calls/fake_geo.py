@@ -17,18 +17,13 @@ import json
 import math
 import re
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from tests.calls.fake_provider import Reply
-from tests.hub.fake_http import LocalServer, serve
+from tests.calls.fake_provider import Reply, ScriptedServer, serving
 
 
 @dataclass(frozen=True)
@@ -61,37 +56,16 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 
 @dataclass
-class FakeGeo:
-    """Base of both fakes: scripted replies per path, hit counts, one API key."""
+class FakeGeo(ScriptedServer):
+    """Base of both fakes: scripted replies per path, one API key."""
 
-    server: LocalServer | None = None
     api_key: str = field(default_factory=lambda: "AIza" + secrets.token_hex(16))
-    scripts: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url
-
-    def script(self, path: str, *replies: Reply) -> None:
-        with self.lock:
-            self.scripts[path].extend(replies)
-
-    def hits(self, path: str | None = None) -> int:
-        assert self.server is not None
-        return self.server.count(path)
 
     def handle(self, request: Request) -> Response:
-        with self.lock:
-            queue = self.scripts.get(request.path)
-            reply = queue.popleft() if queue else None
-        if reply is not None:
-            if reply.delay:
-                time.sleep(reply.delay)  # a provider slower than the caller's timeout
-            if reply.body is not None or reply.status != 200:
-                return _json(reply.status, reply.body, reply.headers)
-        return self.answer(request)
+        reply = self.next_reply(request.path)
+        if reply is not None and (reply.body is not None or reply.status != 200):
+            return _json(reply.status, reply.body, reply.headers)
+        return self.answer(request)  # a delayed Reply() answers normally, late
 
     def answer(self, request: Request) -> Response:
         raise NotImplementedError
@@ -199,17 +173,9 @@ def over_query_limit() -> Reply:
                        "results": [], "status": "OVER_QUERY_LIMIT"})
 
 
-@contextmanager
-def fake_google_maps() -> Iterator[FakeGoogleMaps]:
-    fake = FakeGoogleMaps()
-    with serve(fake.handle) as server:
-        fake.server = server
-        yield fake
+def fake_google_maps() -> AbstractContextManager[FakeGoogleMaps]:
+    return serving(FakeGoogleMaps())
 
 
-@contextmanager
-def fake_yandex() -> Iterator[FakeYandex]:
-    fake = FakeYandex()
-    with serve(fake.handle) as server:
-        fake.server = server
-        yield fake
+def fake_yandex() -> AbstractContextManager[FakeYandex]:
+    return serving(FakeYandex())

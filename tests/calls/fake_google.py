@@ -18,11 +18,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import defaultdict
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -32,8 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.wrappers import Request, Response
 
-from tests.calls.fake_provider import Reply
-from tests.hub.fake_http import LocalServer, serve
+from tests.calls.fake_provider import Reply, ScriptedServer, serving
 
 SHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -117,21 +113,13 @@ def parse_area(text: str, default_sheet: str, sheets: Any = ()) -> Area | None:
 # --- the fake ------------------------------------------------------------------------------
 
 @dataclass
-class FakeGoogle:
-    server: LocalServer | None = None
+class FakeGoogle(ScriptedServer):
     accounts: dict[str, Any] = field(default_factory=dict)  # client_email -> public key
     tokens: dict[str, str] = field(default_factory=dict)  # access token -> scope
     assertions: list[dict[str, Any]] = field(default_factory=list)
     sheets: dict[str, dict[str, dict[tuple[int, int], Any]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(dict)))
-    scripts: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
-    lock: threading.Lock = field(default_factory=threading.Lock)
     token_lifetime: int = 3599
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url
 
     @property
     def token_url(self) -> str:
@@ -150,25 +138,13 @@ class FakeGoogle:
                     grid[(r, c)] = value
         return sid
 
-    def script(self, path: str, *replies: Reply) -> None:
-        with self.lock:
-            self.scripts[path].extend(replies)
-
-    def hits(self, path: str | None = None) -> int:
-        assert self.server is not None
-        return self.server.count(path)
-
     # --- token endpoint ----------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
         if request.path == "/token":
             return self._token(request)
-        with self.lock:
-            queue = self.scripts.get(request.path)
-            reply = queue.popleft() if queue else None
+        reply = self.next_reply(request.path)
         if reply is not None:
-            if reply.delay:
-                time.sleep(reply.delay)  # a slow provider is what is simulated
             return json_response(reply.status, reply.body, reply.headers)
         denied = self._check_token(request) if request.path != "/$discovery/rest" else None
         if denied is not None:
@@ -378,9 +354,5 @@ def resource_exhausted(retry_after: str = "1") -> Reply:
         {"Retry-After": retry_after})
 
 
-@contextmanager
-def fake_google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle()
-    with serve(fake.handle) as server:
-        fake.server = server
-        yield fake
+def fake_google() -> AbstractContextManager[FakeGoogle]:
+    return serving(FakeGoogle())

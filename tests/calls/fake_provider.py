@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from werkzeug.wrappers import Request, Response
 
@@ -33,19 +33,13 @@ class Reply:
 
 
 @dataclass
-class FakeProvider:
+class ScriptedServer:
+    """What every fake provider shares: its local server (set by :func:`serving`),
+    answers scripted per path, hit counts."""
+
     server: LocalServer | None = None
-    api_key: str = field(default_factory=lambda: "ak_live_" + secrets.token_hex(12))
-    client_id: str = "hub-client"
-    client_secret: str = field(default_factory=lambda: "cs_" + secrets.token_hex(12))
-    tokens: set[str] = field(default_factory=set)
-    issued: list[str] = field(default_factory=list)
     scripts: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
     lock: threading.Lock = field(default_factory=threading.Lock)
-    token_requests: int = 0
-    #: Requests being answered right now, and the most there ever were at once.
-    in_flight: int = 0
-    max_in_flight: int = 0
 
     @property
     def url(self) -> str:
@@ -53,13 +47,49 @@ class FakeProvider:
         return self.server.url
 
     def script(self, path: str, *replies: Reply) -> None:
-        """The next answers on ``path``, in order; afterwards the default echo."""
+        """The next answers on ``path``, in order; afterwards the fake's own answer."""
         with self.lock:
             self.scripts[path].extend(replies)
 
     def hits(self, path: str | None = None) -> int:
         assert self.server is not None
         return self.server.count(path)
+
+    def next_reply(self, path: str) -> Reply | None:
+        """The next scripted answer on ``path`` (after its delay), or None."""
+        with self.lock:
+            queue = self.scripts.get(path)
+            reply = queue.popleft() if queue else None
+        if reply is not None and reply.delay:
+            time.sleep(reply.delay)  # the provider being slow is what is simulated
+        return reply
+
+    def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
+Fake = TypeVar("Fake", bound=ScriptedServer)
+
+
+@contextmanager
+def serving(fake: Fake) -> Iterator[Fake]:
+    """Run ``fake`` on a local port for the duration of the block."""
+    with serve(fake.handle) as server:
+        fake.server = server
+        yield fake
+
+
+@dataclass
+class FakeProvider(ScriptedServer):
+    api_key: str = field(default_factory=lambda: "ak_live_" + secrets.token_hex(12))
+    client_id: str = "hub-client"
+    client_secret: str = field(default_factory=lambda: "cs_" + secrets.token_hex(12))
+    tokens: set[str] = field(default_factory=set)
+    issued: list[str] = field(default_factory=list)
+    token_requests: int = 0
+    #: Requests being answered right now, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def revoke_tokens(self) -> None:
         with self.lock:
@@ -80,11 +110,7 @@ class FakeProvider:
     def _handle(self, request: Request) -> Response:
         if request.path == "/oauth/token":
             return self._token(request)
-        with self.lock:
-            queue = self.scripts.get(request.path)
-            reply = queue.popleft() if queue else None
-        if reply is not None and reply.delay:
-            time.sleep(reply.delay)  # the provider being slow is what is simulated
+        reply = self.next_reply(request.path)
         if reply is not None and reply.status == 304:
             return Response(status=304, headers=reply.headers)
         if reply is not None and reply.status != 200:
@@ -147,7 +173,5 @@ def rate_limited(retry_after: str = "1") -> Reply:
 
 @contextmanager
 def fake_provider() -> Iterator[FakeProvider]:
-    provider = FakeProvider()
-    with serve(provider.handle) as server:
-        provider.server = server
+    with serving(FakeProvider()) as provider:
         yield provider

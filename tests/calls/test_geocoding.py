@@ -4,7 +4,6 @@ faithful fakes: one normalised answer, Google's in-body statuses, Yandex's error
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,10 +13,6 @@ from hub.calls import integrations, probe
 from hub.cli import commands  # noqa: F401 - registers the command groups
 from tests.calls.fake_geo import (
     BOOK,
-    FakeGoogleMaps,
-    FakeYandex,
-    fake_google_maps,
-    fake_yandex,
     over_query_limit,
 )
 from tests.calls.fake_provider import Reply
@@ -28,16 +23,6 @@ ARBAT, NEVSKY = BOOK
 GEOCODE, YANDEX = "/maps/api/geocode/json", "/1.x/"
 
 
-@pytest.fixture
-def google_maps() -> Iterator[FakeGoogleMaps]:
-    with fake_google_maps() as fake:
-        yield fake
-
-
-@pytest.fixture
-def yandex() -> Iterator[FakeYandex]:
-    with fake_yandex() as fake:
-        yield fake
 
 
 def register(tenant: str, name: str, adapter: str, fake: Any, *options: str,
@@ -209,3 +194,23 @@ def test_registration_defaults(services, tenant, google_maps):
     register(tenant, "geo", "google_geocoding", google_maps)
     with services.sessions() as session:
         assert integrations.get(session, tenant, "geo").rate_limit_per_minute == 50
+
+
+@pytest.mark.parametrize("adapter", ["google_geocoding", "yandex_geocoder"])
+@pytest.mark.parametrize(("operation", "params", "requests_each"), [
+    ("geocode", {"address": ARBAT.query}, 1),
+    ("reverse_geocode", {"lat": NEVSKY.lat, "lng": NEVSKY.lng}, 1),
+    ("distance", {"origin": ARBAT.query, "destination": {"lat": NEVSKY.lat,
+                                                         "lng": NEVSKY.lng}}, 1),
+])
+def test_every_operation_by_both_task_names(worker, client_app, tenant, google_maps, yandex,
+                                            adapter, operation, params, requests_each):
+    fake = google_maps if adapter == "google_geocoding" else yandex
+    register(tenant, "geo", adapter, fake)
+    by_name = client_app.send_task(f"hub.{adapter}.{operation}", args=[tenant, "geo"],
+                                   kwargs=params).get(timeout=TIMEOUT)
+    by_call = call(client_app, tenant, "geo", operation, params, cache=False)
+    assert by_name["data"] == by_call["data"] and by_call["cached"] is False
+    provider = "google" if adapter == "google_geocoding" else "yandex"
+    assert by_name["data"]["provider"] == provider
+    assert fake.hits() == 2 * requests_each

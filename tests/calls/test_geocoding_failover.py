@@ -4,7 +4,6 @@ health status, and the answer and audit rows say who served and why."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,8 +16,6 @@ from tests.calls.fake_geo import (
     BOOK,
     FakeGoogleMaps,
     FakeYandex,
-    fake_google_maps,
-    fake_yandex,
     over_query_limit,
 )
 from tests.calls.fake_provider import Reply
@@ -34,16 +31,6 @@ from tests.calls.test_geocoding import (
 ARBAT, NEVSKY = BOOK
 
 
-@pytest.fixture
-def google_maps() -> Iterator[FakeGoogleMaps]:
-    with fake_google_maps() as fake:
-        yield fake
-
-
-@pytest.fixture
-def yandex() -> Iterator[FakeYandex]:
-    with fake_yandex() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,17 +17,9 @@ from hub.cli import commands  # noqa: F401 - registers the command groups
 from hub.platform.errors import AuthError, ValidationError
 from tests.calls.fake_google import (
     SHEETS_SCOPE,
-    FakeGoogle,
-    fake_google,
     service_account_key,
 )
 from tests.cli.conftest import Hub
-
-
-@pytest.fixture
-def google() -> Iterator[FakeGoogle]:
-    with fake_google() as fake:
-        yield fake
 
 
 def _register(services: Any, tenant: str, base_url: str, config: dict[str, Any],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from hub.platform.errors import ValidationError
 from hub.platform.models import IntegrationLog
 from tests.calls.fake_google import (
     FakeGoogle,
-    fake_google,
     resource_exhausted,
     service_account_key,
 )
@@ -28,11 +26,6 @@ from tests.cli.conftest import Hub
 
 TIMEOUT = 30
 
-
-@pytest.fixture
-def google() -> Iterator[FakeGoogle]:
-    with fake_google() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -231,3 +224,34 @@ def test_registration_defaults_and_health(services, tenant, google, sheets):
     assert "hub.google_sheets.append_rows" in adapters.task_names()
     report = probe.probe(services, tenant, "sheets")
     assert report["ok"] and google.hits("/$discovery/rest") == 1
+
+
+#: operation -> (params for a spreadsheet id, method, path after /values)
+EVERY_OPERATION = {
+    "read_range": (lambda sid: {"spreadsheet_id": sid, "range": "Sheet1!A1:B2"},
+                   "GET", "/Sheet1!A1:B2"),
+    "batch_read": (lambda sid: {"spreadsheet_id": sid, "ranges": ["Sheet1!A1", "B:B"]},
+                   "GET", ":batchGet"),
+    "write_range": (lambda sid: {"spreadsheet_id": sid, "range": "Sheet1!D1",
+                                 "values": [["paid"]]}, "PUT", "/Sheet1!D1"),
+    "append_rows": (lambda sid: {"spreadsheet_id": sid, "range": "Sheet1!A1",
+                                 "values": [["9", "Orlov", 800]]}, "POST", "/Sheet1!A1:append"),
+    "batch_update": (lambda sid: {"spreadsheet_id": sid, "data": [
+        {"range": "Sheet1!E1", "values": [[1]]}]}, "POST", ":batchUpdate"),
+    "clear_range": (lambda sid: {"spreadsheet_id": sid, "range": "Sheet1!C2:C3"},
+                    "POST", "/Sheet1!C2:C3:clear"),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(EVERY_OPERATION))
+def test_every_operation_by_both_task_names(worker, client_app, tenant, google, sheets,
+                                            operation):
+    sid = google.new_spreadsheet({"Sheet1": TENANTS})
+    make_params, method, suffix = EVERY_OPERATION[operation]
+    by_name = _own_task(client_app, tenant, operation, **make_params(sid))
+    by_call = _call(client_app, tenant, operation, make_params(sid), cache=False)
+    assert by_name["ok"] and by_call["ok"]
+    assert by_name["operation"] == by_call["operation"] == operation
+    assert by_name["cached"] is by_call["cached"] is False
+    path = f"/v4/spreadsheets/{sid}/values{suffix}"
+    assert [s.method for s in google.server.seen if s.path == path] == [method, method]
