@@ -180,6 +180,7 @@ def describe(row: IntegrationLog, *, full: bool = False) -> dict[str, Any]:
         "attempt": row.attempt, "task_id": row.task_id, "idempotency_key": row.idempotency_key,
         "duration_ms": row.duration_ms, "estimated_cost": str(row.estimated_cost),
         "started_at": row.started_at,
+        "failover_from": row.failover_from, "failover_reason": row.failover_reason,
     }
     if full:
         view.update(request_headers=row.request_headers, request_body=row.request_body,

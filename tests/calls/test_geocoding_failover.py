@@ -27,6 +27,7 @@ from tests.calls.test_geocoding import (
     failure,
     register,
 )
+from tests.cli.conftest import Hub
 
 ARBAT, NEVSKY = BOOK
 
@@ -70,6 +71,9 @@ def test_google_failing_is_served_by_yandex(worker, client_app, tenant, sessions
     assert (first, failed, second, ok) == ("maps", "failed", "maps-yandex", "success")
     assert error.endswith("failing over to maps-yandex")
     assert came_from == "maps" and why.startswith(f"maps: {reason}")
+    status, logs = Hub().json("logs", "--tenant", tenant, "--integration", "maps-yandex")
+    assert status == 0 and logs[0]["failover_from"] == "maps"
+    assert logs[0]["failover_reason"] == why
 
 
 def test_failover_in_turn_through_the_operations_own_task(worker, client_app, tenant,
