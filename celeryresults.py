@@ -23,6 +23,7 @@ may instantiate the backend, the web process included (DESIGN §2).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -38,7 +39,7 @@ from hub.platform.groupcommit import GroupCommit
 MAX_BATCH = 64
 #: Connections of the writer's pool: with group commit a few serve any concurrency.
 POOL_SIZE = 1
-POOL_OVERFLOW = 3
+POOL_OVERFLOW = 2
 
 _COLUMNS = ("task_id", "status", "result", "date_done", "traceback", "children", "name",
             "args", "kwargs", "worker", "retries", "queue", "stamps")
@@ -52,6 +53,11 @@ class HubDatabaseBackend(DatabaseBackend):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # One instance for every thread of a worker (Celery otherwise builds a backend
+        # per thread, which would mean a pool and a batch queue per thread): the
+        # writer is a pooled engine and a group commit, both thread-safe, and the
+        # stock reading path opens a session per call.
+        self.thread_safe = True
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         self._batches: GroupCommit[dict[str, Any], None] = GroupCommit(
@@ -100,8 +106,6 @@ class HubDatabaseBackend(DatabaseBackend):
 
     def _writer(self) -> Engine:
         """The pooled engine of this process (a new one after a fork)."""
-        import os
-
         with self._engine_lock:
             if self._engine is None or self._pid != os.getpid():
                 # The stock session creates the tables (and added columns) on first use.

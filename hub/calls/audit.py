@@ -7,6 +7,7 @@ known credential value wherever it appears. Bodies are truncated.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, insert, literal, select
+from sqlalchemy import Engine, Insert, Integer, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from hub.platform import redaction
@@ -109,21 +110,33 @@ def insert_counting_attempts(engine: Engine, row: dict[str, Any], *,
     itself: a retry resent from PostgreSQL under its task id keeps counting without
     a query of its own. Raises what the database raises.
     """
-    table = IntegrationLog.__table__
-    assert isinstance(table, Table)
-    attempt: Any = literal(row["attempt"])
-    if row["task_id"] is not None and counted:
-        prior = (select(func.count()).select_from(table)
-                 .where(table.c.task_id == row["task_id"], table.c.outcome.in_(counted))
-                 .scalar_subquery())
-        attempt = func.greatest(attempt, prior + 1)
-    statement = insert(table).values({**row, "attempt": attempt}).returning(table.c.attempt)
+    counting = tuple(counted) if row["task_id"] is not None else ()
+    params = ({**row, "attempt_floor": row["attempt"], "task_id_counted": row["task_id"]}
+              if counting else row)
+    statement = _insert(counting)
 
     def run() -> int:
         with engine.connect() as conn:
-            return int(conn.execute(statement).scalar_one())
+            return int(conn.execute(statement, params).scalar_one())
 
     return retry_once(run)
+
+
+@functools.cache
+def _insert(counted: tuple[str, ...]) -> Insert:
+    """The INSERT of one audit row, built once (SQLAlchemy then reuses its compiled
+    form): every column from the parameters, ``attempt`` counted when asked."""
+    table = IntegrationLog.__table__
+    assert isinstance(table, Table)
+    statement = insert(table)
+    if counted:
+        prior = (select(func.count()).select_from(table)
+                 .where(table.c.task_id == bindparam("task_id_counted"),
+                        table.c.outcome.in_(counted))
+                 .scalar_subquery())
+        statement = statement.values(
+            attempt=func.greatest(bindparam("attempt_floor", type_=Integer), prior + 1))
+    return statement.returning(table.c.attempt)
 
 
 def _headers(headers: Mapping[str, Any] | None, secrets: list[str]) -> dict[str, str] | None:

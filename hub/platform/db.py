@@ -45,7 +45,7 @@ def make_async_commit_engine(settings: Settings, **kwargs: object) -> Engine:
     """
     options: dict[str, object] = {
         # One short statement per use: a few connections serve a whole worker.
-        "pool_size": 2, "max_overflow": 8, "isolation_level": "AUTOCOMMIT",
+        "pool_size": 2, "max_overflow": 3, "isolation_level": "AUTOCOMMIT",
         "connect_args": {"options": "-c synchronous_commit=off"}}
     options.update(kwargs)
     return create_engine(settings.database_url, **options)

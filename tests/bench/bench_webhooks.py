@@ -4,7 +4,7 @@ Everything runs as the Procfile starts it: the web app (``web:`` line: gunicorn 
 webhooks_web/gunicorn.conf.py) and the worker (``worker:`` line). One Stripe endpoint
 and one subscription (``stripe.*``) to a subscriber answering 204 after 200 ms
 (tests/bench/fake_api.py, its own asyncio process). wrk POSTs distinct Stripe events,
-each signed (tests/bench/burst.lua); PostgreSQL is sampled every 0.5 s for events
+each signed (tests/bench/post.lua); PostgreSQL is sampled every 0.5 s for events
 stored, processed and delivered (delivery row ``succeeded``: the subscriber's 2xx).
 
 1. burst: N events as fast as the web app takes them; reports the ingest rate, the
@@ -92,10 +92,10 @@ def counts(svc: Services) -> tuple[int, int, int]:
 
 def wrk(port: int, path: str, lines: Path, delay_ms: int) -> subprocess.Popen[str]:
     env = dict(os.environ, BENCH_REQUESTS=str(lines), BENCH_PATH=path,
-               BENCH_THREADS=str(WRK_THREADS), BENCH_DELAY_MS=str(delay_ms))
+               BENCH_THREADS=str(WRK_THREADS), BENCH_DELAY_MS=str(delay_ms), BENCH_ONCE="1")
     return subprocess.Popen(
         ["wrk", "-t", str(WRK_THREADS), "-c", str(WRK_CONNECTIONS), "-d", "600s",
-         "--timeout", "10s", "--latency", "-s", str(ROOT / "tests/bench/burst.lua"),
+         "--timeout", "10s", "--latency", "-s", str(ROOT / "tests/bench/post.lua"),
          f"http://127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE, text=True)
 
 

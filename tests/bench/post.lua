@@ -1,6 +1,8 @@
--- wrk script for bench_ingest.py: POST pre-signed Stripe webhooks, each sent once.
--- BENCH_REQUESTS: file of "<Stripe-Signature>\t<body>" lines; BENCH_PATH: URL path;
--- BENCH_THREADS: wrk -t (thread i sends lines i, i+t, i+2t, ...).
+-- wrk script for bench_ingest.py and bench_webhooks.py: POST pre-signed Stripe webhooks,
+-- each sent once. BENCH_REQUESTS: file of "<Stripe-Signature>\t<body>" lines; BENCH_PATH:
+-- URL path; BENCH_THREADS: wrk -t (thread i sends lines i, i+t, i+2t, ...); BENCH_ONCE=1:
+-- a thread stops once its lines are sent; BENCH_DELAY_MS: pause of each connection
+-- between its requests (default 0: as fast as the server answers).
 local threads, counter = {}, 0
 
 function setup(thread)
@@ -17,12 +19,24 @@ function init(args)
   end
   path = os.getenv("BENCH_PATH")
   step = tonumber(os.getenv("BENCH_THREADS"))
+  once = os.getenv("BENCH_ONCE") == "1"
+  pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
   idx = tid
   ok, other, wrapped = 0, 0, 0
 end
 
+-- Defined only when asked for: wrk then schedules every request on a timer.
+if (tonumber(os.getenv("BENCH_DELAY_MS") or "0") > 0) then
+  function delay()
+    return pause
+  end
+end
+
 function request()
-  if idx >= #lines then wrapped = wrapped + 1 end
+  if idx >= #lines then
+    if once then wrk.thread:stop() end
+    wrapped = wrapped + 1
+  end
   local item = lines[(idx % #lines) + 1]
   idx = idx + step
   return wrk.format("POST", path, {["Content-Type"] = "application/json",

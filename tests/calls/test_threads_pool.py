@@ -66,6 +66,9 @@ def test_a_change_to_an_integration_applies_to_the_next_call(services, sessions,
 def test_results_written_together_are_read_by_a_plain_client(celery_app, client_app):
     backend = celery_app.backend
     assert isinstance(backend, HubDatabaseBackend)
+    # One writer (one pool, one batch queue) for every thread, not one per thread.
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(lambda _: id(celery_app.backend), range(8))) == {id(backend)}
     ids = [str(uuid.uuid4()) for _ in range(16)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda n: backend.store_result(ids[n], {"n": n}, states.SUCCESS),
