@@ -2,9 +2,10 @@
 
 A handler is ``handler(event, ctx)``; it reads the parsed event and may name
 cached answers to invalidate through ``ctx`` (processing drops them from both
-cache layers, :func:`hub.calls.cache.invalidate`, after its transaction commits). Handlers run inside the event's processing
-transaction: an exception fails the event, which is retried with backoff. They
-must be idempotent, since a retried or replayed event runs them again::
+cache layers, :func:`hub.calls.cache.invalidate`, just before its transaction
+commits). Handlers run inside the event's processing transaction: an exception
+fails the event, which is retried with backoff. They must be idempotent, since a
+retried or replayed event runs them again::
 
     @registry.register("payments", "transaction_updated")
     def invalidate_transaction(event, ctx):

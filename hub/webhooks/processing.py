@@ -9,9 +9,12 @@ the backlog between them; a message whose event another batch took finds it
 processed (or locked) and does nothing, without a query when this process did it.
 A worker that dies mid-way leaves the rows pending for the sweeper. Inside the
 transaction: handlers run, deliveries are created for matching subscriptions,
-the rows are marked processed. After the commit: cached answers named by the
-handlers are invalidated, the events are published (one Redis round trip) and
-the deliveries enqueued (``hub.deliveries.send_batch``, a message per batch).
+the rows are marked processed, and, last before the commit, the cached answers
+the handlers named are dropped (so nobody sees an event processed while its
+stale answers are still served; a refill in between reads the provider, which
+changed before it sent the webhook). After the commit: the events are published
+(one Redis round trip) and the deliveries enqueued (``hub.deliveries.send_batch``,
+a message per batch).
 
 Ordering: events are taken oldest first, but neither processing nor delivery
 order between events is guaranteed (several workers and threads run batches at
@@ -187,7 +190,7 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
     _mark_done(services, [d.row.id for d in done])
     announced = events.Batch()
     for item in done:
-        _after_commit(services, announced, item.inbound, item.ctx, item.created)
+        _announce(announced, item.inbound, item.created)
         metrics.WEBHOOK_EVENTS_PROCESSED.labels(item.inbound.source, "processed").inc()
     announced.flush(services.events)
     for outcome in failed.values():
@@ -229,6 +232,9 @@ def _process_batch(services: Services, key: uuid.UUID, handlers: HandlerRegistry
         for item in done:
             item.created = created.get(item.row.id, 0)
             _mark_processed(item.row)
+        for item in done:
+            for wanted in item.ctx.invalidations:
+                _invalidate(services, item.inbound.tenant, wanted)
     return done, failed
 
 
@@ -249,17 +255,14 @@ def event_data(inbound: InboundEvent, deliveries_created: int) -> dict[str, Any]
     }
 
 
-def _after_commit(services: Services, announced: events.Batch, inbound: InboundEvent,
-                  ctx: HandlerContext, created: int) -> None:
-    for wanted in ctx.invalidations:
-        _invalidate(services, inbound.tenant, wanted)
+def _announce(announced: events.Batch, inbound: InboundEvent, created: int) -> None:
     announced.add("webhook.received", inbound.tenant, event_data(inbound, created),
                   extra_channels=(f"integration.webhook.{inbound.qualified_type}",))
 
 
 def _invalidate(services: Services, tenant: str, wanted: CacheInvalidation) -> None:
-    # Fails open: the event is processed and committed; a stale cache entry
-    # expires on its own, while raising here would re-run the whole event.
+    # Fails open: a stale cache entry expires on its own, while raising here would fail
+    # and re-run the whole batch for a cache that is only an optimisation.
     try:
         removed = cache.invalidate(services, tenant, wanted.integration, wanted.operation,
                                    params=wanted.params)
