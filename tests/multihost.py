@@ -24,6 +24,7 @@ Output recorded in docs/reliability.md.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -109,7 +110,7 @@ class Worker:
 def call(client: Celery, integration: str, operation: str, path: str, **kwargs: object):
     return client.send_task("hub.call", queue="calls", kwargs={
         "tenant": TENANT, "integration": integration, "operation": operation,
-        "params": {"path": path}, **kwargs})
+        "params": {"path": path}, "cache": False, **kwargs})
 
 
 def outcome(result) -> tuple[str, str]:  # type: ignore[no-untyped-def]
@@ -124,6 +125,7 @@ def outcome(result) -> tuple[str, str]:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     workdir = Path(f"/tmp/hub-multihost-{os.getpid()}")
     workdir.mkdir()
     with ExitStack() as stack:

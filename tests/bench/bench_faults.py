@@ -12,6 +12,7 @@ injected, by PID:
     redis-flushall FLUSHALL
     postgres-crash kill -9 of the postmaster and its backends, started again 3 s later
     beat-kill      kill -9 of the active beat (the standby takes over)
+    none           no fault: the same-run reference for the time to settle
 
 Counted per scenario: events sent, answered 2xx, lost (answered but never delivered),
 processed twice (an event delivered under two webhook-ids), duplicates delivered
@@ -54,7 +55,7 @@ from hub.webhooks import endpoints
 from tests.faults.beat import BeatProcess
 from tests.faults.servers import PostgresCluster, RedisServer
 
-SCENARIOS = ("worker-kill", "redis-restart", "redis-flushall", "postgres-crash", "beat-kill")
+SCENARIOS = ("none", "worker-kill", "redis-restart", "redis-flushall", "postgres-crash", "beat-kill")
 SETTLE_LIMIT = 420.0
 
 
@@ -160,6 +161,8 @@ class Hub:
 
 
 def inject(hub: Hub, scenario: str) -> None:
+    if scenario == "none":
+        return
     if scenario == "worker-kill":
         hub.kill("worker")
         hub.start_worker()
