@@ -1,12 +1,11 @@
 """Three worker "hosts" against one broker and one database (issue 9, item 15).
 
-A script a developer runs as root (it makes network namespaces), not part of
-``pytest``:
+Run as root (it makes network namespaces): ``python tests/multihost.py``; the test
+suite runs it too (tests/faults/test_multihost.py) where namespaces can be made.
 
-    python tests/multihost.py
-
-It builds a bridge ``hubmh0`` (10.231.0.1/24) on the host side and three network
-namespaces ``hubmh1..3`` (10.231.0.11-13), each joined to it by a veth pair; the
+It builds a bridge ``hm<run>0`` (10.231.X.1/24, X free on this machine) on the host
+side and three network namespaces ``hm<run>1..3`` (10.231.X.11-13), each joined to it
+by a veth pair; the
 addresses exist only inside this machine, on links this script made. On the host
 side it starts a redis-server (broker and shared state) and a PostgreSQL cluster of
 its own, both listening on 10.231.0.1, and a fake provider on 10.231.0.1. In each
@@ -26,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -55,8 +55,23 @@ from tests.faults.beat import BeatProcess, wait_for
 from tests.faults.servers import PostgresCluster, RedisServer
 from tests.hub.fake_http import serve
 
-BRIDGE, HOST_IP, PREFIX = "hubmh0", "10.231.0.1", "10.231.0"
-HOSTS = [f"hubmh{i}" for i in (1, 2, 3)]
+
+def _free_subnet() -> int:
+    """A third octet X whose 10.231.X.0/24 no link of this machine uses (concurrent runs)."""
+    taken = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True,
+                           check=True).stdout
+    for _ in range(100):
+        octet = secrets.randbelow(254) + 1
+        if f"10.231.{octet}." not in taken:
+            return octet
+    raise RuntimeError("no free 10.231.X.0/24 subnet")
+
+
+RUN = secrets.token_hex(3)
+BRIDGE = f"hm{RUN}0"  # interface names stay within 15 characters
+PREFIX = f"10.231.{_free_subnet()}"
+HOST_IP = f"{PREFIX}.1"
+HOSTS = [f"hm{RUN}{i}" for i in (1, 2, 3)]
 TENANT = "multihost"
 
 
