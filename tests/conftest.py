@@ -196,9 +196,11 @@ class Broker:
     def close(self) -> None:
         if self.name == "rabbitmq" and self.queues:
             with self.app.connection_for_write() as conn:
-                channel = conn.default_channel
                 for name in self.queues:
-                    channel.queue_delete(name)
+                    try:  # a channel per queue: deleting a missing queue closes it
+                        conn.channel().queue_delete(name)
+                    except conn.channel_errors:
+                        pass
         self.app.close()
 
 
