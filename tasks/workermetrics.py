@@ -54,7 +54,6 @@ def _serve(**_: Any) -> None:
     from prometheus_client import start_http_server
 
     from hub.platform.config import load_settings
-    from hub.platform.metrics import multiprocess_registry
 
     settings = load_settings()
     port, address = settings.worker_metrics_port, settings.worker_metrics_address
@@ -64,13 +63,30 @@ def _serve(**_: Any) -> None:
         # A daemon thread of the main process; the pool's children are forked after
         # this, without the thread, and only write their sample files. Loopback unless
         # configured: the metrics name tenants' integrations (issue 9 item 14).
-        start_http_server(port, addr=address, registry=multiprocess_registry())
+        start_http_server(port, addr=address, registry=_registry(settings))
     except OSError as exc:
         # Two workers on one host with the same port: run, but say why nothing is served.
         log.error("worker metrics not served: %s port %d: %s", address, port,
                   exc.strerror or exc)
         return
     log.info("worker metrics on %s:%d/metrics", address, port)
+
+
+def _registry(settings: Any) -> Any:
+    """The pool processes' samples, plus the integrations' health and breaker states
+    read at each scrape (without pooled connections: this process forks the pool)."""
+    from sqlalchemy.pool import NullPool
+
+    from celerydispatch import CeleryDispatcher
+    from hub.ops.statemetrics import IntegrationCollector
+    from hub.platform.metrics import multiprocess_registry
+    from hub.platform.services import Services
+    from tasks.app import app
+
+    registry = multiprocess_registry()
+    services = Services(settings, CeleryDispatcher(app), engine_options={"poolclass": NullPool})
+    registry.register(IntegrationCollector(services))
+    return registry
 
 
 def _forget(pid: int | None = None, **_: Any) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -268,3 +268,33 @@ def breaker_for(services: _ServicesLike, integration: _IntegrationLike) -> Break
                        name=name)
 
     return services.shared(("breaker", namespace, thresholds, name), build)
+
+
+#: pybreaker's key names under a breaker's namespace (``CircuitRedisStorage``).
+_STATE_KEY, _OPENED_AT_KEY = (f"{pybreaker.CircuitRedisStorage.BASE_NAMESPACE}:{key}"
+                              for key in ("state", "opened_at"))
+
+
+def peek_states(services: _ServicesLike,
+                integrations: Sequence[_IntegrationLike]) -> dict[str, str]:
+    """The breaker state of each integration by id: ``closed``, ``open`` or ``half-open``
+    (open, and its recovery timeout is over: the next call is the trial), read in one
+    round trip without creating state for a breaker that never ran (that one is
+    closed). Raises redis.RedisError when Redis does not answer."""
+    pipe = services.redis_bytes.pipeline(transaction=False)
+    for row in integrations:
+        namespace = namespace_for(services.settings, row.tenant_id, str(row.id))
+        pipe.get(f"{namespace}:{_STATE_KEY}")
+        pipe.get(f"{namespace}:{_OPENED_AT_KEY}")
+    values = pipe.execute()
+    now = datetime.now(UTC).timestamp()
+    states = {}
+    for index, row in enumerate(integrations):
+        raw, opened_at = values[2 * index], values[2 * index + 1]
+        state = raw.decode() if raw else pybreaker.STATE_CLOSED
+        recovery = float(((row.config or {}).get("breaker") or {}).get(
+            "recovery_timeout", DEFAULT_RECOVERY_TIMEOUT))
+        if state == pybreaker.STATE_OPEN and opened_at and now >= int(opened_at) + recovery:
+            state = pybreaker.STATE_HALF_OPEN
+        states[str(row.id)] = state
+    return states

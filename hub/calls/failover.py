@@ -4,8 +4,8 @@ Seed 001: Google geocoding primary, Yandex fallback. An integration's fallbacks
 are its ``fallback_integration_id`` and, in turn, that one's (``hub integrations
 add --fallback``; cycles and links to another tenant are ignored). They are
 tried by ``priority``, highest first (ties keep the chain's order), active ones
-only, and a fallback whose beat health check says ``degraded`` only after the
-healthy ones.
+only, and a fallback whose beat health check says ``degraded`` or ``down`` only
+after the healthy ones.
 
 A call moves on when the integration it tried:
 
@@ -14,7 +14,7 @@ A call moves on when the integration it tried:
 - is rate limited: its own quota spent, a 429, Google's OVER_QUERY_LIMIT
   (``rate_limited``);
 - has an open circuit (``circuit_open``);
-- is marked ``degraded`` by beat's health checks while a healthy fallback exists
+- is marked ``degraded`` or ``down`` by beat's health checks while a healthy fallback exists
   (``degraded``): the call skips it without sending anything.
 
 Any other failure (a 4xx, AUTH_ERROR, VALIDATION_ERROR) is the provider's answer
@@ -46,6 +46,13 @@ from hub.platform.models import Integration
 #: Longest chain followed (a misconfigured loop ends here anyway).
 MAX_CHAIN = 8
 DEGRADED = "degraded"
+#: Health statuses beat's checks give a failing integration: an error answer, or none.
+UNHEALTHY = frozenset({DEGRADED, "down"})
+
+
+def unhealthy(row: Integration) -> bool:
+    """True when beat's last health check found ``row`` failing (degraded or down)."""
+    return row.health_status in UNHEALTHY
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ def fallbacks(session: Session, row: Integration) -> list[Integration]:
         link = nxt.fallback_integration_id
     active = [r for r in chain if r.status == "active"]
     order = {r.id: i for i, r in enumerate(active)}
-    return sorted(active, key=lambda r: (r.health_status == DEGRADED, -(r.priority or 0),
+    return sorted(active, key=lambda r: (unhealthy(r), -(r.priority or 0),
                                          order[r.id]))
 
 
@@ -124,4 +131,4 @@ class Candidates:
         """The next integration to try if it is not degraded (so a degraded one is
         skipped only for a healthy one)."""
         row = self.next(tried)
-        return row if row is not None and row.health_status != DEGRADED else None
+        return row if row is not None and not unhealthy(row) else None

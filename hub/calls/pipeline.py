@@ -259,7 +259,7 @@ def _through_provider(services: Services, run: Attempt) -> CallOutcome:
     cached = _cache_lookup(services, run)
     if cached is not None:
         return cached
-    if run.target.row.health_status == failover.DEGRADED:
+    if failover.unhealthy(run.target.row):
         # Beat's health check found it failing: skip it without sending, but only for a
         # healthy fallback (when all are degraded, the preferred one is still tried).
         healthy = _next_attempt(services, run, "degraded", healthy_only=True)

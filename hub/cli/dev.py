@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
+from hub.cli.main import CliContext, cli, emit, format_table, json_option, pass_ctx
 from hub.dev import server
+from hub.ops import healthchecks
 from hub.platform import migrate
 from hub.platform.config import load_settings
 
@@ -58,11 +59,21 @@ def _project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+HEALTH_COLUMNS = ("tenant", "integration", "status", "health_status", "last_check_at",
+                  "latency_ms", "breaker", "error")
+
+
 @cli.command()
+@click.option("--detailed", is_flag=True,
+              help="Also every integration: health status, last check, latency, breaker.")
+@click.option("--tenant", help="With --detailed: only this tenant's integrations.")
 @json_option
 @pass_ctx
-def health(ctx: CliContext) -> None:
-    """Check PostgreSQL, Redis, the broker and the schema revision; exit 1 if any fails."""
+def health(ctx: CliContext, detailed: bool, tenant: str | None) -> None:
+    """Check PostgreSQL, Redis, the broker and the schema revision; exit 1 if any fails.
+
+    --detailed adds every integration as beat's health checks last saw it (an
+    unhealthy integration does not change the exit status)."""
     from hub.ops.health import check_all
 
     report = check_all(ctx.settings)
@@ -70,6 +81,9 @@ def health(ctx: CliContext) -> None:
     for name, item in report["checks"].items():
         lines.append(f"{name:9} {'ok' if item['ok'] else 'FAIL'}  {item['detail']}")
         lines += [f"{name:9} WARN  {warning}" for warning in item["warnings"]]
+    if detailed and report["checks"]["postgres"]["ok"]:
+        report["integrations"] = healthchecks.detailed(ctx.services, tenant)
+        lines += ["", format_table(report["integrations"], HEALTH_COLUMNS)]
     emit(ctx, report, text="\n".join(lines))
     if not report["ok"]:
         raise SystemExit(1)

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub.ops import dlq, queues
+from hub.ops import dlq, healthchecks, queues
 from hub.platform.models import WebhookEvent
 from hub.platform.services import Services
 
@@ -81,3 +81,41 @@ class StateCollector(Collector):
         yield events
         yield GaugeMetricFamily("hub_dead_letters", "Dead letters in the table (DLQ size).",
                                 value=letters)
+
+
+class IntegrationCollector(Collector):
+    """hub_integration_health{tenant,integration} and hub_breaker_state{tenant,integration},
+    read from PostgreSQL and Redis at each scrape.
+
+    One series per integration: bounded by the integrations table, like the
+    hub_calls_total{integration} labels. The labels name tenants' integrations, so
+    the workers serve these on their metrics port (loopback unless configured), never
+    the provider-facing web app.
+    """
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            found = healthchecks.detailed(self._services)
+        except SQLAlchemyError as exc:
+            log.warning("integration health gauges not scraped: database unavailable (%s)",
+                        type(exc).__name__)
+            return
+        health = GaugeMetricFamily(
+            "hub_integration_health", "Last health check of each integration: 1 healthy, "
+            "0.5 degraded (error answer), 0 down (no answer); absent until first checked.",
+            labels=["tenant", "integration"])
+        breakers = GaugeMetricFamily(
+            "hub_breaker_state", "Circuit breaker of each integration: 0 closed, "
+            "0.5 half-open (the next call is a trial), 1 open.",
+            labels=["tenant", "integration"])
+        for item in found:
+            labels = [item["tenant"], item["integration"]]
+            if item["health_status"] in healthchecks.HEALTH_VALUES:
+                health.add_metric(labels, healthchecks.HEALTH_VALUES[item["health_status"]])
+            if item["breaker"] in healthchecks.BREAKER_VALUES:
+                breakers.add_metric(labels, healthchecks.BREAKER_VALUES[item["breaker"]])
+        yield health
+        yield breakers

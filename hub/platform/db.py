@@ -27,6 +27,8 @@ def make_engine(settings: Settings, **kwargs: object) -> Engine:
     connection is replaced instead of failing the next task.
     """
     options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+    if "poolclass" in kwargs:  # sizes belong to the default QueuePool only
+        options = {"pool_pre_ping": True}
     options.update(kwargs)
     return create_engine(settings.database_url, **options)
 

@@ -47,7 +47,8 @@ NAMING_CONVENTION = {
 }
 
 INTEGRATION_STATUSES = ("active", "disabled", "deleted")
-HEALTH_STATUSES = ("unknown", "healthy", "degraded")
+#: healthy: the probe got a 2xx/3xx; degraded: an error status (4xx/5xx); down: no answer.
+HEALTH_STATUSES = ("unknown", "healthy", "degraded", "down")
 AUTH_TYPES = (
     "none", "api_key", "bearer", "basic", "oauth2_client_credentials", "oauth2_refresh",
     "oauth2_authorization_code", "hmac", "google_service_account",
@@ -126,6 +127,8 @@ class Integration(Base):
     health_status: Mapped[str] = mapped_column(String(16), nullable=False,
                                                server_default="unknown")
     last_health_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_health_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    last_health_error: Mapped[str | None] = mapped_column(Text)
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
     rate_limit_per_hour: Mapped[int | None] = mapped_column(Integer)
     rate_limit_per_day: Mapped[int | None] = mapped_column(Integer)

@@ -33,6 +33,9 @@ T = TypeVar("T")
 class Services:
     settings: Settings
     dispatcher: Dispatcher
+    #: Extra ``create_engine`` options, e.g. ``{"poolclass": NullPool}`` for a process
+    #: that forks after using it (no pooled connection to inherit).
+    engine_options: dict[str, object] = field(default_factory=dict)
     engine: Engine = field(init=False)
 
     _shared: dict[Hashable, Any] = field(init=False, default_factory=dict, repr=False)
@@ -40,7 +43,7 @@ class Services:
                                          repr=False)
 
     def __post_init__(self) -> None:
-        self.engine = make_engine(self.settings)
+        self.engine = make_engine(self.settings, **self.engine_options)
 
     def shared(self, key: Hashable, build: Callable[[], T]) -> T:
         """The process-wide object under ``key``, built by ``build`` on first use.

@@ -80,3 +80,38 @@ def test_one_broken_integration_does_not_stop_the_checks_of_the_others(services,
         fine = session.scalars(select(Integration).where(Integration.tenant_id == tenant,
                                                          Integration.name == "b-fine")).one()
         assert fine.health_status == "healthy"
+
+
+def test_an_error_answer_is_degraded_no_answer_is_down(services, sessions, tenant, provider,
+                                                       make_integration):
+    import socket
+
+    make_integration("crm", config={"health_path": "/status"})
+    with socket.socket() as s:  # nothing listens there: no answer at all
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    pubsub = services.redis.pubsub()
+    pubsub.subscribe("integration.health.degraded", "integration.health.recovered")
+    pubsub.get_message(timeout=1)
+    pubsub.get_message(timeout=1)
+
+    provider.script("/status", Reply(500))
+    assert healthchecks.check_one(services, tenant, "crm")["health_status"] == "degraded"
+    with sessions() as session, session.begin():
+        integrations.update(session, tenant, "crm", base_url=closed)
+    down = healthchecks.check_one(services, tenant, "crm")
+    with sessions() as session:
+        row = integrations.get(session, tenant, "crm")
+        stored = (row.health_status, row.last_health_latency_ms, row.last_health_error)
+    with sessions() as session, session.begin():
+        integrations.update(session, tenant, "crm", base_url=provider.url)
+    assert healthchecks.check_one(services, tenant, "crm")["health_status"] == "healthy"
+
+    assert down["health_status"] == "down" and down["status_code"] is None
+    assert stored[0] == "down" and stored[1] is not None and "Connection" in stored[2]
+    seen = [(e["type"], e["data"]["status"], e["data"]["previous"])
+            for e in _events(pubsub, tenant)]
+    assert seen == [("health.degraded", "degraded", "unknown"),
+                    ("health.degraded", "down", "degraded"),
+                    ("health.recovered", "healthy", "down")]
+    pubsub.close()

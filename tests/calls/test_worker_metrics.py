@@ -48,6 +48,8 @@ def test_the_worker_serves_call_metrics_recorded_in_its_pool_processes(
                if line.startswith("hub_calls_total{") and f'integration="{name}"' in line]
     assert counted, (text[-2000:], proc.log_path.read_text()[-2000:])
     assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 3
+    # State read at scrape time: the integration's circuit (never opened) is closed.
+    assert f'hub_breaker_state{{integration="{name}",tenant="{tenant}"}} 0.0' in text
 
 
 def _listening(port: int) -> set[str]:
