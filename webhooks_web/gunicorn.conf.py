@@ -3,15 +3,28 @@
 
     gunicorn -c webhooks_web/gunicorn.conf.py "webhooks_web:create_app()"
 
-Default: threaded workers, WEB_CONCURRENCY = one process per core, WEB_THREADS = 16
-threads each. A request spends most of its time waiting on PostgreSQL's commit
-(fsync) and the broker, and the requests waiting in one process share those round
-trips: the intake writes whatever events its threads hold in one INSERT, one
-commit and one LPUSH (hub.platform.groupcommit). On the 2-core machine of
-docs/benchmarks.md that took the ingest from 670-880/s with 8 sync workers to
-1,050-1,250/s, with lower tail latency. Threads also keep a slow client from
-holding a whole process, so no buffering proxy is required in front.
-WEB_THREADS=1 gives sync workers (one request per process, batches of one).
+Default: gevent workers, WEB_CONCURRENCY = one process per core, each holding up to
+WEB_CONNECTIONS = 1000 connections. A request spends most of its time waiting on
+PostgreSQL's commit (fsync) and the broker, and the requests waiting in one process
+share those round trips: the intake writes whatever events its requests hold in one
+INSERT, one commit and one LPUSH (hub.platform.groupcommit), whether they wait in
+threads or in greenlets (gevent patches the locks it uses).
+
+Why gevent (issue 9, item 11): a threaded worker hands each new connection to a
+thread, which then blocks reading it; 30 clients sending a byte a second held every
+thread and /health timed out. A greenlet per connection costs a few kB, so a slow
+client holds no thread; gunicorn gives a request's line and headers ``keepalive``
+seconds to arrive and then closes the connection, and a slow body holds only its own
+greenlet. Measured in docs/benchmarks.md ("Slow clients"): 400 slow connections and
+/health and signed webhooks still answered in milliseconds. So no buffering proxy is
+needed in front for slow clients, up to WEB_CONCURRENCY x WEB_CONNECTIONS open
+connections per host; past that gunicorn stops accepting until some close, so a
+larger flood needs connection limits per client address at the load balancer.
+psycopg (>= 3.1.14) detects gevent's patching and waits cooperatively.
+
+WEB_WORKER_CLASS=gthread (WEB_THREADS threads, default 16) or sync gives each
+connection a thread or a process while it is read: run those only behind a proxy
+that buffers whole requests (nginx's default ``proxy_request_buffering on``).
 Each process holds its own SQLAlchemy pools; the intake uses one connection per
 process at a time, the endpoint lookups a few more.
 """
@@ -19,17 +32,35 @@ process at a time, the endpoint lookups a few more.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import tempfile
 from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 1)))
-threads = int(os.environ.get("WEB_THREADS", "16"))
-worker_class = "gthread" if threads > 1 else "sync"
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
+threads = int(os.environ.get("WEB_THREADS", "16")) if worker_class == "gthread" else 1
+
+
+def _allow_open_files(wanted: int) -> None:
+    # Each connection is a file descriptor, and a common default soft limit is 1,024:
+    # below WEB_CONNECTIONS, accept() fails with EMFILE long before the promised bound.
+    # Raise the soft limit towards the hard one (as nginx's worker_rlimit_nofile does);
+    # workers inherit it. The systemd unit also sets LimitNOFILE.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (
+            wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
+
+
+# The pools, the broker, log and metrics files need a few hundred more.
+_allow_open_files(worker_connections + 512)
 # Providers time out after 10-30 s; answer (or fail) well before that.
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 30
+# Also the time a request's line and headers have to arrive under gevent workers.
 keepalive = 5
 # Recycle workers now and then so a slow leak never grows unbounded.
 max_requests = 100_000

@@ -89,7 +89,7 @@ def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
         "HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT": env.get("HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT", "3"),
         # Local development calls local fake providers; production keeps the SSRF guard.
         "HUB_ALLOW_PRIVATE_NETWORKS": env.get("HUB_ALLOW_PRIVATE_NETWORKS", "1"),
-        # One laptop, one developer: two web processes (of WEB_THREADS threads) are plenty.
+        # One laptop, one developer: two web processes are plenty.
         "WEB_CONCURRENCY": env.get("WEB_CONCURRENCY", "2"),
         "PORT": str(web_port),
         "PYTHONUNBUFFERED": "1",

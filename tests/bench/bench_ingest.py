@@ -3,7 +3,7 @@
     python tests/bench/bench_ingest.py [--duration 30] [--connections 32] [--rounds 2]
 
 Three targets, one after the other, under the same gunicorn config
-(webhooks_web/gunicorn.conf.py, WEB_CONCURRENCY x WEB_THREADS) and the same wrk load
+(webhooks_web/gunicorn.conf.py: WEB_CONCURRENCY workers of WEB_WORKER_CLASS) and the same wrk load
 (tests/bench/post.lua: every request a distinct, freshly signed Stripe event):
 
 * ``bare``: a Flask endpoint answering 202 (HTTP ceiling);
@@ -14,9 +14,10 @@ Three targets, one after the other, under the same gunicorn config
   message LPUSH; concurrent requests of one process share the INSERT and the LPUSH
   (hub.platform.groupcommit).
 
-Run it twice to see both sides: with the defaults (gunicorn.conf.py: threaded
-workers) and with ``--workers 8 --threads 1`` (sync workers, where the raw
-reference does best and the hub cannot batch).
+Run it with the defaults (gunicorn.conf.py: gevent workers), with ``--worker-class
+gthread`` (16 threads per worker, the default before issue 9) and with
+``--worker-class sync --workers 8`` (one request per process, where the raw reference
+does best and the hub cannot batch).
 
 Reports accepted/s, p50/p90/p99 latency, and for the durable targets the rows stored
 against the 2xx answers (stored may exceed answered only by requests in flight when
@@ -41,6 +42,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
@@ -92,13 +94,15 @@ def bench_env(args: argparse.Namespace) -> dict[str, str]:
         HUB_DATABASE_URL=args.database_url, HUB_REDIS_URL=args.redis_url,
         HUB_BROKER_URL=args.redis_url, HUB_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         HUB_QUEUE_PREFIX="bench.", HUB_REDIS_PREFIX="hubbench:", HUB_LOG_LEVEL="WARNING",
-        WEB_CONCURRENCY=str(args.workers), WEB_THREADS=str(args.threads))
+        WEB_CONCURRENCY=str(args.workers), WEB_WORKER_CLASS=args.worker_class,
+        WEB_THREADS=str(args.threads))
 
 
-def gunicorn_defaults() -> dict[str, int]:
-    """Workers and threads as webhooks_web/gunicorn.conf.py sets them here."""
+def gunicorn_defaults() -> dict[str, Any]:
+    """Workers, worker class and threads as webhooks_web/gunicorn.conf.py sets them here."""
     conf = runpy.run_path(str(ROOT / "webhooks_web/gunicorn.conf.py"))
-    return {"workers": conf["workers"], "threads": conf["threads"]}
+    return {"workers": conf["workers"], "worker_class": conf["worker_class"],
+            "threads": int(os.environ.get("WEB_THREADS", "16"))}
 
 
 def prepare(settings: Settings, *, drop_endpoint_fk: bool = False) -> str:
@@ -275,8 +279,11 @@ def main() -> None:
     defaults = gunicorn_defaults()
     parser.add_argument("--workers", type=int, default=defaults["workers"],
                         help="WEB_CONCURRENCY (default: webhooks_web/gunicorn.conf.py's)")
+    parser.add_argument("--worker-class", default=defaults["worker_class"],
+                        help="WEB_WORKER_CLASS: gevent, gthread or sync "
+                             "(default: gunicorn.conf.py's)")
     parser.add_argument("--threads", type=int, default=defaults["threads"],
-                        help="WEB_THREADS; 1 = sync workers (default: gunicorn.conf.py's)")
+                        help="WEB_THREADS, for gthread (raw's pool size for any class)")
     parser.add_argument("--max-rate", type=int, default=3000,
                         help="Distinct requests generated per second of run (no repeats).")
     parser.add_argument("--targets", default="bare,raw,hub")
@@ -301,7 +308,8 @@ def main() -> None:
                 print(result, flush=True)
                 results.append(result)
     redis.Redis.from_url(args.redis_url).flushdb()
-    print(f"\n{os.cpu_count()} cores; gunicorn {args.workers} workers x {args.threads} threads; "
+    print(f"\n{os.cpu_count()} cores; gunicorn {args.workers} {args.worker_class} workers "
+          f"(threads {args.threads}); "
           f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s\n")
     print(report(results, args))
 

@@ -41,8 +41,9 @@ def raw_app() -> Flask:
     # The same engine and driver path as the hub's event store (hub.webhooks.store):
     # autocommit (the INSERT is one round trip, committed when it returns), no pre-ping,
     # a prepared statement on the pooled psycopg connection.
-    # A pool as large as the worker's threads: with fewer, threaded workers would open
-    # and close overflow connections (a PostgreSQL backend each) on every request.
+    # A pool as large as the requests a worker runs at once (WEB_THREADS, which
+    # bench_ingest.py sets to 16 for every worker class): with fewer, concurrent requests
+    # would open and close overflow connections (a PostgreSQL backend each) every time.
     threads = int(os.environ.get("WEB_THREADS", "1"))
     engine = make_intake_engine(settings, pool_size=max(5, threads))
     client = redis.Redis.from_url(settings.effective_broker_url)
