@@ -15,11 +15,12 @@ thread, which then blocks reading it; 30 clients sending a byte a second held ev
 thread and /health timed out. A greenlet per connection costs a few kB, so a slow
 client holds no thread; gunicorn gives a request's line and headers ``keepalive``
 seconds to arrive and then closes the connection, and a slow body holds only its own
-greenlet. Measured in docs/benchmarks.md ("Slow clients"): 400 slow connections and
-/health and signed webhooks still answered in milliseconds. So no buffering proxy is
-needed in front for slow clients, up to WEB_CONCURRENCY x WEB_CONNECTIONS open
-connections per host; past that gunicorn stops accepting until some close, so a
-larger flood needs connection limits per client address at the load balancer.
+greenlet. Measured in docs/benchmarks.md ("Slow clients"): with 200 and 400 slow
+connections /health and signed webhooks were answered at the no-attack rate, where
+gthread answered nothing. So no buffering proxy is needed in front for slow clients,
+up to WEB_CONCURRENCY x WEB_CONNECTIONS open connections per host; past that gunicorn
+stops accepting until some close, so a larger flood needs connection limits per
+client address at the load balancer.
 psycopg (>= 3.1.14) detects gevent's patching and waits cooperatively.
 
 WEB_WORKER_CLASS=gthread (WEB_THREADS threads, default 16) or sync gives each
