@@ -69,7 +69,10 @@ def parse_body(body: bytes, headers: Mapping[str, Any]) -> Any:
         return dict(parse_qsl(text, keep_blank_values=True))
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nested past the parser's depth (~1,000 levels). An opaque body
+        # (token-only or generic HMAC endpoint, non-JSON content type) is stored unparsed,
+        # so this is where such a body first meets the parser (issue 9, item 9).
         return {"raw": text}
 
 

@@ -18,6 +18,7 @@ import stripe
 from psycopg.types.json import Jsonb
 
 from hub.dev.embedded import libpq_url
+from hub.webhooks import processing
 from hub.webhooks.intake import Intake
 from hub.webhooks.store import INTAKE_APPLICATION_NAME, NewEvent, Stored
 from tests.webhooks_web.conftest import new_id, url_of
@@ -140,6 +141,23 @@ def test_json_nested_past_the_parser_limit_is_400(client, make_endpoint, session
     assert response.status_code == 400
     assert response.json["error"]["code"] == "MALFORMED_BODY"
     assert rows(sessions, created.id) == []
+
+
+def test_an_opaque_deeply_nested_body_is_stored_and_processed_as_raw_text(
+        client, make_endpoint, sessions, services):
+    """A token-only endpoint stores a non-JSON body unparsed; processing then meets the
+    nesting and must still finish the event rather than fail it for ever."""
+    created = make_endpoint(source="plain", scheme="none")
+    body = b"[" * 5000 + b"]" * 5000
+
+    response = client.post(url_of(created, "plain"), data=body,
+                           headers={"Content-Type": "text/plain"})
+    outcome = processing.process_event(services, response.json["id"])
+
+    assert response.status_code == 202
+    assert outcome.status == "processed"
+    [row] = rows(sessions, created.id)
+    assert (row.status, row.body) == ("processed", body)
 
 
 @pytest.mark.parametrize("where", ["source", "token", "newline"])
