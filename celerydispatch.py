@@ -5,7 +5,9 @@ command all enqueue through :class:`CeleryDispatcher`, the process's
 implementation of :class:`hub.platform.dispatch.Dispatcher`. :func:`sender_app`
 is the Celery app of a process that only sends: celeryconfig's broker, queues,
 routes and serializer, and no task module, so the web process never imports
-``tasks`` (DESIGN §2).
+``tasks`` (DESIGN §2). :func:`cli` is the ``hub`` console script: the command
+line with such a dispatcher, so a ``hub`` command loads no task module either
+(and a bad setting is reported by the command, as JSON with ``--json``).
 """
 
 from __future__ import annotations
@@ -41,3 +43,10 @@ class CeleryDispatcher:
         if task_id:
             options["task_id"] = task_id
         return self._app.send_task(name, kwargs=kwargs, **options).id
+
+
+def cli() -> None:
+    """Entry point of the ``hub`` console script."""
+    from hub.cli.main import main
+
+    main(dispatcher_factory=lambda: CeleryDispatcher(sender_app("hub-cli")))

@@ -3,6 +3,8 @@
 Thin: decode the arguments, run one attempt of the pipeline (hub.calls.pipeline), map its
 outcome: a result, a retry (a countdown up to HUB_MAX_COUNTDOWN, PostgreSQL
 beyond), a dead letter, or a failure whose first argument is the envelope.
+``CallFailed`` is declared in ``throws``: an expected failure (NOT_FOUND,
+UPSTREAM_ERROR...) is one INFO line in the worker's log, not an ERROR traceback.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from celery.exceptions import Retry
 
 from hub import adapters
 from hub.calls import pipeline
-from hub.calls.pipeline import CallFailed, CallOutcome, CallRequest
+from hub.calls.pipeline import CallFailed, CallOutcome
 from hub.platform.dispatch import REPLAY_HEADER
+from hub.platform.errors import HubError
 from tasks.app import app, services
 from tasks.base import HubTask
 
@@ -48,27 +51,36 @@ def _replay_of(task: Any) -> str | None:
     return str(value) if value else None
 
 
-@app.task(name="hub.call", bind=True, base=HubTask, max_retries=None)
-def call(self: Any, tenant: str, integration: str, operation: str,
-         params: dict[str, Any] | None = None, idempotency_key: str | None = None,
-         cache: bool | None = None, timeout: float | None = None,
-         on_rate_limit: str = "wait") -> dict[str, Any]:
+@app.task(name="hub.call", bind=True, base=HubTask, max_retries=None, throws=(CallFailed,))
+def call(self: Any, tenant: str | None = None, integration: str | None = None,
+         operation: str | None = None, params: dict[str, Any] | None = None,
+         idempotency_key: str | None = None, cache: bool | None = None,
+         timeout: float | None = None, on_rate_limit: str = "wait",
+         **unknown: Any) -> dict[str, Any]:
     """Run one operation of one integration (DESIGN §4). ``on_rate_limit="fail"``
-    fails at once with RATE_LIMITED instead of waiting for the quota window."""
+    fails at once with RATE_LIMITED instead of waiting for the quota window. Missing
+    or unknown arguments fail with VALIDATION_ERROR (defaults here only to say so)."""
+    try:
+        request = pipeline.new_request(tenant, integration, operation, params,
+                                       idempotency_key, cache, timeout, on_rate_limit, unknown)
+    except HubError as exc:
+        raise CallFailed(exc.envelope()) from None
     kwargs = {"tenant": tenant, "integration": integration, "operation": operation,
               "params": params, "idempotency_key": idempotency_key, "cache": cache,
               "timeout": timeout, "on_rate_limit": on_rate_limit}
-    request = CallRequest(tenant, integration, operation, params or {}, idempotency_key,
-                          cache, timeout, on_rate_limit)
     outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
                                     task_id=self.request.id, replay_of=_replay_of(self))
     return _finish(self, outcome, kwargs)
 
 
 def _operation_task(name: str, operation: str) -> Any:
-    def run(self: Any, tenant: str, integration: str, idempotency_key: str | None = None,
-            **params: Any) -> dict[str, Any]:
-        request = CallRequest(tenant, integration, operation, params, idempotency_key)
+    def run(self: Any, tenant: str | None = None, integration: str | None = None,
+            idempotency_key: str | None = None, **params: Any) -> dict[str, Any]:
+        try:
+            request = pipeline.new_request(tenant, integration, operation, params,
+                                           idempotency_key)
+        except HubError as exc:
+            raise CallFailed(exc.envelope()) from None
         outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
                                         task_id=self.request.id, replay_of=_replay_of(self))
         key = {"idempotency_key": idempotency_key} if idempotency_key else {}
@@ -78,7 +90,8 @@ def _operation_task(name: str, operation: str) -> Any:
     run.__name__ = run.__qualname__ = name.replace(".", "_")
     run.__doc__ = (f"Operation {operation!r} as its own task (hub.call with fixed operation); "
                    "``idempotency_key`` is hub.call's option, every other keyword a param.")
-    return app.task(name=name, bind=True, base=HubTask, max_retries=None)(run)
+    return app.task(name=name, bind=True, base=HubTask, max_retries=None,
+                    throws=(CallFailed,))(run)
 
 
 OPERATION_TASKS = {name: _operation_task(name, op)

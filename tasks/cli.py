@@ -1,20 +1,11 @@
-"""Entry point of the ``hub`` console script: the CLI with a Celery dispatcher.
+"""The ``hub`` command line, for callers that import it from here.
 
-``hub/`` knows nothing of Celery, so the process wires it in here; the Celery
-app is only used to send by name (no task module is imported).
+The console script is :func:`celerydispatch.cli` (it loads no task module);
+this alias stays for scripts and installs that still name ``tasks.cli:main``.
 """
 
 from __future__ import annotations
 
-from hub.cli.main import main as hub_main
+from celerydispatch import cli as main
 
-
-def _dispatcher():
-    from celerydispatch import CeleryDispatcher
-    from tasks.app import app
-
-    return CeleryDispatcher(app)
-
-
-def main() -> None:
-    hub_main(dispatcher_factory=_dispatcher)
+__all__ = ["main"]

@@ -41,7 +41,12 @@ from typing import Any, ClassVar
 from urllib.parse import quote, unquote
 
 from hub.adapters import transform
-from hub.platform.errors import HubError, NotFound, UpstreamError, ValidationError
+from hub.platform.errors import (
+    HubError,
+    UnknownOperation,
+    UpstreamError,
+    ValidationError,
+)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _PLACEHOLDER = re.compile(r"{(\w+)}")
@@ -242,11 +247,11 @@ class Adapter:
     default_limits: ClassVar[Mapping[str, int]] = {}
 
     def operation(self, name: str) -> Operation:
-        """The declared operation ``name``. Raises NotFound."""
+        """The declared operation ``name``. Raises UnknownOperation (a NotFound)."""
         for op in self.operations:
             if op.name == name:
                 return op
-        raise NotFound(f"adapter {self.name!r} has no operation {name!r}",
+        raise UnknownOperation(f"adapter {self.name!r} has no operation {name!r}",
                        details={"operations": [o.name for o in self.operations]})
 
     def validate(self, op: Operation, params: Mapping[str, Any]) -> None:

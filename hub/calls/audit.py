@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from hub.platform import redaction
 from hub.platform.db import filter_clauses, retry_once
-from hub.platform.models import LOG_OUTCOMES, IntegrationLog
+from hub.platform.models import LOG_OUTCOMES, Integration, IntegrationLog
 
 BODY_LIMIT = 4096
 ERROR_LIMIT = 2000
@@ -183,10 +183,23 @@ def query(session: Session, filters: LogFilters, *, limit: int = 100) -> list[In
                                 .order_by(IntegrationLog.started_at.desc()).limit(limit)))
 
 
-def describe(row: IntegrationLog, *, full: bool = False) -> dict[str, Any]:
-    """A JSON-able view of an (already redacted) audit row; ``full`` adds headers/bodies."""
+def integration_names(session: Session, rows: list[IntegrationLog]) -> dict[uuid.UUID, str]:
+    """The names of the integrations ``rows`` belong to (a deleted one has none)."""
+    ids = {r.integration_id for r in rows if r.integration_id is not None}
+    if not ids:
+        return {}
+    found = session.execute(select(Integration.id, Integration.name)
+                            .where(Integration.id.in_(ids)))
+    return {key: name for key, name in found}
+
+
+def describe(row: IntegrationLog, *, full: bool = False,
+             names: dict[uuid.UUID, str] | None = None) -> dict[str, Any]:
+    """A JSON-able view of an (already redacted) audit row; ``full`` adds headers/bodies,
+    ``names`` (:func:`integration_names`) the integration's name."""
     view: dict[str, Any] = {
         "id": str(row.id), "tenant": row.tenant_id,
+        "integration": (names or {}).get(row.integration_id) if row.integration_id else None,
         "integration_id": str(row.integration_id) if row.integration_id else None,
         "operation": row.operation, "method": row.method, "url": row.url,
         "status_code": row.status_code, "outcome": row.outcome, "error": row.error,

@@ -257,11 +257,14 @@ def list_for_tenant(session: Session, tenant_id: str | None = None) -> list[Inte
 
 
 def update(session: Session, tenant_id: str, name: str, **changes: Any) -> Integration:
-    """Change mutable fields of an integration. Raises NotFound, ValidationError."""
-    unknown = set(changes) - MUTABLE_FIELDS
+    """Change mutable fields of an integration; ``fallback`` is another integration's
+    name (None removes it). Raises NotFound (integration or fallback), ValidationError."""
+    unknown = set(changes) - MUTABLE_FIELDS - {"fallback"}
     if unknown:
         raise ValidationError(f"cannot change {', '.join(sorted(unknown))}")
     row = get(session, tenant_id, name, lock=True)
+    if "fallback" in changes:
+        row.fallback_integration_id = _fallback_id(session, row, changes.pop("fallback"))
     merged = IntegrationSpec(
         tenant_id=tenant_id, name=name,
         **{f: changes.get(f, getattr(row, f)) for f in (
@@ -310,6 +313,14 @@ def change(services: Services, tenant_id: str, name: str, **changes: Any) -> Int
         return update(session, tenant_id, name, **changes)
 
 
+def _fallback_id(session: Session, row: Integration, fallback: str | None) -> uuid.UUID | None:
+    if fallback is None:
+        return None
+    if fallback == row.name:
+        raise ValidationError("an integration cannot be its own fallback")
+    return get(session, row.tenant_id, fallback).id
+
+
 def set_status(session: Session, tenant_id: str, name: str, status: str) -> Integration:
     """Enable or disable an integration. Raises NotFound, ValidationError."""
     if status not in ("active", "disabled"):
@@ -321,17 +332,15 @@ def set_status(session: Session, tenant_id: str, name: str, status: str) -> Inte
 
 def set_credentials(session: Session, vault: Vault, tenant_id: str, name: str,
                     credentials: dict[str, Any]) -> Integration:
-    """Store ``credentials`` (a JSON object of secrets) encrypted, after checking their
-    shape for the integration's auth type (:func:`hub.calls.auth.check_credentials`).
-    Raises NotFound, ValidationError."""
-    # Imported here: hub.calls.auth imports this module (a rotated refresh token is
-    # stored back through it).
+    """Store ``credentials`` (a JSON object of secrets) encrypted, after checking its keys
+    against the integration's auth type. Raises NotFound, ValidationError."""
+    # Imported here: the refresh-token strategy imports this module to store rotations.
     from hub.calls.auth import check_credentials
 
+    row = get(session, tenant_id, name, lock=True)
     if not isinstance(credentials, dict) or not credentials:
         raise ValidationError("credentials must be a non-empty JSON object")
-    row = get(session, tenant_id, name, lock=True)
-    check_credentials(row.auth_type or "none", credentials)
+    check_credentials(row, credentials)
     row.credentials = vault.encrypt(credentials)
     return row
 

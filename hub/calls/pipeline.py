@@ -100,6 +100,32 @@ class CallRequest:
     on_rate_limit: str = "wait"
 
 
+def new_request(tenant: Any, integration: Any, operation: Any, params: Any = None,
+                idempotency_key: Any = None, cache: Any = None, timeout: Any = None,
+                on_rate_limit: Any = "wait", unknown: Mapping[str, Any] | None = None
+                ) -> CallRequest:
+    """A :class:`CallRequest` from a task's arguments, checked: a caller's mistake (a
+    missing or unknown argument, a wrong type) is VALIDATION_ERROR in the envelope, not
+    a TypeError in the worker. Raises ValidationError naming the arguments."""
+    problems = [f"{name} is required (a non-empty string)" for name, value in (
+        ("tenant", tenant), ("integration", integration), ("operation", operation))
+        if not isinstance(value, str) or not value]
+    if unknown:
+        problems.append(f"unknown argument(s) {', '.join(sorted(unknown))}")
+    if params is not None and not isinstance(params, Mapping):
+        problems.append("params must be a JSON object")
+    if on_rate_limit not in ("wait", "fail"):
+        problems.append("on_rate_limit must be 'wait' or 'fail'")
+    if timeout is not None and (isinstance(timeout, bool)
+                                or not isinstance(timeout, (int, float)) or timeout <= 0):
+        problems.append("timeout must be a positive number of seconds")
+    if problems:
+        raise ValidationError("bad hub.call arguments: " + "; ".join(problems),
+                              details={"problems": problems})
+    return CallRequest(tenant, integration, operation, params or {}, idempotency_key, cache,
+                       timeout, on_rate_limit)
+
+
 @dataclass
 class CallOutcome:
     """``success``: ``result`` is the envelope. ``failed``/``exhausted``: ``error``.

@@ -29,7 +29,7 @@ def upgrade(ctx: CliContext, revision: str) -> None:
 @json_option
 @pass_ctx
 def downgrade(ctx: CliContext, revision: str) -> None:
-    """Revert migrations down to REVISION (``base`` drops every hub table)."""
+    """Revert migrations down to REVISION ('base' drops every hub table)."""
     migrate.downgrade(ctx.settings, revision)
     emit(ctx, {"revision": migrate.current(ctx.settings)},
          text=f"database at revision {migrate.current(ctx.settings) or 'base'}")

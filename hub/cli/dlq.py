@@ -61,13 +61,19 @@ def list_(ctx: CliContext, limit: int, **options: Any) -> None:
 
 
 @dlq.command()
-@click.argument("letter_id")
+@click.option("--id", "letter_id", help="The dead letter's id.")
+@click.argument("positional_id", metavar="[ID]", required=False)
 @click.option("--tenant", help="Refuse a letter of another tenant.")
 @json_option
 @pass_ctx
-def show(ctx: CliContext, letter_id: str, tenant: str | None) -> None:
-    """One dead letter with its original arguments, traceback excerpt, the letter it
-    replays (replay_of) and where its own last replay stands (replay)."""
+def show(ctx: CliContext, letter_id: str | None, positional_id: str | None,
+         tenant: str | None) -> None:
+    """One dead letter (--id ID) with its original arguments, traceback excerpt, the
+    letter it replays (replay_of) and where its own last replay stands (replay)."""
+    # The id was positional before the CLI's one convention (--id); both are accepted.
+    letter_id = letter_id or positional_id
+    if not letter_id:
+        raise click.UsageError("give the dead letter's --id")
     with ctx.services.sessions() as session:
         row = dead_letters.get(session, letter_id, tenant)
         emit(ctx, dead_letters.describe_full(session, row))

@@ -7,7 +7,7 @@ import click
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
 from hub.webhooks import inbox, processing
 
-LIST_COLUMNS = ("id", "source", "event_type", "status", "attempts", "received_at", "last_error")
+LIST_COLUMNS = ("id", "type", "status", "attempts", "received_at", "last_error")
 
 
 @cli.group("events")
@@ -45,11 +45,14 @@ def show(ctx: CliContext, tenant: str, event_id: str) -> None:
 @click.option("--tenant", required=True)
 @click.option("--id", "event_id", required=True)
 @click.option("--redeliver", is_flag=True,
-              help="Also send its existing deliveries again (same webhook-id).")
+              help="Also send its existing deliveries again (same webhook-id); one that "
+                   "already has a send pending is sent once, by that send.")
 @json_option
 @pass_ctx
 def replay(ctx: CliContext, tenant: str, event_id: str, redeliver: bool) -> None:
     """Process an event again (processed, failed or dead): handlers, events, fan-out."""
     result = processing.replay_event(ctx.services, event_id, tenant=tenant, redeliver=redeliver)
+    pending = (f", {result['already_pending']} already pending (sent once)"
+               if result["already_pending"] else "")
     emit(ctx, result, text=f"event {event_id} queued for processing "
-                           f"({result['redelivered']} deliveries re-sent)")
+                           f"({result['redelivered']} deliveries re-sent{pending})")

@@ -7,13 +7,13 @@ import sys
 import click
 
 from hub.calls import probe
-from hub.cli.integrations import integrations
+from hub.cli.integrations import integrations, name_option
 from hub.cli.main import CliContext, emit, json_option, pass_ctx
 
 
 @integrations.command("test")
 @click.option("--tenant", required=True)
-@click.option("--name", required=True)
+@name_option
 @json_option
 @pass_ctx
 def test(ctx: CliContext, tenant: str, name: str) -> None:

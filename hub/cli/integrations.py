@@ -44,9 +44,16 @@ def integrations() -> None:
     """Register, inspect and switch integrations."""
 
 
+def name_option(func: Any) -> Any:
+    """The integration an ``hub integrations`` command acts on: ``--integration``, as
+    everywhere else, or ``--name`` (the same option)."""
+    return click.option("--name", "--integration", "name", required=True,
+                        help="Integration name (unique per tenant).")(func)
+
+
 @integrations.command("add")
 @click.option("--tenant", required=True)
-@click.option("--name", required=True)
+@name_option
 @click.option("--adapter", required=True, help="Adapter module, e.g. rest.")
 @click.option("--base-url", required=True)
 @click.option("--auth-type", type=click.Choice(AUTH_TYPES), default="none", show_default=True)
@@ -89,7 +96,7 @@ def list_(ctx: CliContext, tenant: str | None) -> None:
 
 @integrations.command()
 @click.option("--tenant", required=True)
-@click.option("--name", required=True)
+@name_option
 @json_option
 @pass_ctx
 def show(ctx: CliContext, tenant: str, name: str) -> None:
@@ -107,7 +114,7 @@ def _set_status(ctx: CliContext, tenant: str, name: str, status: str) -> None:
 
 @integrations.command()
 @click.option("--tenant", required=True)
-@click.option("--name", required=True)
+@name_option
 @json_option
 @pass_ctx
 def disable(ctx: CliContext, tenant: str, name: str) -> None:
@@ -117,7 +124,7 @@ def disable(ctx: CliContext, tenant: str, name: str) -> None:
 
 @integrations.command()
 @click.option("--tenant", required=True)
-@click.option("--name", required=True)
+@name_option
 @json_option
 @pass_ctx
 def enable(ctx: CliContext, tenant: str, name: str) -> None:
@@ -127,7 +134,7 @@ def enable(ctx: CliContext, tenant: str, name: str) -> None:
 
 @integrations.command()
 @click.option("--tenant", required=True)
-@click.option("--name", required=True)
+@name_option
 @click.option("--base-url")
 @click.option("--auth-type", type=click.Choice(AUTH_TYPES))
 @click.option("--config", "config", callback=_json_object)
@@ -135,17 +142,27 @@ def enable(ctx: CliContext, tenant: str, name: str) -> None:
 @click.option("--per-hour", type=click.IntRange(min=1))
 @click.option("--per-day", type=click.IntRange(min=1))
 @click.option("--cost-per-call", callback=_decimal)
+@click.option("--priority", type=int, help="Order among integrations (higher first).")
+@click.option("--fallback", help="Name of the integration to use when this one's circuit "
+                                 "is open.")
+@click.option("--no-fallback", is_flag=True, help="Remove the fallback.")
 @json_option
 @pass_ctx
 def update(ctx: CliContext, tenant: str, name: str, base_url: str | None,
            auth_type: str | None, config: dict[str, Any] | None, per_minute: int | None,
-           per_hour: int | None, per_day: int | None, cost_per_call: Decimal | None) -> None:
+           per_hour: int | None, per_day: int | None, cost_per_call: Decimal | None,
+           priority: int | None, fallback: str | None, no_fallback: bool) -> None:
     """Change an integration's settings (only the options given)."""
-    changes = {k: v for k, v in {
+    if fallback and no_fallback:
+        raise click.UsageError("--fallback and --no-fallback exclude each other")
+    changes: dict[str, Any] = {k: v for k, v in {
         "base_url": base_url, "auth_type": auth_type, "config": config,
         "rate_limit_per_minute": per_minute, "rate_limit_per_hour": per_hour,
-        "rate_limit_per_day": per_day, "cost_per_call": cost_per_call,
+        "rate_limit_per_day": per_day, "cost_per_call": cost_per_call, "priority": priority,
+        "fallback": fallback,
     }.items() if v is not None}
+    if no_fallback:
+        changes["fallback"] = None
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
     described = registry.describe(registry.change(ctx.services, tenant, name, **changes))
@@ -154,7 +171,7 @@ def update(ctx: CliContext, tenant: str, name: str, base_url: str | None,
 
 @integrations.command()
 @click.option("--tenant", required=True)
-@click.option("--name", required=True)
+@name_option
 @json_option
 @pass_ctx
 def upgrade(ctx: CliContext, tenant: str, name: str) -> None:
@@ -168,7 +185,7 @@ def upgrade(ctx: CliContext, tenant: str, name: str) -> None:
 
 @integrations.command()
 @click.option("--tenant", required=True)
-@click.option("--name", required=True)
+@name_option
 @click.option("--force", is_flag=True,
               help="Delete even while calls are queued for it (they fail with NOT_FOUND).")
 @json_option
@@ -195,8 +212,11 @@ def set_(ctx: CliContext, tenant: str, integration: str) -> None:
     """Read a JSON object of secrets on stdin and store it encrypted.
 
     Example: echo '{"api_key": "..."}' | hub credentials set --tenant T --integration N
-    (or run it without a pipe and type the JSON, then Ctrl-D).
+    (or run it without a pipe and type the JSON, then Ctrl-D). The keys must be
+    the ones the integration's auth type reads (README: per-integration auth).
     """
+    with ctx.services.sessions() as session:
+        registry.get(session, tenant, integration)  # an unknown one: NOT_FOUND, stdin unread
     secrets_doc = read_json_stdin("the credentials")
     with transaction(ctx.services.sessions) as session:
         row = registry.set_credentials(session, ctx.services.vault, tenant, integration,

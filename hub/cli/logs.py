@@ -11,7 +11,7 @@ from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
 from hub.cli.timefilters import time_options
 from hub.platform.models import LOG_OUTCOMES
 
-COLUMNS = ("started_at", "tenant", "operation", "method", "status_code", "outcome", "attempt",
+COLUMNS = ("started_at", "tenant", "integration", "operation", "method", "status_code", "outcome", "attempt",
            "duration_ms", "url", "error")
 
 
@@ -38,5 +38,7 @@ def logs(ctx: CliContext, tenant: str | None, integration: str | None, operation
         filters = audit.LogFilters(tenant=tenant, integration_id=integration_id,
                                    operation=operation, outcome=outcome, task_id=task_id,
                                    since=since, until=until)
-        rows = [audit.describe(r, full=full) for r in audit.query(session, filters, limit=limit)]
+        found = audit.query(session, filters, limit=limit)
+        names = audit.integration_names(session, found)
+        rows = [audit.describe(r, full=full, names=names) for r in found]
     emit(ctx, rows, columns=None if full else COLUMNS)

@@ -1,7 +1,17 @@
 """The root ``hub`` group, shared options and output helpers.
 
-Exit statuses (DESIGN §8): 0 success, 1 a refused request (any HubError: not
-found, conflict, validation...), 2 bad usage or configuration.
+The conventions every command follows (README "Command line" documents them):
+
+- ``--json`` on every command (added by :class:`HubGroup` to whatever is
+  registered, also accepted before the command name) prints one JSON document
+  on stdout; a failure, usage and configuration errors included, is the envelope
+  ``{"ok": false, "error": {"code", "message", "details"}}``.
+- Exit statuses (DESIGN §8): 0 success, 1 a refused request (any HubError: not
+  found, conflict, validation...), 2 bad usage or configuration.
+- Objects are named by options: ``--tenant``, ``--integration`` (``--name`` in
+  ``hub integrations``), ``--id`` for anything with an id; ``--since`` /
+  ``--until`` take an ISO 8601 time or an age (hub.cli.timefilters); lists
+  ordered by time are newest first.
 """
 
 from __future__ import annotations
@@ -10,7 +20,6 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import wraps
 from typing import Any, TypeVar
 
 import click
@@ -25,7 +34,7 @@ from hub.platform.services import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Set by the process entry point (``tasks.cli``): how the CLI enqueues tasks.
+#: Set by the process entry point (``celerydispatch.cli``): how the CLI enqueues tasks.
 DispatcherFactory = Callable[[], Dispatcher]
 
 
@@ -72,18 +81,29 @@ class _LazyDispatcher:
 pass_ctx = click.make_pass_decorator(CliContext)
 
 
+JSON_HELP = "Print one JSON document on stdout (errors too)."
+
+
+def _set_json(click_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        click_ctx.ensure_object(CliContext).json = True
+    return value
+
+
+# Eager, so that errors in the parameters processed after it already print JSON.
+_JSON_FLAG: dict[str, Any] = {"is_flag": True, "expose_value": False, "is_eager": True,
+                              "callback": _set_json, "help": JSON_HELP}
+
+
+def json_param() -> click.Option:
+    """A ``--json`` flag for a command built without :func:`json_option`."""
+    return click.Option(["--json", "as_json"], **_JSON_FLAG)
+
+
 def json_option(func: F) -> F:
-    """Add ``--json`` to a command (also accepted before the command name)."""
-
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-    @click.pass_context
-    @wraps(func)
-    def wrapper(click_ctx: click.Context, *args: Any, as_json: bool, **kwargs: Any) -> Any:
-        if as_json:
-            click_ctx.find_object(CliContext).json = True  # type: ignore[union-attr]
-        return click_ctx.invoke(func, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+    """Add ``--json`` to a command (:class:`HubGroup` also adds it to any command
+    registered without it)."""
+    return click.option("--json", "as_json", **_JSON_FLAG)(func)
 
 
 def emit(ctx: CliContext, document: Any, *, columns: Sequence[str] | None = None,
@@ -136,7 +156,30 @@ def read_json_stdin(what: str) -> Any:
 
 
 class HubGroup(click.Group):
-    """Maps hub errors to exit statuses and one-line messages."""
+    """Every ``hub`` group: adds ``--json`` to each command, maps hub errors to exit
+    statuses and one-line messages (or the JSON envelope), usage errors included."""
+
+    group_class = type  # subgroups are HubGroups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any(p.name == "as_json" for p in cmd.params):
+            cmd.params.append(json_param())
+        super().add_command(cmd, name)
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            result = super().main(argv, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            _usage_failure(exc, extra.get("obj"), argv)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, click_ctx: click.Context) -> Any:
         try:
@@ -149,12 +192,34 @@ class HubGroup(click.Group):
             # Unreachable server, missing database, refused login: libpq's own first
             # line says which (it names host, port and database, never the password).
             cause = exc.orig if isinstance(exc, sa_exc.OperationalError) else exc
-            _fail(click_ctx, ServiceUnavailable(f"PostgreSQL: {_first_line(cause)}"), status=1)
+            _fail(click_ctx, ServiceUnavailable(f"PostgreSQL: {first_line(cause)}"), status=1)
         except redis.ConnectionError as exc:
-            _fail(click_ctx, ServiceUnavailable(f"Redis: {_first_line(exc)}"), status=1)
+            _fail(click_ctx, ServiceUnavailable(f"Redis: {first_line(exc)}"), status=1)
 
 
-def _first_line(exc: BaseException | None) -> str:
+def _usage_failure(exc: click.ClickException, obj: Any, argv: list[str]) -> None:
+    """Bad usage: click's message on stderr, or with ``--json`` the envelope on stdout.
+
+    ``--json`` is looked for in ``argv`` too: an unknown option stops the parser
+    before any flag is processed.
+    """
+    given = argv[:argv.index("--")] if "--" in argv else argv
+    if (isinstance(obj, CliContext) and obj.json) or "--json" in given:
+        details: dict[str, Any] = {}
+        click_ctx = getattr(exc, "ctx", None)
+        if click_ctx is not None:
+            details["usage"] = click_ctx.get_usage()
+        envelope = {"ok": False, "error": {"code": "USAGE_ERROR",
+                                           "message": exc.format_message(),
+                                           "details": details}}
+        click.echo(json.dumps(envelope, indent=2))
+    else:
+        exc.show()
+    sys.exit(exc.exit_code)
+
+
+def first_line(exc: BaseException | None) -> str:
+    """The first line of an exception's text (drivers write several), or its type."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 
@@ -169,12 +234,17 @@ def _fail(click_ctx: click.Context, exc: HubError, *, status: int) -> None:
 
 
 @click.group(cls=HubGroup)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
+@click.version_option(package_name="integration-hub", prog_name="hub")
 @click.pass_context
-def cli(click_ctx: click.Context, as_json: bool) -> None:
-    """Operate the integration hub."""
+def cli(click_ctx: click.Context) -> None:
+    """Operate the integration hub.
+
+    Every command takes --json (one JSON document on stdout, errors included)
+    and exits 0 on success, 1 on a refused request, 2 on bad usage or
+    configuration.
+    """
     obj = click_ctx.ensure_object(CliContext)
-    obj.json = obj.json or as_json
     click_ctx.call_on_close(obj.close)
 
 

@@ -55,7 +55,7 @@ from hub.deliveries import standard_webhooks, subscriptions
 from hub.platform import deadletters, events, metrics
 from hub.platform.dispatch import send_after_commit
 from hub.platform.errors import Conflict, HubError, NotFound, ValidationError
-from hub.platform.inbound import inbound_event
+from hub.platform.inbound import inbound_event, qualified_type
 from hub.platform.models import Delivery, DeliveryAttempt, Subscription, WebhookEvent
 from hub.platform.scheduler import utcnow
 from hub.platform.services import Services
@@ -112,7 +112,7 @@ def create_for_events(session: Session, services: Services,
     matching: dict[tuple[str, str], list[Subscription]] = {}
     lease = _lease(services)
     for event in rows:
-        qualified = f"{event.source}.{event.event_type or 'unknown'}"
+        qualified = qualified_type(event.source, event.event_type)
         subs = matching.get((event.tenant_id, qualified))
         if subs is None:
             subs = matching[(event.tenant_id, qualified)] = subscriptions.matching(
@@ -144,13 +144,22 @@ def enqueue_batches(session: Session, services: Services, ids: Sequence[uuid.UUI
                           queue=queue)
 
 
+#: A delivery in these states already has a send coming (queued, scheduled by a paced
+#: replay, or on the wire now): an operator's re-send joins it instead of adding a POST.
+RESEND_PENDING = ("pending", "delivering")
+
+
 def requeue(session: Session, services: Services, delivery: Delivery, *,
-            queue: str | None = None, reset_attempts: bool = False) -> None:
-    """Make ``delivery`` pending again (same ``message_id``) and enqueue it after commit."""
+            queue: str | None = None, restart_schedule: bool = False) -> None:
+    """Make ``delivery`` pending again (same ``message_id``) and enqueue it after commit.
+
+    ``restart_schedule`` (an operator's re-send) starts the retry schedule over;
+    attempts keep their numbers either way.
+    """
     delivery.status = "pending"
     delivery.next_attempt_at = _lease(services)
-    if reset_attempts:
-        delivery.attempts = 0
+    if restart_schedule:
+        delivery.schedule_from = delivery.attempts
     send_after_commit(session, services.dispatcher, SEND_TASK,
                       {"delivery_id": str(delivery.id)}, queue=queue)
 
@@ -185,6 +194,7 @@ class _Claim:
     secrets: Secret[list[str]]
     body: bytes
     schedule: tuple[float, ...]
+    schedule_step: int  # attempts since the schedule (re)started, this one included
 
 
 @dataclass(frozen=True)
@@ -241,7 +251,8 @@ def _claim(session: Session, services: Services, keys: Sequence[uuid.UUID]) -> l
             secrets[sub.id] = subscriptions.secrets_of(services.vault, sub)
         claims.append(_Claim(delivery.id, attempt.id, sub.id, sub.tenant_id, delivery.attempts,
                              delivery.message_id, sub.url, secrets[sub.id], payload(event),
-                             subscriptions.schedule_for(sub, services.settings)))
+                             subscriptions.schedule_for(sub, services.settings),
+                             delivery.attempts - delivery.schedule_from))
     return claims
 
 
@@ -352,7 +363,7 @@ def _failing_too_long(services: Services, sub: Subscription) -> bool:
 
 def _retry_or_bury(session: Session, services: Services, claim: _Claim,
                    response: _Response, delivery: Delivery) -> float | None:
-    wait = scheduled_wait(claim.schedule, claim.attempt, services.settings.delivery_jitter)
+    wait = scheduled_wait(claim.schedule, claim.schedule_step, services.settings.delivery_jitter)
     if wait is None:
         delivery.status = "dead"
         delivery.next_attempt_at = None
@@ -488,13 +499,19 @@ def view(delivery: Delivery) -> dict[str, Any]:
 
 # --- operators --------------------------------------------------------------------
 
-def requeue_event(session: Session, services: Services, event_id: uuid.UUID) -> int:
-    """Send every delivery of one event again (same ``webhook-id``); return how many."""
+def requeue_event(session: Session, services: Services,
+                  event_id: uuid.UUID) -> dict[str, int]:
+    """Send every delivery of one event again (same ``webhook-id``).
+
+    A delivery that already has a send pending (:data:`RESEND_PENDING`) is left to it:
+    it is sent once, not twice. Returns ``{"redelivered", "already_pending"}``.
+    """
     rows = session.scalars(select(Delivery).where(Delivery.event_id == event_id)
                            .with_for_update()).all()
-    for delivery in rows:
-        requeue(session, services, delivery, reset_attempts=True)
-    return len(rows)
+    idle = [d for d in rows if d.status not in RESEND_PENDING]
+    for delivery in idle:
+        requeue(session, services, delivery, restart_schedule=True)
+    return {"redelivered": len(idle), "already_pending": len(rows) - len(idle)}
 
 
 @dataclass(frozen=True)
@@ -510,8 +527,10 @@ class DeliveryFilter:
     limit: int = 1000
 
 
-def find(session: Session, flt: DeliveryFilter, *, lock: bool = False) -> list[Delivery]:
-    """Deliveries matching ``flt``, oldest first (at most ``flt.limit``)."""
+def find(session: Session, flt: DeliveryFilter, *, lock: bool = False,
+         newest_first: bool = False) -> list[Delivery]:
+    """Deliveries matching ``flt`` (at most ``flt.limit``), oldest first: the order a
+    replay sends them in; ``newest_first`` for listings."""
     query = select(Delivery).where(Delivery.tenant_id == flt.tenant)
     if flt.subscription_id is not None:
         query = query.where(Delivery.subscription_id == flt.subscription_id)
@@ -521,7 +540,9 @@ def find(session: Session, flt: DeliveryFilter, *, lock: bool = False) -> list[D
         query = query.where(Delivery.created_at < flt.until)
     if flt.statuses:
         query = query.where(Delivery.status.in_(flt.statuses))
-    query = query.order_by(Delivery.created_at, Delivery.id).limit(flt.limit)
+    order = ((Delivery.created_at.desc(), Delivery.id.desc()) if newest_first
+             else (Delivery.created_at, Delivery.id))
+    query = query.order_by(*order).limit(flt.limit)
     rows = session.scalars(query.with_for_update(skip_locked=True) if lock else query).all()
     return [d for d in rows
             if flt.event_type is None or fnmatchcase(d.event_type or "", flt.event_type)]
@@ -551,8 +572,12 @@ def show(session: Session, tenant: str, delivery_id: str) -> dict[str, Any]:
 
 
 def retry(services: Services, tenant: str, delivery_id: str) -> dict[str, Any]:
-    """Send one delivery again now (failed, dead or cancelled ones included).
+    """Send one delivery again now (failed, dead or cancelled ones included), with its
+    retry schedule started over.
 
+    One that already has a send pending (queued, or scheduled later by a paced
+    replay) is brought forward and still sent once; one being sent right now is
+    left to that send. Either way ``already_pending`` is true in the result.
     Raises NotFound for an unknown id or another tenant's delivery, Conflict when
     its subscription is disabled (enable it first).
     """
@@ -563,8 +588,10 @@ def retry(services: Services, tenant: str, delivery_id: str) -> dict[str, Any]:
         if delivery is None:
             raise NotFound(f"no delivery {delivery_id} for tenant {tenant}")
         _require_active(session, delivery)
-        requeue(session, services, delivery, reset_attempts=True)
-        return view(delivery)
+        already_pending = delivery.status in RESEND_PENDING
+        if delivery.status != "delivering":
+            requeue(session, services, delivery, restart_schedule=not already_pending)
+        return {**view(delivery), "already_pending": already_pending}
 
 
 def replay(services: Services, flt: DeliveryFilter, *, dry_run: bool = False,
@@ -577,7 +604,9 @@ def replay(services: Services, flt: DeliveryFilter, *, dry_run: bool = False,
     receiver that is just recovering is not flooded and nothing depends on the
     operator's terminal staying open. Deliveries of disabled subscriptions are
     skipped. With ``dry_run`` nothing changes; the result lists what would be
-    sent either way.
+    sent either way. A delivery that already has a send pending (queued, scheduled by
+    an earlier paced replay, or being sent) is left to it and counted in
+    ``already_pending``: it is sent once, not once per command.
     """
     if rate is not None and rate <= 0:
         raise ValidationError("rate must be a positive number of deliveries per second")
@@ -585,19 +614,21 @@ def replay(services: Services, flt: DeliveryFilter, *, dry_run: bool = False,
         rows = find(session, flt, lock=not dry_run)
         active = {s.id for s in session.scalars(select(Subscription).where(
             Subscription.id.in_({d.subscription_id for d in rows}), Subscription.active))}
-        chosen = [d for d in rows if d.subscription_id in active]
+        eligible = [d for d in rows if d.subscription_id in active]
+        chosen = [d for d in eligible if d.status not in RESEND_PENDING]
         now = utcnow()
         if not dry_run:
             for position, delivery in enumerate(chosen):
                 if rate is None:
-                    requeue(session, services, delivery, reset_attempts=True,
+                    requeue(session, services, delivery, restart_schedule=True,
                             queue=services.settings.queue("replay"))
                 else:
-                    delivery.status, delivery.attempts = "pending", 0
+                    delivery.status, delivery.schedule_from = "pending", delivery.attempts
                     delivery.next_attempt_at = now + timedelta(seconds=position / rate)
         result: dict[str, Any] = {
             "dry_run": dry_run, "count": len(chosen),
-            "skipped_inactive": len(rows) - len(chosen),
+            "already_pending": len(eligible) - len(chosen),
+            "skipped_inactive": len(rows) - len(eligible),
             "deliveries": [{"id": str(d.id), "message_id": d.message_id,
                             "event_type": d.event_type} for d in chosen]}
         if rate is not None and chosen:

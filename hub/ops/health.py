@@ -60,6 +60,12 @@ def _check_amqp(url: str) -> tuple[str, list[str]]:
         connection.close()
 
 
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line``: drivers (libpq) write several lines, a report wants one."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")[:300]
+
+
 def check_all(settings: Settings) -> dict[str, Any]:
     """Run every check; never raises.
 
@@ -79,8 +85,7 @@ def check_all(settings: Settings) -> dict[str, Any]:
             detail, warnings = check()
             results[name] = {"ok": True, "detail": detail, "warnings": warnings}
         except Exception as exc:  # noqa: BLE001 - a health report names every failure
-            results[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300],
-                             "warnings": []}
+            results[name] = {"ok": False, "detail": _one_line(exc), "warnings": []}
     return {"ok": all(r["ok"] for r in results.values()), "checks": results}
 
 

@@ -10,6 +10,7 @@ webhook app answers with, and whether the work that raised it may be retried::
     ├── ValidationError        bad input from a caller            VALIDATION_ERROR
     │   └── SSRFRefused        destination is private/loopback    VALIDATION_ERROR
     ├── NotFound               unknown tenant-scoped object       NOT_FOUND
+    │   └── UnknownOperation   the adapter has no such operation  UNKNOWN_OPERATION
     ├── Conflict               unique name already taken          CONFLICT
     ├── IntegrationDisabled    integration exists but is off      INTEGRATION_DISABLED
     ├── AuthError              provider refused our credentials   AUTH_ERROR
@@ -77,6 +78,13 @@ ForbiddenDestination = SSRFRefused
 class NotFound(HubError):
     code = "NOT_FOUND"
     http_status = 404
+
+
+class UnknownOperation(NotFound):
+    """The integration exists but its adapter has no operation of that name: the
+    caller's mistake, told apart from a missing integration (NOT_FOUND)."""
+
+    code = "UNKNOWN_OPERATION"
 
 
 class Conflict(HubError):

@@ -30,7 +30,16 @@ class InboundEvent:
     @property
     def qualified_type(self) -> str:
         """``<source>.<event_type>``: what subscriptions' patterns and channels use."""
-        return f"{self.source}.{self.event_type}"
+        return qualified_type(self.source, self.event_type)
+
+
+def qualified_type(source: str, event_type: str | None) -> str:
+    """``<source>.<event_type>``, ``unknown`` for an event whose type the scheme did not
+    name: one spelling for subscriptions, deliveries and ``hub events list``."""
+    return f"{source}.{event_type or UNKNOWN_TYPE}"
+
+
+UNKNOWN_TYPE = "unknown"
 
 
 #: Google's push notification headers (developers.google.com/drive/api/guides/push,
@@ -80,5 +89,5 @@ def inbound_event(row: WebhookEvent) -> InboundEvent:
     """The handler view of a stored event."""
     return InboundEvent(
         id=row.id, tenant=row.tenant_id, source=row.source,
-        event_type=row.event_type or "unknown", external_id=row.external_id,
+        event_type=row.event_type or UNKNOWN_TYPE, external_id=row.external_id,
         received_at=row.received_at, payload=parse_body(row.body, row.headers or {}))

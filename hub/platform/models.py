@@ -338,7 +338,11 @@ class Delivery(Base):
     message_id: Mapped[str] = mapped_column(String(64), nullable=False)
     event_type: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
+    #: Every POST made, numbered truly across retries and re-sends (delivery_attempts).
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    #: ``attempts`` when the current retry schedule started: an operator's re-send
+    #: restarts the schedule without renumbering the attempts.
+    schedule_from: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_response_excerpt: Mapped[str | None] = mapped_column(Text)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from hub.deliveries import sending
 from hub.platform.errors import NotFound
-from hub.platform.inbound import parse_body
+from hub.platform.inbound import parse_body, qualified_type
 from hub.platform.models import EVENT_STATUSES, Delivery, WebhookEvent
 from hub.platform.redaction import redact_headers
 
@@ -19,10 +19,11 @@ STATUSES = EVENT_STATUSES
 
 
 def summary(row: WebhookEvent) -> dict[str, Any]:
-    """One line of ``hub events list``."""
+    """One line of ``hub events list``; ``type`` is spelled as on its deliveries
+    (``<source>.<event_type>``, ``unknown`` when the scheme names none)."""
     return {
         "id": str(row.id), "tenant": row.tenant_id, "source": row.source,
-        "event_type": row.event_type, "external_id": row.external_id, "status": row.status,
+        "type": qualified_type(row.source, row.event_type), "event_type": row.event_type, "external_id": row.external_id, "status": row.status,
         "attempts": row.attempts, "received_at": row.received_at,
         "processed_at": row.processed_at, "next_attempt_at": row.next_attempt_at,
         "last_error": row.last_error,

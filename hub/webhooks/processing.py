@@ -366,7 +366,8 @@ def replay_event(services: Services, event_id: str | uuid.UUID, *, tenant: str |
 
     Works for processed, failed and dead events (attempts start over). With
     ``redeliver``, existing deliveries are sent again too, keeping their
-    ``webhook-id``. Raises NotFound for an unknown event (or another tenant's).
+    ``webhook-id``; one that already has a send pending is left to it (counted in
+    ``already_pending``). Raises NotFound for an unknown event (or another tenant's).
     """
     key = _event_key(event_id)
     with services.sessions() as session, session.begin():
@@ -383,5 +384,6 @@ def replay_event(services: Services, event_id: str | uuid.UUID, *, tenant: str |
         # Cleared before the message goes: it must not be taken for a leftover of a batch.
         on_commit(session, lambda: _forget_done(services, key))
         send_after_commit(session, services.dispatcher, PROCESS_TASK, {"event_id": str(key)})
-        redelivered = sending.requeue_event(session, services, key) if redeliver else 0
-    return {"event_id": str(key), "status": "pending", "redelivered": redelivered}
+        resent = (sending.requeue_event(session, services, key) if redeliver
+                  else {"redelivered": 0, "already_pending": 0})
+    return {"event_id": str(key), "status": "pending", **resent}

@@ -97,12 +97,14 @@ def server() -> Iterator[LocalServer]:
 
 def _register(services: Any, tenant: str, url: str, **spec: Any) -> str:
     name = f"c-{uuid.uuid4().hex[:6]}"
+    auth_type = spec.pop("auth_type", "none")
+    credentials = spec.pop("credentials", {"api_key": "k-path-secret"})
     with services.sessions() as session, session.begin():
         integrations.create(session, IntegrationSpec(
             tenant_id=tenant, name=name, adapter=ContractAdapter.name, base_url=url,
-            auth_type=spec.pop("auth_type", "none"), **spec))
-        integrations.set_credentials(session, services.vault, tenant, name,
-                                     {"api_key": "k-path-secret"})
+            auth_type=auth_type, **spec))
+        if auth_type != "none":  # auth type none reads no credentials (and refuses them)
+            integrations.set_credentials(session, services.vault, tenant, name, credentials)
     return name
 
 
@@ -133,10 +135,8 @@ def test_pages_are_followed_up_to_the_callers_limit(services, tenant, server):
 def test_multipart_upload_is_sent_and_hmac_signed_over_its_exact_bytes(services, tenant,
                                                                       server):
     name = _register(services, tenant, server.url, auth_type="api_key",
-                     config={"auth": {"in": "header", "hmac": {}}})
-    with services.sessions() as session, session.begin():
-        integrations.set_credentials(session, services.vault, tenant, name,
-                                     {"api_key": "k-1234", "hmac_secret": "hs-multipart"})
+                     config={"auth": {"in": "header", "hmac": {}}},
+                     credentials={"api_key": "k-1234", "hmac_secret": "hs-multipart"})
     outcome = _call(services, tenant, name, "upload")
     assert outcome.result["data"] == {"files": {"doc": "file \x00 bytes"},
                                       "form": {"caption": "hello"}}

@@ -265,3 +265,48 @@ def test_waiting_on_a_busy_idempotency_key_is_no_attempt(worker, client_app, ses
 
     assert envelope["ok"] and envelope["attempts"] == 1
     assert provider.hits("/v1/charges") == 1
+
+
+def _envelope_of(result):  # type: ignore[no-untyped-def]
+    with pytest.raises(Exception) as caught:
+        result.get(timeout=TIMEOUT)
+    assert result.state == "FAILURE"
+    return caught.value.args[0]
+
+
+def test_missing_or_unknown_arguments_fail_with_the_validation_envelope(worker, client_app,
+                                                                         tenant):
+    missing = client_app.send_task("hub.call", kwargs={"integration": "crm",
+                                                       "operation": "get"})
+    envelope = _envelope_of(missing)
+    assert envelope["error"]["code"] == "VALIDATION_ERROR"
+    assert "tenant is required" in envelope["error"]["message"]
+
+    typo = client_app.send_task("hub.call", kwargs={"tenant": tenant, "integration": "crm",
+                                                    "operation": "get", "parms": {}})
+    assert "unknown argument(s) parms" in _envelope_of(typo)["error"]["message"]
+
+    by_name = client_app.send_task("hub.rest.get", kwargs={"integration": "crm", "path": "/"})
+    assert _envelope_of(by_name)["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_an_unknown_operation_has_its_own_code(worker, client_app, tenant, provider,
+                                               make_integration):
+    make_integration("crm")
+    envelope = _envelope_of(_call(client_app, tenant, "crm", "frobnicate"))
+    assert envelope["error"]["code"] == "UNKNOWN_OPERATION"
+    assert "get" in envelope["error"]["details"]["operations"]
+    assert _envelope_of(_call(client_app, tenant, "nope", "get"))["error"]["code"] == "NOT_FOUND"
+
+
+def test_an_expected_failure_is_one_info_line_without_traceback(worker, client_app, tenant,
+                                                                caplog):
+    with caplog.at_level("INFO", logger="celery.app.trace"):
+        result = _call(client_app, tenant, "nope", "get", {"path": "/"})
+        _envelope_of(result)
+        records = _wait(lambda: [r for r in caplog.records
+                                 if r.name == "celery.app.trace" and result.id in r.getMessage()],
+                        "the worker's log line")
+    (record,) = records
+    assert record.levelname == "INFO" and "raised expected" in record.getMessage()
+    assert record.exc_info is None

@@ -80,8 +80,11 @@ def test_logs_and_integrations_test(services, tenant, provider, make_integration
     make_integration("crm")
     execute_call(services, CallRequest(tenant, "crm", "post", {"path": "/v1/a"}))
     rows = json.loads(_run("logs", "--tenant", tenant, "--integration", "crm", "--json").stdout)
-    assert [(r["operation"], r["outcome"], r["status_code"]) for r in rows] == \
-        [("post", "success", 200)]
+    assert [(r["integration"], r["operation"], r["outcome"], r["status_code"])
+            for r in rows] == [("crm", "post", "success", 200)]
+    table = _run("logs", "--tenant", tenant).stdout.splitlines()
+    assert table[0].split()[:4] == ["STARTED_AT", "TENANT", "INTEGRATION", "OPERATION"]
+    assert " crm " in table[1]
     full = json.loads(_run("logs", "--tenant", tenant, "--full", "--json").stdout)
     assert full[0]["request_headers"]["X-Api-Key"] == "[REDACTED]"
     assert _run("logs", "--integration", "crm").exit_code == 2

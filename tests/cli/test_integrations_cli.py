@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hub.calls import integrations
@@ -9,7 +11,8 @@ from hub.platform.vault import Vault
 
 def _add(hub, tenant, name="maps", *extra):
     return hub.json("integrations", "add", "--tenant", tenant, "--name", name, "--adapter",
-                    "rest", "--base-url", "https://api.example.com", *extra)
+                    "rest", "--base-url", "https://api.example.com", "--auth-type", "api_key",
+                    *extra)
 
 
 def test_add_list_show_disable_enable(hub, tenant):
@@ -150,3 +153,30 @@ def test_update_refuses_a_private_base_url_and_keeps_the_old_one(hub, tenant):
     status, body = hub.json("integrations", "update", "--tenant", tenant, "--name", "maps",
                             "--base-url", "http://127.0.0.2:9/")
     assert status == 0 and body["base_url"] == "http://127.0.0.2:9/"
+
+
+def test_credentials_for_an_unknown_integration_say_so_before_reading_stdin(hub, tenant):
+    status, body = hub.json("credentials", "set", "--tenant", tenant, "--integration", "nope",
+                            input="")
+    assert status == 1 and body["error"]["code"] == "NOT_FOUND"
+
+
+def test_credentials_are_checked_against_the_auth_type(hub, tenant):
+    hub.json("integrations", "add", "--tenant", tenant, "--integration", "crm", "--adapter",
+             "rest", "--base-url", "https://api.example.com", "--auth-type", "bearer")
+    status, body = hub.json("credentials", "set", "--tenant", tenant, "--integration", "crm",
+                            input='{"tok": "sk_typo_secret"}')
+    assert status == 1 and body["error"]["code"] == "VALIDATION_ERROR"
+    assert body["error"]["details"]["unknown"] == ["tok"]
+    assert "sk_typo_secret" not in json.dumps(body)
+
+
+def test_update_priority_and_fallback(hub, tenant):
+    _add(hub, tenant, "backup")
+    _add(hub, tenant, "maps")
+    status, updated = hub.json("integrations", "update", "--tenant", tenant, "--integration",
+                               "maps", "--priority", "3", "--fallback", "backup")
+    assert status == 0 and updated["priority"] == 3 and updated["fallback_integration_id"]
+    status, cleared = hub.json("integrations", "update", "--tenant", tenant, "--name", "maps",
+                               "--no-fallback")
+    assert status == 0 and cleared["fallback_integration_id"] is None

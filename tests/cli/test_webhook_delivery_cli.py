@@ -66,6 +66,11 @@ def test_events_list_show_replay(hub, services, sessions, tenant):
     code, listed = hub("events", "list", "--tenant", tenant, "--status", "processed",
                        "--source", "github")
     assert code == 0 and [e["id"] for e in listed] == [str(event_id)]
+    assert listed[0]["type"] == "github.push"
+    untyped = add_event(sessions, tenant, source="generic", event_type=None)
+    processing.process_event(services, untyped)
+    code, listed = hub("events", "list", "--tenant", tenant, "--source", "generic")
+    assert [e["type"] for e in listed] == ["generic.unknown"]  # as its deliveries spell it
     code, shown = hub("events", "show", "--tenant", tenant, "--id", str(event_id))
     assert code == 0 and shown["payload"]["type"] == "push"
     assert "must-never-leak" not in json.dumps(shown)
@@ -96,6 +101,18 @@ def test_deliveries_list_retry_and_replay_dry_run(hub, services, sessions, tenan
 
         code, retried = hub("deliveries", "retry", "--tenant", tenant, "--id", listed["id"])
         assert code == 0 and retried["status"] == "pending"
+        assert retried["already_pending"] is False
+
+        # A re-send while that one is pending joins it: one POST, and the output says so.
+        code, again = hub("deliveries", "retry", "--tenant", tenant, "--id", listed["id"])
+        assert code == 0 and again["already_pending"] is True
+        code, joined = hub("deliveries", "replay", "--tenant", tenant, "--subscription",
+                           created["id"], "--dry-run")
+        assert code == 0 and (joined["count"], joined["already_pending"]) == (0, 1)
+        sending.send_delivery(services, listed["id"])
+        code, shown = hub("deliveries", "show", "--tenant", tenant, "--id", listed["id"])
+        assert [a["attempt"] for a in shown["attempt_log"]] == [1, 2]  # numbered truly
+        assert receiver.count() == 2
 
         hub.dispatcher.sent.clear()
         code, dry = hub("deliveries", "replay", "--tenant", tenant, "--subscription",

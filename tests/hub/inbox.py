@@ -37,7 +37,7 @@ def add_endpoint(sessions: sessionmaker[Session], tenant: str, source: str = "st
 
 
 def add_event(sessions: sessionmaker[Session], tenant: str, *, source: str = "stripe",
-              event_type: str = "invoice.paid", payload: dict[str, Any] | None = None,
+              event_type: str | None = "invoice.paid", payload: dict[str, Any] | None = None,
               age: float = 0.0, endpoint_id: uuid.UUID | None = None) -> uuid.UUID:
     """Insert a pending event as the intake would, ``age`` seconds old."""
     endpoint_id = endpoint_id or add_endpoint(sessions, tenant, source)

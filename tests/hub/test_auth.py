@@ -19,7 +19,7 @@ from hub.calls import integrations
 from hub.calls.auth import strategy_for
 from hub.calls.integrations import IntegrationSpec, credentials_of
 from hub.platform.dispatch import RecordingDispatcher
-from hub.platform.errors import AuthError
+from hub.platform.errors import AuthError, ValidationError
 from hub.platform.services import Services
 from tests.hub.fake_http import serve
 
@@ -107,11 +107,35 @@ def test_static_strategies(services, tenant):
 
 
 def test_missing_credential_names_the_field_not_a_value(services, tenant):
-    row = make_integration(services, tenant, "http://provider.invalid", "bearer",
-                           {"other": "v-secret"})
+    make_integration(services, tenant, "http://provider.invalid", "api_key",
+                     {"api_key": "v-secret"})
+    with services.sessions() as session, session.begin():  # the auth type changed since
+        integrations.update(session, tenant, "svc", auth_type="bearer")
     with pytest.raises(AuthError) as info:
-        apply(services, row)
+        apply(services, load(services, tenant))
     assert "token" in info.value.message and "v-secret" not in info.value.message
+
+
+@pytest.mark.parametrize("auth_type, credentials, named", [
+    ("bearer", {"tok": "v-secret"}, ["unknown key(s) tok", "missing token or access_token"]),
+    ("basic", {"username": "u"}, ["missing password"]),
+    ("none", {"api_key": "v-secret"}, ["unknown key(s) api_key"]),
+])
+def test_credentials_are_checked_against_the_auth_type(services, tenant, auth_type,
+                                                       credentials, named):
+    with pytest.raises(ValidationError) as info:
+        make_integration(services, tenant, "http://provider.invalid", auth_type, credentials)
+    assert all(n in info.value.message for n in named), info.value.message
+    assert "v-secret" not in json.dumps(info.value.envelope())
+
+
+def test_hmac_on_top_of_another_auth_type_needs_its_secret_too(services, tenant):
+    with pytest.raises(ValidationError, match="missing hmac_secret or secret"):
+        make_integration(services, tenant, "http://provider.invalid", "bearer",
+                         {"token": "t"}, {"hmac": {"header": "X-Sig"}})
+    row = make_integration(services, tenant, "http://provider.invalid", "bearer",
+                           {"token": "t", "hmac_secret": "h"}, {"hmac": {"header": "X-Sig"}})
+    assert apply(services, row).headers["X-Sig"]
 
 
 def test_hmac_signature_over_exact_body(services, tenant):

@@ -383,7 +383,8 @@ def test_bulk_replay_with_a_rate_is_scheduled_in_postgresql_and_sent_by_beat(svc
         rows = [_get(svc, Delivery, d) for d in ids]
         assert svc.dispatcher.sent == []
         assert [r.status for r in rows] == ["pending"] * 3
-        assert [r.attempts for r in rows] == [0] * 3
+        # Attempts keep counting (each was sent once); the schedule starts over.
+        assert [(r.attempts, r.schedule_from) for r in rows] == [(1, 1)] * 3
         gaps = [(b.next_attempt_at - a.next_attempt_at).total_seconds()
                 for a, b in itertools.pairwise(rows)]
         assert gaps == [10.0, 10.0]

@@ -88,7 +88,7 @@ def test_fallback_must_exist_in_the_same_tenant(sessions, tenant):
 
 def test_describe_never_includes_credentials(sessions, tenant, vault):
     with sessions() as session, session.begin():
-        integrations.create(session, _spec(tenant))
+        integrations.create(session, _spec(tenant, auth_type="api_key"))
         row = integrations.set_credentials(session, vault, tenant, "maps", {"api_key": "sk_1"})
         described = integrations.describe(row)
 
@@ -127,3 +127,19 @@ def test_register_announces_once_committed_and_not_when_refused(services, tenant
     assert (announced["tenant"], announced["data"]) == (
         tenant, {"integration": "maps", "adapter": "rest", "id": str(row.id)})
     assert again is None
+
+
+def test_update_sets_priority_and_fallback_and_removes_it(sessions, tenant):
+    with sessions() as session, session.begin():
+        backup = integrations.create(session, _spec(tenant, name="backup"))
+        integrations.create(session, _spec(tenant))
+    with sessions() as session, session.begin():
+        row = integrations.update(session, tenant, "maps", priority=5, fallback="backup")
+        assert (row.priority, row.fallback_integration_id) == (5, backup.id)
+        with pytest.raises(NotFound):
+            integrations.update(session, tenant, "maps", fallback="nope")
+        with pytest.raises(ValidationError, match="its own fallback"):
+            integrations.update(session, tenant, "maps", fallback="maps")
+    with sessions() as session, session.begin():
+        assert integrations.update(session, tenant, "maps",
+                                   fallback=None).fallback_integration_id is None

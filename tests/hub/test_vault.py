@@ -14,7 +14,8 @@ from hub.platform.vault import Secret, Vault, generate_key, rotate_all
 
 def _add(session, vault, tenant, name, secret):
     integrations.create(session, integrations.IntegrationSpec(
-        tenant_id=tenant, name=name, adapter="rest", base_url="https://api.example.com"))
+        tenant_id=tenant, name=name, adapter="rest", base_url="https://api.example.com",
+        auth_type="api_key"))
     integrations.set_credentials(session, vault, tenant, name, {"api_key": secret})
 
 

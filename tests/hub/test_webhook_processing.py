@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from hub.calls import cache, integrations
-from hub.deliveries import subscriptions
+from hub.deliveries import sending, subscriptions
 from hub.platform.config import load_settings
 from hub.platform.dispatch import RecordingDispatcher
 from hub.platform.models import DeadLetter, Delivery, WebhookEvent
@@ -273,13 +273,18 @@ def test_replay_runs_a_processed_event_again_and_keeps_webhook_ids(
         (before,) = _deliveries(sessions, event_id)
         with pytest.raises(Exception, match="no webhook event"):
             processing.replay_event(recording_services, event_id, tenant="someone-else")
+        sending.send_delivery(recording_services, str(before.id))
 
         result = processing.replay_event(recording_services, event_id, tenant=tenant,
                                          redeliver=True)
         again = processing.process_event(recording_services, event_id)
+        # Replayed again before that re-send went out: it joins it (one POST, not two).
+        joined = processing.replay_event(recording_services, event_id, tenant=tenant,
+                                         redeliver=True)
 
     (after,) = _deliveries(sessions, event_id)
     assert result["redelivered"] == 1 and again.status == "processed"
+    assert (joined["redelivered"], joined["already_pending"]) == (0, 1)
     assert after.message_id == before.message_id and after.status == "pending"
     with sessions() as session:
         count = session.scalar(select(func.count()).select_from(Delivery)

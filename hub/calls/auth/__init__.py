@@ -84,9 +84,7 @@ def context_for(services: Services, integration: Integration,
                 credentials: Secret[dict[str, Any]]) -> AuthContext:
     """The :class:`AuthContext` of ``integration`` (its pooled HTTP session, Redis,
     vault, ``config["auth"]``)."""
-    config = integration.config or {}
-    auth_config: Mapping[str, Any] = {**_adapter_auth_defaults(integration.adapter),
-                                      **(config.get("auth") or {})}
+    auth_config = auth_config_of(integration)
     return AuthContext(
         settings=services.settings, redis=services.redis, vault=services.vault,
         http=http.session_for(str(integration.id), services.settings),
@@ -95,12 +93,28 @@ def context_for(services: Services, integration: Integration,
         base_url=integration.base_url, config=auth_config, credentials=credentials)
 
 
-def check_credentials(auth_type: str, values: Mapping[str, Any]) -> None:
-    """Refuse credentials that cannot work with ``auth_type`` (a service account key
-    file without its private key). Raises ValidationError naming fields, never values."""
+def auth_config_of(integration: Integration) -> Mapping[str, Any]:
+    """``config["auth"]`` of ``integration`` over its adapter's ``auth_defaults``."""
+    config = integration.config or {}
+    return {**_adapter_auth_defaults(integration.adapter), **(config.get("auth") or {})}
+
+
+def check_credentials(integration: Integration, values: Mapping[str, Any]) -> None:
+    """Refuse credentials that cannot work with the integration's auth type: keys its
+    strategy does not read or a missing one (``credential_fields``; HMAC signing on top,
+    from the config or the adapter's defaults, adds the HMAC secret), or a wrong shape
+    (a service account key file without its private key). Raises ValidationError
+    naming fields, never values."""
+    auth_type = integration.auth_type or "none"
     check = CREDENTIAL_CHECKS.get(auth_type)
     if check is not None:
         check(values)
+    fields = getattr(STRATEGIES.get(auth_type), "credential_fields", None)
+    if fields is None:  # a strategy that declares none accepts any keys
+        return
+    if auth_type != "hmac" and isinstance(auth_config_of(integration).get("hmac"), Mapping):
+        fields = fields + HmacAuth.credential_fields
+    fields.check(auth_type, values)
 
 
 def _adapter_auth_defaults(name: str) -> Mapping[str, Any]:

@@ -11,11 +11,12 @@ core.telegram.org/bots/api#making-requests). Credential: ``api_key`` (or ``key``
 
 from __future__ import annotations
 
+from typing import ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
-from hub.calls.auth.base import AuthContext
+from hub.calls.auth.base import AuthContext, CredentialFields
 from hub.platform.errors import AuthError
 
 LOCATIONS = ("header", "query", "path")
@@ -33,6 +34,9 @@ def with_path_segment(url: str, base_url: str, segment: str) -> str:
 
 
 class ApiKeyAuth:
+    credential_fields: ClassVar[CredentialFields] = CredentialFields(
+        required=(("api_key", "key"),))
+
     def __init__(self, ctx: AuthContext) -> None:
         self.ctx = ctx
         self.location = str(ctx.config.get("in", "header"))

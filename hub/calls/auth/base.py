@@ -14,17 +14,51 @@ the integration's encrypted credentials.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import redis
 import requests
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.platform.config import Settings
-from hub.platform.errors import AuthError
+from hub.platform.errors import AuthError, ValidationError
 from hub.platform.vault import Secret, Vault
+
+
+@dataclass(frozen=True)
+class CredentialFields:
+    """The credential keys an auth type reads. Each ``required`` group needs one of its
+    names (``("token", "access_token")``: either); ``optional`` names may be given."""
+
+    required: tuple[tuple[str, ...], ...] = ()
+    optional: tuple[str, ...] = ()
+
+    def names(self) -> set[str]:
+        return {n for group in self.required for n in group} | set(self.optional)
+
+    def __add__(self, other: CredentialFields) -> CredentialFields:
+        return CredentialFields(self.required + other.required, self.optional + other.optional)
+
+    def check(self, auth_type: str, keys: Iterable[str]) -> None:
+        """Raise ValidationError naming unknown keys and missing ones (names only: the
+        values are secrets)."""
+        given = set(keys)
+        unknown = sorted(given - self.names())
+        missing = [" or ".join(g) for g in self.required if not given.intersection(g)]
+        if unknown or missing:
+            problems = ([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) + (
+                [f"missing {', '.join(missing)}"] if missing else [])
+            raise ValidationError(
+                f"credentials for auth type {auth_type!r}: {'; '.join(problems)} "
+                f"(expected: {self.describe()})",
+                details={"unknown": unknown, "missing": missing,
+                         "expected": sorted(self.names())})
+
+    def describe(self) -> str:
+        parts = [" or ".join(g) for g in self.required] + [f"[{n}]" for n in self.optional]
+        return ", ".join(parts) or "no credentials"
 
 
 class AuthStrategy(Protocol):
@@ -68,6 +102,8 @@ class AuthContext:
 
 class NoAuth:
     """auth_type ``none``."""
+
+    credential_fields: ClassVar[CredentialFields] = CredentialFields()
 
     def __init__(self, ctx: AuthContext) -> None:
         self.ctx = ctx

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import requests
 from requests.auth import HTTPBasicAuth
 
-from hub.calls.auth.base import AuthContext
+from hub.calls.auth.base import AuthContext, CredentialFields
 
 
 class BasicAuth:
+    credential_fields: ClassVar[CredentialFields] = CredentialFields(
+        required=(("username",), ("password",)))
+
     def __init__(self, ctx: AuthContext) -> None:
         self.ctx = ctx
 

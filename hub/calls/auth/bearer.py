@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import requests
 
-from hub.calls.auth.base import AuthContext
+from hub.calls.auth.base import AuthContext, CredentialFields
 
 
 class BearerAuth:
+    credential_fields: ClassVar[CredentialFields] = CredentialFields(
+        required=(("token", "access_token"),))
+
     def __init__(self, ctx: AuthContext) -> None:
         self.ctx = ctx
 

@@ -15,11 +15,11 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
-from hub.calls.auth.base import AuthContext
+from hub.calls.auth.base import AuthContext, CredentialFields
 from hub.platform.errors import AuthError
 
 
@@ -43,6 +43,9 @@ def sign(secret: bytes, message: bytes, encoding: str = "hex") -> str:
 
 
 class HmacAuth:
+    credential_fields: ClassVar[CredentialFields] = CredentialFields(
+        required=(("hmac_secret", "secret"),))
+
     def __init__(self, ctx: AuthContext, options: Mapping[str, Any] | None = None) -> None:
         self.ctx = ctx
         options = ctx.config if options is None else options

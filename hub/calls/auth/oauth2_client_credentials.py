@@ -5,14 +5,19 @@ Credentials: ``client_id``, ``client_secret``. Config: see :mod:`hub.calls.auth.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import requests
 
 from hub.calls.auth import oauth2
-from hub.calls.auth.base import AuthContext
+from hub.calls.auth.base import AuthContext, CredentialFields
 from hub.calls.auth.tokens import Token
 
 
 class ClientCredentialsAuth:
+    credential_fields: ClassVar[CredentialFields] = CredentialFields(
+        required=(("client_id",),), optional=("client_secret",))
+
     def __init__(self, ctx: AuthContext) -> None:
         self.ctx = ctx
         self.cache = oauth2.token_cache(ctx, ctx.credential("client_id"),

@@ -12,18 +12,21 @@ the same refresh token.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
 from hub.calls import integrations
 from hub.calls.auth import oauth2
-from hub.calls.auth.base import AuthContext
+from hub.calls.auth.base import AuthContext, CredentialFields
 from hub.calls.auth.tokens import Token
 from hub.platform.errors import AuthError
 
 
 class RefreshTokenAuth:
+    credential_fields: ClassVar[CredentialFields] = CredentialFields(
+        required=(("client_id",), ("refresh_token",)), optional=("client_secret",))
+
     def __init__(self, ctx: AuthContext) -> None:
         self.ctx = ctx
         # Keyed by client only: the refresh token rotates, the access token stays shared.
