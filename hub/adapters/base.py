@@ -19,7 +19,9 @@ What the pipeline asks of an adapter, in order (each has a default):
   errors inside a 200 body (Google's ``status: OVER_QUERY_LIMIT``) raises the hub
   error it means from ``parse_response``, and the pipeline retries, fails over or
   fails exactly as it would for the equivalent HTTP status.
-- Declarations: :attr:`Adapter.auth_defaults` (where the provider expects its key),
+- Declarations: :attr:`Operation.provider_dedup` (the provider de-duplicates on the
+  Idempotency-Key header: a lost answer may be re-sent), :attr:`Adapter.auth_defaults`
+  (where the provider expects its key),
   :attr:`Adapter.default_limits` (quotas given to a new integration),
   :attr:`Operation.invalidates` (a write that makes cached reads stale),
   :attr:`Operation.pagination` (cursor pages the default exchange follows up to a
@@ -145,6 +147,12 @@ class Operation:
     #: When its retries are exhausted, publish ``integration.supervisor.alert``
     #: besides the dead letter (seed 003: "notify supervisor").
     alert_on_dead_letter: bool = False
+    #: The provider de-duplicates requests carrying the same ``Idempotency-Key``
+    #: header (Stripe: a repeat gets the first request's answer; IETF draft
+    #: "The Idempotency-Key HTTP Header Field"), so a write whose answer was lost may
+    #: be sent again with its key. An integration can say so for any operation with
+    #: ``config.provider_dedup`` (true, or a list of operation names).
+    provider_dedup: bool = False
 
     @property
     def is_idempotent(self) -> bool:

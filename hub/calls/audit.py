@@ -15,7 +15,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, Insert, Integer, Table, bindparam, func, insert, select
+from sqlalchemy import (
+    Engine,
+    Insert,
+    Integer,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from hub.platform import redaction
@@ -24,8 +34,8 @@ from hub.platform.models import LOG_OUTCOMES, Integration, IntegrationLog
 
 BODY_LIMIT = 4096
 ERROR_LIMIT = 2000
-#: Outcomes that reached the provider and therefore cost money.
-BILLED_OUTCOMES = frozenset({"success", "failed", "dead_lettered"})
+#: Outcomes that reached (or may have reached) the provider and therefore cost money.
+BILLED_OUTCOMES = frozenset({"success", "failed", "dead_lettered", "outcome_unknown"})
 
 
 @dataclass
@@ -98,6 +108,76 @@ def write(session: Session, attempt: Attempt, *, cost_per_call: Decimal = Decima
     session.add(row)
     session.flush()
     return row
+
+
+def finish(session: Session, log_id: uuid.UUID, attempt: Attempt, *,
+           cost_per_call: Decimal = Decimal(0)) -> uuid.UUID:
+    """Give the ``sending`` row ``log_id`` the attempt's outcome (in ``session``'s
+    transaction); a new row when it is gone. Returns the row's id.
+
+    Raises ValueError for an outcome outside :data:`hub.platform.models.LOG_OUTCOMES`.
+    """
+    result = session.execute(_finishing(log_id, attempt, cost_per_call))
+    if getattr(result, "rowcount", 0):
+        return log_id
+    return write(session, attempt, cost_per_call=cost_per_call).id
+
+
+def finish_committing(engine: Engine, log_id: uuid.UUID, attempt: Attempt, *,
+                      cost_per_call: Decimal = Decimal(0)) -> None:
+    """:func:`finish` in one statement on ``engine`` (the asynchronously committed audit
+    engine): the row was committed durably as ``sending`` before the request left."""
+    statement = _finishing(log_id, attempt, cost_per_call)
+
+    def run() -> None:
+        with engine.connect() as conn:
+            if not conn.execute(statement).rowcount:
+                conn.execute(insert(IntegrationLog)
+                             .values(values(attempt, cost_per_call=cost_per_call)))
+
+    retry_once(run)
+
+
+def _finishing(log_id: uuid.UUID, attempt: Attempt, cost_per_call: Decimal) -> Any:
+    # Stamped with this transaction: the usage roll-up skips `sending` rows and counts
+    # each row by the transaction that gave it its outcome (hub.ops.usage).
+    columns = {k: v for k, v in values(attempt, cost_per_call=cost_per_call).items()
+               if k != "id"}
+    return (update(IntegrationLog).where(IntegrationLog.id == log_id)
+            .values(**columns, txid=func.pg_current_xact_id()))
+
+
+def mark_unknown(session: Session, *, error: str, task_id: str | None = None,
+                 log_id: uuid.UUID | None = None) -> int:
+    """Rows still ``sending`` (of ``task_id``, or the row ``log_id``) become
+    ``outcome_unknown`` with ``error`` (their worker died before the answer was
+    recorded); returns how many."""
+    clause = IntegrationLog.id == log_id if log_id is not None \
+        else IntegrationLog.task_id == task_id
+    result = session.execute(update(IntegrationLog)
+                             .where(clause, IntegrationLog.outcome == "sending")
+                             .values(outcome="outcome_unknown", error=error,
+                                     txid=func.pg_current_xact_id()))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def count_attempts(session: Session, task_id: str, outcomes: Iterable[str], *,
+                   orphaned: str) -> int:
+    """How many rows of ``task_id`` have one of ``outcomes``, counting (and turning into
+    ``outcome_unknown``, with the error ``orphaned``) the rows it left ``sending``: run
+    when the task is delivered again, so those requests' workers are gone. One
+    statement (a data-modifying CTE), in ``session``'s transaction."""
+    stuck = (update(IntegrationLog)
+             .where(IntegrationLog.task_id == task_id, IntegrationLog.outcome == "sending")
+             .values(outcome="outcome_unknown", error=orphaned,
+                     txid=func.pg_current_xact_id())
+             .returning(IntegrationLog.id).cte("orphaned"))
+    # The SELECT sees the rows as they were before the CTE's UPDATE: add its count.
+    over = select(func.count()).select_from(IntegrationLog).where(
+        IntegrationLog.task_id == task_id, IntegrationLog.outcome.in_(tuple(outcomes)))
+    total = select(over.scalar_subquery()
+                   + select(func.count()).select_from(stuck).scalar_subquery())
+    return int(session.scalar(total) or 0)
 
 
 def insert_counting_attempts(engine: Engine, row: dict[str, Any], *,

@@ -302,6 +302,22 @@ def _send(session: requests.Session, prepared: requests.PreparedRequest, setting
     return response
 
 
+def never_left(exc: BaseException) -> bool:
+    """True when ``exc``, raised by :func:`send`, shows its request never reached the
+    provider: refused before connecting (SSRF guard, bad URL), or the connection
+    could not be made (refused, unresolvable, connect timeout). Anything else
+    (a read timeout, a connection broken mid-exchange) may have come after the
+    provider received it."""
+    if isinstance(exc, ValidationError):
+        return True
+    cause = exc.__cause__
+    if isinstance(cause, requests.ConnectTimeout):
+        return True
+    if isinstance(cause, requests.ConnectionError) and cause.args:
+        return isinstance(getattr(cause.args[0], "reason", None), NewConnectionError)
+    return False
+
+
 def _read_limited(response: requests.Response, limit: int, where: str | None) -> None:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:

@@ -26,7 +26,6 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import requests
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub import adapters
@@ -41,8 +40,10 @@ from hub.platform import deadletters, events, metrics, pgtext, redaction, schedu
 from hub.platform.errors import (
     AuthError,
     CircuitOpen,
+    Conflict,
     DeadLettered,
     HubError,
+    OutcomeUnknown,
     RateLimited,
     RetryableError,
     UpstreamError,
@@ -55,6 +56,8 @@ from hub.platform.services import Services
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_MODES = ("wait", "fail")
+#: Methods that change nothing at the provider (RFC 9110 §9.2.1): no ``sending`` row.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 #: How long a duplicate waits in-task for the owner of its idempotency key.
 IDEMPOTENCY_WAIT = 5.0
 #: Countdown before a duplicate looks again when the owner is still running.
@@ -98,6 +101,13 @@ class CallRequest:
     cache: bool | None = None
     timeout: float | None = None
     on_rate_limit: str = "wait"
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The ``hub.call`` kwargs of this call (what its dead letter replays)."""
+        return {"tenant": self.tenant, "integration": self.integration,
+                "operation": self.operation, "params": dict(self.params),
+                "idempotency_key": self.idempotency_key, "cache": self.cache,
+                "timeout": self.timeout, "on_rate_limit": self.on_rate_limit}
 
 
 def new_request(tenant: Any, integration: Any, operation: Any, params: Any = None,
@@ -189,6 +199,11 @@ class Attempt:
     outbox: events.Batch = field(default_factory=events.Batch)
     #: Whether ``number`` already counts the task's audited attempts.
     counted: bool = False
+    #: The attempt's ``sending`` audit row, committed before its first write left and
+    #: updated with its outcome (issue 9 item 2).
+    log_id: uuid.UUID | None = None
+    #: A request of this attempt has left and its answer has not arrived yet.
+    in_flight: bool = False
 
     def __post_init__(self) -> None:
         if self.key is None and self.request.idempotency_key:
@@ -258,6 +273,9 @@ def _run_claimed(services: Services, run: Attempt) -> CallOutcome:
     try:
         outcome = _through_provider(services, run)
     except HubError as exc:
+        if _lost_in_flight(run, exc):
+            return _answer_lost(services, run, idempotency.Sent(run.task_id, None, run.log_id),
+                                cause=exc.message)
         served = _fail_over(services, run, exc)
         if served is not None:
             return served
@@ -268,6 +286,64 @@ def _run_claimed(services: Services, run: Attempt) -> CallOutcome:
         # Our own quota for it is spent (check_quota audited it): the next one may serve.
         return _fail_over(services, run, outcome.error, audited=True) or outcome
     return outcome
+
+
+# --- writes whose answer was lost ------------------------------------------------------
+
+def _lost_in_flight(run: Attempt, exc: HubError) -> bool:
+    """A keyed write that may not be re-sent failed while its request was out (a read
+    timeout, a connection broken after it left): the provider may have done it."""
+    return run.in_flight and isinstance(exc, RetryableError) and run.key is not None \
+        and run.log_id is not None and not resend_safe(run.target) \
+        and not http.never_left(exc)
+
+
+def _answer_lost(services: Services, run: Attempt, sent: idempotency.Sent, *,
+                 cause: str) -> CallOutcome:
+    """End a keyed write whose earlier sending may have reached the provider (issue 9
+    item 2): never re-sent blindly. In one transaction the key becomes ``unknown``,
+    the request's audit row ``outcome_unknown``, and the call an OUTCOME_UNKNOWN dead
+    letter saying what was sent and when, for an operator to reconcile (then replay
+    or purge it). Repeats of the key fail with OUTCOME_UNKNOWN meanwhile."""
+    assert run.key is not None
+    error = _unknown_error(services, run, sent, cause=cause)
+    with services.sessions() as session, session.begin():
+        if not idempotency.settle_unknown(session, run.key, sent):
+            return CallOutcome("failed", error=error, attempt=run.number)  # settled already
+        audit.mark_unknown(session, log_id=sent.log_id, error=cause)
+        run.log_id = None
+        letter = deadletters.record(
+            session, origin="call", task_name="hub.call", kwargs=run.request.as_kwargs(),
+            tenant_id=run.request.tenant, integration=run.request.integration,
+            error_code=error.code, error=error.message, attempts=run.number,
+            task_id=sent.task_id or run.task_id)
+        deadletters.announce_after_commit(session, services.events, letter)
+    _publish(services, run, "request.failed", code=error.code, error=error.message,
+             retryable=False, exhausted=True)
+    _metric("outcome_unknown", run)
+    return CallOutcome("failed", error=error, attempt=run.number)
+
+
+def _unknown_error(services: Services, run: Attempt, sent: idempotency.Sent | None, *,
+                   cause: str = "", repeat: bool = False) -> OutcomeUnknown:
+    """OUTCOME_UNKNOWN naming the request that may have reached the provider (method,
+    redacted URL, when, by which task: its audit row) and what to do about it."""
+    row = None
+    if sent is not None and sent.log_id is not None:
+        with services.sessions() as session:
+            row = session.get(IntegrationLog, sent.log_id)
+    what = f"{row.method} {row.url}" if row is not None else "the write"
+    when = (row.started_at if row is not None else sent.at if sent else None)
+    message = (f"{what} was sent at {when.isoformat() if when else 'an unknown time'} "
+               f"and its answer was lost ({cause or 'an earlier call with this key'}); it is "
+               "not sent again: check with the provider, then `hub dlq replay` it or purge it")
+    if repeat:
+        message = "an earlier call with this idempotency key: " + message
+    details = {"idempotency_key": run.request.idempotency_key,
+               "sent_at": when.isoformat() if when else None,
+               "task_id": sent.task_id if sent else None,
+               "log_id": str(sent.log_id) if sent and sent.log_id else None}
+    return OutcomeUnknown(message, details=details)
 
 
 def _circuit_open(services: Services, run: Attempt, exc: CircuitOpen) -> CallOutcome:
@@ -362,29 +438,32 @@ def validate_params(target: Target, params: Mapping[str, Any] | None) -> dict[st
 
 
 #: Audit outcomes of an attempt that is over and was not the last one.
-ATTEMPT_OUTCOMES = ("failed", "circuit_open")
+ATTEMPT_OUTCOMES = ("failed", "circuit_open", "outcome_unknown")
+ORPHANED = "the worker sending this request died before its answer was recorded"
 
 
 def failed_attempts(session: Session, task_id: str | None) -> int:
     """Attempts of ``task_id`` already audited and over (0 without a task id): failed
-    ones and those that met an open circuit and waited for it."""
+    ones, those that met an open circuit and waited for it, and those whose worker
+    died mid-request (their ``sending`` rows become ``outcome_unknown`` here, in
+    ``session``'s transaction: this run is that task delivered again)."""
     if task_id is None:
         return 0
-    failed = session.scalar(select(func.count()).select_from(IntegrationLog).where(
-        IntegrationLog.task_id == task_id, IntegrationLog.outcome.in_(ATTEMPT_OUTCOMES)))
-    return int(failed or 0)
+    return audit.count_attempts(session, task_id, ATTEMPT_OUTCOMES, orphaned=ORPHANED)
 
 
 # --- idempotency --------------------------------------------------------------------
 
 def _claim(services: Services, run: Attempt) -> CallOutcome | None:
-    """None when this attempt may call the provider; else the stored or pending answer."""
+    """None when this attempt may call the provider; else the stored or pending answer,
+    or OUTCOME_UNKNOWN for a write whose earlier sending may have reached the provider."""
     key = run.key
     if key is None:
         return None
     stale = float(services.settings.task_time_limit)
     got = idempotency.claim(services.sessions, key, operation=run.request.operation,
-                            task_id=run.task_id, stale_after=stale)
+                            task_id=run.task_id, stale_after=stale,
+                            resend_safe=resend_safe(run.target))
     if got.state == "busy":
         stored = idempotency.wait(services.sessions, key, timeout=IDEMPOTENCY_WAIT)
         if stored is None:
@@ -393,7 +472,27 @@ def _claim(services: Services, run: Attempt) -> CallOutcome | None:
         return CallOutcome("success", result=stored, attempt=run.number)
     if got.state == "done":
         return CallOutcome("success", result=got.result, attempt=run.number)
+    if got.state == "unknown" and got.sent is not None:
+        return _answer_lost(services, run, got.sent, cause=ORPHANED)
+    if got.state == "blocked":
+        return CallOutcome("failed", error=_unknown_error(services, run, got.sent, repeat=True),
+                           attempt=run.number)
+    if got.sent is not None:  # taken over, and re-sending is safe: its row says what it was
+        with services.sessions() as session, session.begin():
+            audit.mark_unknown(session, log_id=got.sent.log_id, error=ORPHANED)
     return None
+
+
+def resend_safe(target: Target) -> bool:
+    """Whether a write of ``target`` whose answer was lost may be sent again with its
+    idempotency key: the operation is idempotent (RFC 9110 §9.2.2), or the provider
+    de-duplicates on the Idempotency-Key header (the operation's ``provider_dedup``,
+    or the integration's ``config.provider_dedup``: true or a list of operations)."""
+    op = target.op
+    declared = (target.row.config or {}).get("provider_dedup", False)
+    if isinstance(declared, list):
+        declared = op.name in declared
+    return op.is_idempotent or op.provider_dedup or declared is True
 
 
 # --- quota ----------------------------------------------------------------------------
@@ -623,12 +722,34 @@ def _send_once(services: Services, run: Attempt, strategy: AuthStrategy,
     strategy.apply(prepared)
     run.outbound = prepared
     run.secrets = _secrets_of(run, prepared)
+    if prepared.method not in SAFE_METHODS and run.log_id is None:
+        _record_sending(services, run)
     _publish(services, run, "request.sent", method=prepared.method,
              url=redaction.redact_url(prepared.url, run.secrets))
+    run.in_flight = True
     run.response = http.send(session, prepared, services.settings, timeout=run.request.timeout,
                              secrets=run.secrets)
+    run.in_flight = False
     _learn_hold(services, run, run.response)
     return run.response
+
+
+def _record_sending(services: Services, run: Attempt) -> None:
+    """Commit the attempt's ``sending`` audit row (and mark its idempotency claim sent)
+    before its first write leaves, so every request that may reach a provider is in
+    the audit trail and a redelivered task knows it may have (issue 9 item 2).
+
+    This commit must stay synchronous and ahead of the send, whatever batching the
+    other audit writes get: a row written after the request left is lost with the
+    worker. Raises Conflict when another task took the idempotency key over.
+    """
+    with services.sessions() as session, session.begin():
+        _count_prior_failures(session, run)  # its row carries the attempt's number
+        log_id = _write_audit(session, run, "sending")
+        if run.key is not None and not idempotency.mark_sent(session, run.key, run.task_id,
+                                                             log_id):
+            raise Conflict("another task took this idempotency key over; not sending")
+    run.log_id = log_id
 
 
 def _auth_strategy(services: Services, run: Attempt) -> AuthStrategy:
@@ -699,7 +820,7 @@ def _succeed(services: Services, run: Attempt, data: Any) -> CallOutcome:
         # durably: a repeat must find the one when the other exists.
         with services.sessions() as session, session.begin():
             _count_prior_failures(session, run)
-            log_id = _write_audit(session, run, "success", status_code=status_code).id
+            log_id = _write_audit(session, run, "success", status_code=status_code)
             result = _envelope(run, status, data, cached=stale is not None, log_id=log_id)
             idempotency.complete(session, run.key, result)
     _publish(services, run, "request.completed", status_code=status_code,
@@ -781,7 +902,9 @@ def _count_prior_failures(session: Session, run: Attempt) -> None:
 def _ensure_counted(services: Services, run: Attempt) -> None:
     """:func:`_count_prior_failures` in a session of its own, when it is needed."""
     if run.task_id is not None and not run.counted:
-        with services.sessions() as session:
+        # A transaction: counting turns the task's orphaned `sending` rows into
+        # outcome_unknown (failed_attempts).
+        with services.sessions() as session, session.begin():
             _count_prior_failures(session, run)
 
 
@@ -818,8 +941,14 @@ def _audit(services: Services, run: Attempt, outcome: str, **extra: Any) -> uuid
     before it acknowledges the message. Nothing else depends on such a row; a disk
     flush per call would cost more than the row is worth.
     """
-    row = audit.values(_attempt_record(run, outcome, **extra),
-                       cost_per_call=run.target.row.cost_per_call or Decimal(0))
+    cost = run.target.row.cost_per_call or Decimal(0)
+    if run.log_id is not None:  # a write without key: its `sending` row gets the outcome
+        sending, run.log_id = run.log_id, None
+        record = _attempt_record(run, outcome, **extra)
+        audit.finish_committing(services.async_engine, sending, record, cost_per_call=cost)
+        _record_cost(run, audit.estimated_cost(outcome, record.reached_provider, cost))
+        return sending
+    row = audit.values(_attempt_record(run, outcome, **extra), cost_per_call=cost)
     number = audit.insert_counting_attempts(services.async_engine, row,
                                             counted=() if run.counted else ATTEMPT_OUTCOMES)
     if number != run.number:
@@ -830,13 +959,22 @@ def _audit(services: Services, run: Attempt, outcome: str, **extra: Any) -> uuid
 
 
 def _write_audit(session: Any, run: Attempt, outcome: str, *, status_code: int | None = None,
-                 error: str | None = None) -> IntegrationLog:
-    """The attempt's audit row, added to ``session`` (committed with its transaction)."""
-    row = audit.write(session, _attempt_record(run, outcome, status_code=status_code,
-                                               error=error),
-                      cost_per_call=run.target.row.cost_per_call or Decimal(0))
-    _record_cost(run, row.estimated_cost)
-    return row
+                 error: str | None = None) -> uuid.UUID:
+    """The attempt's audit row in ``session`` (committed with its transaction); returns
+    its id. The ``sending`` row already committed for the attempt is given the
+    outcome, and the idempotency claim's sent mark goes with it (the answer is in)."""
+    record = _attempt_record(run, outcome, status_code=status_code, error=error)
+    cost = run.target.row.cost_per_call or Decimal(0)
+    if run.log_id is None or outcome == "sending":
+        log_id = audit.write(session, record, cost_per_call=cost).id
+    else:
+        sending, run.log_id = run.log_id, None
+        if run.key is not None and outcome != "outcome_unknown":
+            idempotency.clear_sent(session, run.key, run.task_id)
+        log_id = audit.finish(session, sending, record, cost_per_call=cost)
+    if outcome != "sending":
+        _record_cost(run, audit.estimated_cost(outcome, record.reached_provider, cost))
+    return log_id
 
 
 def _record_cost(run: Attempt, cost: Decimal | None) -> None:

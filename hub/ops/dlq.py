@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.calls import idempotency
 from hub.platform.db import filter_clauses
 from hub.platform.dispatch import REPLAY_HEADER, Dispatcher
-from hub.platform.errors import NotFound
+from hub.platform.errors import NotFound, OutcomeUnknown
 from hub.platform.models import DeadLetter, IntegrationLog
 from hub.platform.scheduler import utcnow
 
@@ -77,12 +78,14 @@ def describe(row: DeadLetter, *, full: bool = False) -> dict[str, Any]:
 
 
 def describe_full(session: Session, row: DeadLetter) -> dict[str, Any]:
-    """:func:`describe` with everything (``hub dlq show``), and where the letter's
-    last replay stands: ``replay.outcome`` is ``dead_lettered`` (with the id of the
+    """:func:`describe` with everything (``hub dlq show``): for an OUTCOME_UNKNOWN call,
+    ``sent`` (the request that may have reached the provider: method, redacted URL,
+    when, its audit row); and where the letter's last replay stands: ``replay.outcome`` is ``dead_lettered`` (with the id of the
     new letter it became), else, for a call, the outcome of the replay's latest
     audited attempt (``success``, or ``failed``/``circuit_open`` while it retries),
     ``pending`` when nothing is recorded yet."""
     view = describe(row, full=True)
+    view["sent"] = _sent(session, row) if row.error_code == OutcomeUnknown.code else None
     if row.replay_task_id is None:
         view["replay"] = None
         return view
@@ -95,6 +98,20 @@ def describe_full(session: Session, row: DeadLetter) -> dict[str, Any]:
                       "outcome": "dead_lettered" if again else latest or "pending",
                       "dead_letter_id": str(again) if again else None}
     return view
+
+
+def _sent(session: Session, row: DeadLetter) -> dict[str, Any] | None:
+    """What an OUTCOME_UNKNOWN call sent and when: its audit row (redacted)."""
+    found = session.execute(
+        select(IntegrationLog.id, IntegrationLog.method, IntegrationLog.url,
+               IntegrationLog.started_at, IntegrationLog.error)
+        .where(IntegrationLog.task_id == row.task_id,
+               IntegrationLog.outcome == "outcome_unknown")
+        .order_by(IntegrationLog.started_at.desc()).limit(1)).first()
+    if found is None:
+        return None
+    return {"log_id": str(found.id), "method": found.method, "url": found.url,
+            "at": found.started_at, "why": found.error}
 
 
 def replay(factory: sessionmaker[Session], dispatcher: Dispatcher, filters: Filters, *,
@@ -134,12 +151,23 @@ def _replay_one(factory: sessionmaker[Session], dispatcher: Dispatcher, letter_i
                               .with_for_update(skip_locked=True)).one_or_none()
         if row is None:
             return None  # being replayed right now, or already replayed
+        if row.origin == "call" and row.error_code == OutcomeUnknown.code:
+            _free_unknown_key(session, row)
         # The header tells the task it is a replay from its first run on: a replay
         # meeting an open circuit waits for it like a retry (issue 9 item 1).
         row.replay_task_id = dispatcher.send(row.task_name, dict(row.kwargs), queue=queue,
                                              headers={REPLAY_HEADER: str(row.id)})
         row.replayed_at = utcnow()
         return describe(row)
+
+
+def _free_unknown_key(session: Session, row: DeadLetter) -> None:
+    """Replaying an OUTCOME_UNKNOWN call is the operator's word that the provider did
+    not get it: its idempotency key, refused since, may run again (issue 9 item 2)."""
+    kwargs = row.kwargs
+    if row.tenant_id and kwargs.get("integration") and kwargs.get("idempotency_key"):
+        idempotency.forget_unknown(session, row.tenant_id, str(kwargs["integration"]),
+                                   str(kwargs["idempotency_key"]))
 
 
 def purge(session: Session, filters: Filters) -> int:

@@ -15,8 +15,13 @@ once, whether it crashes, runs twice or races another beat (the position row is
 locked). Retention deletes only audit rows below the position
 (:func:`rolled_below`), so usage survives the audit rows it was made from.
 
+A write's row is committed as ``sending`` before the request leaves and given its
+outcome later (issue 9 item 2): the roll-up skips ``sending`` rows, and the update
+that gives one its outcome stamps it with its own transaction id, so it is counted
+once, with that outcome, by the run that covers that transaction.
+
 Counts are of audited attempts: ``calls`` every attempt, ``successes``,
-``failures`` (failed, dead-lettered, circuit open), ``cached`` and
+``failures`` (failed, dead-lettered, circuit open, outcome unknown), ``cached`` and
 ``rate_limited``; ``cost`` is the sum of ``estimated_cost`` (cost_per_call of the
 attempts that reached the provider).
 
@@ -73,12 +78,13 @@ INSERT INTO usage AS u (tenant_id, integration_id, operation, day, calls, succes
 SELECT tenant_id, integration_id, operation, (started_at AT TIME ZONE 'UTC')::date,
        count(*),
        count(*) FILTER (WHERE outcome = 'success'),
-       count(*) FILTER (WHERE outcome IN ('failed', 'dead_lettered', 'circuit_open')),
+       count(*) FILTER (WHERE outcome IN ('failed', 'dead_lettered', 'circuit_open',
+                                          'outcome_unknown')),
        count(*) FILTER (WHERE outcome = 'cached'),
        count(*) FILTER (WHERE outcome = 'rate_limited'),
        coalesce(sum(estimated_cost), 0)
 FROM integration_logs
-WHERE integration_id IS NOT NULL
+WHERE integration_id IS NOT NULL AND outcome <> 'sending'
   AND ((txid >= CAST(:low AS xid8) AND txid < CAST(:high AS xid8))
        OR (:legacy AND txid IS NULL))
 GROUP BY 1, 2, 3, 4

@@ -53,7 +53,14 @@ AUTH_TYPES = (
     "none", "api_key", "bearer", "basic", "oauth2_client_credentials", "oauth2_refresh",
     "oauth2_authorization_code", "hmac", "google_service_account",
 )
-LOG_OUTCOMES = ("success", "failed", "cached", "rate_limited", "circuit_open", "dead_lettered")
+#: ``sending``: written (and committed) before a write leaves, then updated to its
+#: outcome; ``outcome_unknown``: a request that may have reached the provider whose
+#: answer was never recorded (its worker died, or the connection broke after it left).
+LOG_OUTCOMES = ("success", "failed", "cached", "rate_limited", "circuit_open", "dead_lettered",
+                "sending", "outcome_unknown")
+#: ``unknown``: a write of this key may have reached the provider and its answer was
+#: lost; repeats fail with OUTCOME_UNKNOWN until an operator replays its dead letter.
+CALL_RESULT_STATUSES = ("running", "succeeded", "unknown")
 EVENT_STATUSES = ("pending", "processing", "processed", "failed", "dead")
 DELIVERY_STATUSES = ("pending", "delivering", "succeeded", "failed", "dead", "cancelled")
 DEAD_LETTER_ORIGINS = ("call", "webhook", "delivery", "poison")
@@ -195,7 +202,7 @@ class CallResult(Base):
     __tablename__ = "call_results"
     __table_args__ = (
         UniqueConstraint("tenant_id", "integration_id", "idempotency_key"),
-        CheckConstraint(_in("status", ("running", "succeeded")), name="status"),
+        CheckConstraint(_in("status", CALL_RESULT_STATUSES), name="status"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -209,6 +216,10 @@ class CallResult(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Set (with the audit row of the request) before the owner's write leaves;
+    #: cleared when the provider's answer is recorded.
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_log_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class CacheEntry(Base):

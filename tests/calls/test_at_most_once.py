@@ -1,0 +1,143 @@
+"""Writes with an idempotency key run at most once (issue 9 item 2), in the pipeline:
+the attempt is audited before the write leaves, and a write whose answer was lost is
+never sent again blindly. The worker-kill cases are in tests/faults/."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from sqlalchemy import select
+
+from hub.calls.pipeline import CallRequest, execute_call
+from hub.ops import dlq
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.models import CallResult, DeadLetter, IntegrationLog
+from tests.calls.fake_provider import Reply
+
+
+def _rows(sessions, tenant: str) -> list[IntegrationLog]:
+    with sessions() as s:
+        return list(s.scalars(select(IntegrationLog).where(IntegrationLog.tenant_id == tenant)
+                              .order_by(IntegrationLog.started_at)))
+
+
+def _task(name: str, tenant: str) -> str:
+    """A task id of this test alone (attempts are counted by task id)."""
+    return f"{tenant}-{name}"
+
+
+def _charge(key: str | None = "order-42", **options) -> CallRequest:  # type: ignore[no-untyped-def]
+    return CallRequest(options.pop("tenant"), "payments", "post",
+                       {"path": "/v1/charges", "json": {"amount": 5}}, key, **options)
+
+
+def test_a_write_is_in_the_audit_trail_before_its_answer(services, sessions, tenant, provider,
+                                                         make_integration):
+    make_integration("payments")
+    provider.script("/v1/charges", Reply(200, {"id": "ch_1"}, delay=1.0))
+    outcomes: list = []
+    call = threading.Thread(target=lambda: outcomes.append(execute_call(
+        services, _charge(tenant=tenant), task_id=_task("task-1", tenant))))
+    call.start()
+    deadline = time.monotonic() + 10
+    while provider.hits("/v1/charges") == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The provider holds the POST: the hub's trail already has it, committed.
+    [sending] = _rows(sessions, tenant)
+    assert (sending.outcome, sending.method, sending.task_id) == \
+        ("sending", "POST", _task("task-1", tenant))
+    assert sending.url.endswith("/v1/charges") and sending.idempotency_key == "order-42"
+    call.join(timeout=10)
+
+    [done] = _rows(sessions, tenant)
+    assert (done.id, done.outcome, done.status_code) == (sending.id, "success", 200)
+    assert outcomes[0].result["log_id"] == str(sending.id)
+
+
+def test_a_read_is_audited_once_it_is_answered(services, sessions, tenant, provider,
+                                               make_integration):
+    make_integration("payments")
+    outcome = execute_call(services, CallRequest(tenant, "payments", "get",
+                                                 {"path": "/v1/charges"}), task_id=_task("t-get", tenant))
+    assert outcome.status == "success"
+    assert [r.outcome for r in _rows(sessions, tenant)] == ["success"]
+
+
+def test_a_keyed_write_whose_answer_is_lost_is_outcome_unknown_not_retried(
+        services, sessions, tenant, provider, make_integration):
+    make_integration("payments")
+    provider.script("/v1/charges", Reply(200, {"id": "ch_1"}, delay=2.0))
+
+    lost = execute_call(services, _charge(tenant=tenant, timeout=0.3), task_id=_task("task-1", tenant))
+
+    assert lost.status == "failed" and lost.error.code == "OUTCOME_UNKNOWN"
+    assert "POST " in lost.error.message and "/v1/charges" in lost.error.message
+    assert provider.hits("/v1/charges") == 1
+    [row] = _rows(sessions, tenant)
+    assert row.outcome == "outcome_unknown" and "timed out" in row.error
+    with sessions() as s:
+        [letter] = s.scalars(select(DeadLetter).where(DeadLetter.tenant_id == tenant)).all()
+        shown = dlq.describe_full(s, letter)
+        claim = s.scalars(select(CallResult).where(CallResult.tenant_id == tenant)).one()
+    assert (letter.error_code, letter.task_id, letter.task_name) == \
+        ("OUTCOME_UNKNOWN", _task("task-1", tenant), "hub.call")
+    assert letter.kwargs["idempotency_key"] == "order-42"
+    assert (shown["sent"]["method"], shown["sent"]["log_id"]) == ("POST", str(row.id))
+    assert claim.status == "unknown"
+    # The caller (or anyone) asking again with the key is refused, nothing is sent.
+    again = execute_call(services, _charge(tenant=tenant), task_id=_task("task-2", tenant))
+    assert again.status == "failed" and again.error.code == "OUTCOME_UNKNOWN"
+    assert provider.hits("/v1/charges") == 1
+    # A write without a key keeps the retry policy (at least once).
+    provider.script("/v1/charges", Reply(200, {}, delay=2.0))
+    unkeyed = execute_call(services, _charge(None, tenant=tenant, timeout=0.3),
+                           task_id=_task("task-3", tenant))
+    assert unkeyed.status == "retry" and unkeyed.error.code == "TIMEOUT"
+
+
+def test_replaying_an_outcome_unknown_letter_frees_its_key(services, sessions, tenant, provider,
+                                                          make_integration):
+    make_integration("payments")
+    provider.script("/v1/charges", Reply(200, {"id": "ch_1"}, delay=2.0))
+    assert execute_call(services, _charge(tenant=tenant, timeout=0.3),
+                        task_id=_task("task-1", tenant)).error.code == "OUTCOME_UNKNOWN"
+
+    # The operator checked with the provider: it never got it. Replay it.
+    dispatcher = RecordingDispatcher()
+    [sent] = dlq.replay(sessions, dispatcher, dlq.Filters(tenant=tenant), queue="replay")
+    [(name, kwargs, _queue)] = dispatcher.sent
+    replayed = execute_call(services, CallRequest(**{k: v for k, v in kwargs.items()
+                                                     if k != "timeout"}),
+                            task_id=sent["replay_task_id"])
+
+    assert name == "hub.call" and replayed.status == "success"
+    assert provider.hits("/v1/charges") == 2
+
+
+def test_a_provider_that_dedups_gets_a_lost_write_again(services, sessions, tenant, provider,
+                                                        make_integration):
+    make_integration("payments", config={"provider_dedup": ["post"]})
+    provider.script("/v1/charges", Reply(200, {"id": "ch_1"}, delay=2.0))
+
+    lost = execute_call(services, _charge(tenant=tenant, timeout=0.3), task_id=_task("task-1", tenant))
+
+    assert lost.status == "retry" and lost.error.code == "TIMEOUT"
+    retried = execute_call(services, _charge(tenant=tenant), task_id=_task("task-1", tenant))
+    assert retried.status == "success" and retried.result["attempts"] == 2
+    assert [r.outcome for r in _rows(sessions, tenant)] == ["failed", "success"]
+    assert provider.server is not None
+    assert [seen.headers.get("Idempotency-Key") for seen in provider.server.seen
+            if seen.path == "/v1/charges"] == ["order-42", "order-42"]
+
+
+def test_a_connection_refused_is_retried_even_for_a_keyed_write(services, sessions, tenant,
+                                                                make_integration):
+    from hub.dev.embedded import free_port
+
+    make_integration("payments", base_url=f"http://127.0.0.1:{free_port()}")
+    refused = execute_call(services, _charge(f"k-{uuid.uuid4().hex[:6]}", tenant=tenant),
+                           task_id=_task("task-1", tenant))
+    assert refused.status == "retry"  # it never left: sending it again is safe
+    assert [r.outcome for r in _rows(sessions, tenant)] == ["failed"]
