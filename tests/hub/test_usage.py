@@ -192,3 +192,32 @@ def test_a_monthly_budget_is_announced_once_when_crossed(services, sessions, ten
 def test_a_malformed_budget_is_refused_at_registration(sessions, tenant):
     with pytest.raises(ValidationError, match="budget.monthly"):
         _integration(sessions, tenant, config={"budget": {"monthly": "lots"}})
+
+
+def test_a_write_audited_before_it_left_is_counted_once_with_its_outcome(services, sessions,
+                                                                          tenant):
+    # Issue 9 item 2: a write's row is committed `sending` before the request leaves and
+    # given its outcome later; a roll-up in between must neither count it as it stood
+    # nor miss it afterwards.
+    crm = _integration(sessions, tenant)
+    with sessions() as session, session.begin():
+        row = audit.write(session, audit.Attempt(
+            tenant_id=tenant, integration_id=crm, operation="post", outcome="sending",
+            started_at=utcnow()), cost_per_call=Decimal("0.01"))
+    with sessions() as session, session.begin():
+        _audit(session, tenant, crm, "success")  # another call, so the roll-up moves on
+    assert _rolled_until(services, sessions, tenant, 1)[0]["calls"] == 1
+
+    with sessions() as session, session.begin():
+        audit.finish(session, row.id, audit.Attempt(
+            tenant_id=tenant, integration_id=crm, operation="post", outcome="success",
+            started_at=row.started_at, reached_provider=True), cost_per_call=Decimal("0.01"))
+    rows = _rolled_until(services, sessions, tenant, 2)
+    usage.rollup(services)
+
+    assert _report(sessions, tenant) == rows == [
+        {"integration": "crm", "operation": "get", "calls": 1, "successes": 1, "failures": 0,
+         "cached": 0, "rate_limited": 0, "cost": "0.010000"},
+        {"integration": "crm", "operation": "post", "calls": 1, "successes": 1, "failures": 0,
+         "cached": 0, "rate_limited": 0, "cost": "0.010000"},
+    ]
