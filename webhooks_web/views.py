@@ -1,4 +1,5 @@
-"""The routes: receive a webhook, health, readiness, metrics. No logic lives here."""
+"""The routes: receive a webhook, the OAuth2 callback, health, readiness, metrics. No
+logic lives here."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from hub.calls.auth import connect
 from hub.ops import health
 from hub.platform import metrics
+from webhooks_web import oauthpage
 from webhooks_web.state import state
 
 bp = Blueprint("webhooks", __name__)
@@ -25,6 +28,16 @@ def receive(source: str, endpoint_token: str) -> tuple[dict[str, Any], int]:
     if receipt.ignored:
         answer["ignored"] = True
     return answer, 202
+
+
+@bp.get("/oauth/callback")
+def oauth_callback() -> Response:
+    """The provider's redirect after a person granted or refused access (DESIGN §5):
+    exchange the code, store the tokens; a page (or JSON when asked) says what happened."""
+    outcome = connect.complete(state().services, request.args)
+    wants_json = request.accept_mimetypes.best_match(
+        ["text/html", "application/json"]) == "application/json"
+    return oauthpage.render(outcome, as_json=wants_json)
 
 
 @bp.get("/health")

@@ -372,4 +372,5 @@ def describe(row: Integration) -> dict[str, Any]:
         "fallback_integration_id": (str(row.fallback_integration_id)
                                     if row.fallback_integration_id else None),
         "created_at": row.created_at.isoformat() if row.created_at else None,
+        "connected_at": row.connected_at.isoformat() if row.connected_at else None,
     }

@@ -11,6 +11,7 @@ from hub.cli import integration_test as _integration_test  # noqa: F401
 from hub.cli import integrations as _integrations  # noqa: F401
 from hub.cli import keys as _keys  # noqa: F401
 from hub.cli import logs as _logs  # noqa: F401
+from hub.cli import oauth as _oauth  # noqa: F401
 from hub.cli import subscriptions as _subscriptions  # noqa: F401
 from hub.cli import usage as _usage  # noqa: F401
 from hub.cli import webhooks as _webhooks  # noqa: F401

@@ -1,5 +1,5 @@
-"""Retention: old audit rows, expired cache rows and sent schedule rows, deleted in
-short batches so no table is locked for long (DESIGN §8).
+"""Retention: old audit rows, expired cache rows, sent schedule rows and expired OAuth
+connect states, deleted in short batches so no table is locked for long (DESIGN §8).
 
 Audit rows are deleted only once the usage roll-up has counted them (it runs
 first; a row it has not reached yet stays, whatever its age), so usage and cost
@@ -15,6 +15,7 @@ from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.calls import cache
+from hub.calls.auth import connect
 from hub.ops import usage
 from hub.platform.models import IntegrationLog, ScheduledTask
 from hub.platform.scheduler import utcnow
@@ -57,6 +58,7 @@ def run(services: Services, *, now: datetime | None = None,
             services.sessions, IntegrationLog, IntegrationLog.started_at < log_cutoff,
             usage.rolled_below_clause(), batch=batch),
         "cache_entries": cache.expire_before(services, cache_cutoff),
+        "oauth_states": connect.expire_states(services),
         "scheduled_tasks": delete_in_batches(
             services.sessions, ScheduledTask, ScheduledTask.status != "pending",
             ScheduledTask.created_at < now - SCHEDULED_KEEP, batch=batch),

@@ -241,6 +241,10 @@ class Settings:
     event_publish_timeout: float = _env(
         "HUB_EVENT_PUBLISH_TIMEOUT", _float, 1.0,
         "Seconds one event publish may wait for Redis before the event is dropped.")
+    oauth_state_ttl: int = _env(
+        "HUB_OAUTH_STATE_TTL", _int, 600,
+        "Seconds an authorization link printed by `hub oauth connect` stays valid "
+        "(its state is single use).")
     log_retention_days: int = _env(
         "HUB_LOG_RETENTION_DAYS", _int, 90, "Days integration_logs rows are kept.")
     log_level: str = _env("HUB_LOG_LEVEL", str, "INFO", "Log level of every process.")

@@ -147,10 +147,34 @@ class Integration(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the authorization-code flow last stored tokens (``hub oauth connect``).
+    connected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def __repr__(self) -> str:
         # credentials deliberately left out: even encrypted, they do not belong in logs.
         return f"<Integration {self.tenant_id}/{self.name} adapter={self.adapter}>"
+
+
+class OAuthState(Base):
+    """One pending authorization-code connect (``hub oauth connect``): single use,
+    expiring, bound to its tenant and integration. Only a digest of the ``state``
+    is stored; the PKCE verifier is encrypted."""
+
+    __tablename__ = "oauth_states"
+    __table_args__ = (
+        UniqueConstraint("state_hash"),
+        Index(None, "expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    state_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    tenant_id: Mapped[str] = mapped_column(TENANT, nullable=False)
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), nullable=False)
+    code_verifier: Mapped[str] = mapped_column(Text, nullable=False)
+    redirect_uri: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class IntegrationLog(Base):

@@ -29,6 +29,7 @@ from hub.calls.auth.google_service_account import (
     parse_key_file,
 )
 from hub.calls.auth.hmac import HmacAuth
+from hub.calls.auth.oauth2_authorization_code import AuthorizationCodeAuth
 from hub.calls.auth.oauth2_client_credentials import ClientCredentialsAuth
 from hub.calls.auth.oauth2_refresh import RefreshTokenAuth
 from hub.platform.errors import AuthError
@@ -53,6 +54,7 @@ STRATEGIES: dict[str, Callable[[AuthContext], AuthStrategy]] = {
     "basic": BasicAuth,
     "oauth2_client_credentials": ClientCredentialsAuth,
     "oauth2_refresh": RefreshTokenAuth,
+    "oauth2_authorization_code": AuthorizationCodeAuth,
     "hmac": HmacAuth,
     "google_service_account": GoogleServiceAccountAuth,
 }

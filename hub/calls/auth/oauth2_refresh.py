@@ -49,17 +49,19 @@ class RefreshTokenAuth:
         return oauth2.to_token(self.ctx, payload)
 
     def _fresh_credentials(self) -> dict[str, Any]:
-        # Another worker may have rotated the refresh token since this call started.
-        if self.ctx.sessions is None:
-            values = self.ctx.credentials.reveal()
-        else:
-            with self.ctx.sessions() as session:
-                row = integrations.get_by_id(session, self.ctx.tenant,
-                                             uuid.UUID(self.ctx.integration_id))
-                values = integrations.credentials_of(self.ctx.vault, row).reveal()
+        values = self._read_credentials()
         if not values.get("refresh_token"):
             raise AuthError(f"{self.ctx.owner} has no refresh_token in its credentials")
-        return dict(values)
+        return values
+
+    def _read_credentials(self) -> dict[str, Any]:
+        # Another worker may have rotated the refresh token since this call started.
+        if self.ctx.sessions is None:
+            return dict(self.ctx.credentials.reveal())
+        with self.ctx.sessions() as session:
+            row = integrations.get_by_id(session, self.ctx.tenant,
+                                         uuid.UUID(self.ctx.integration_id))
+            return dict(integrations.credentials_of(self.ctx.vault, row).reveal())
 
     def _store(self, credentials: dict[str, Any]) -> None:
         if self.ctx.sessions is None:
