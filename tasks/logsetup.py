@@ -1,8 +1,11 @@
-"""Worker logging: JSON lines carrying the running task's id, tenant and correlation id."""
+"""Worker and beat logging: JSON lines carrying the running task's id, tenant and
+correlation id; beat's routine maintenance runs at DEBUG; one record per uncaught
+exception (hub.platform.logs)."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from celery.signals import (
@@ -24,6 +27,9 @@ def _structured(logger: logging.Logger, **_: Any) -> None:
         if fmt == "json":
             handler.setFormatter(logs.json_formatter())
         handler.addFilter(logs.ContextFilter())
+        handler.addFilter(logs.RoutineTaskFilter())
+        handler.addFilter(logs.OncePerException())
+    sys.excepthook = logs.excepthook
 
 
 @task_prerun.connect

@@ -10,8 +10,10 @@ so :func:`prepare` runs from ``tasks/__init__.py`` ahead of the app.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from typing import Any
@@ -33,13 +35,20 @@ def prepare(argv: list[str] | None = None) -> None:
     if "worker" not in argv or os.environ.get(PORT_VARIABLE, "0").strip() in ("", "0"):
         return
     if not os.environ.get(DIRECTORY_VARIABLE):
-        os.environ[DIRECTORY_VARIABLE] = tempfile.mkdtemp(prefix="hub-worker-metrics-")
+        os.environ[DIRECTORY_VARIABLE] = own = tempfile.mkdtemp(prefix="hub-worker-metrics-")
+        # Made here, removed here: nothing left in the temporary folder at every start.
+        atexit.register(_remove_if_main, own, os.getpid())
     # prometheus_client picks its value storage when first imported, and the celery
     # command has usually imported it already (Flower's command plugin does): pick
     # again, so the hub's metrics, created after this, go to the sample files.
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()
+
+
+def _remove_if_main(directory: str, main_pid: int) -> None:
+    if os.getpid() == main_pid:  # pool children (forked) share the atexit list
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def connect_signals() -> None:

@@ -3,6 +3,7 @@ stops cleanly on Ctrl-C leaving no process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -40,18 +41,28 @@ def dev_env(settings, tmp_path):
     env.update(HUB_DATABASE_URL=with_database(settings.database_url, database),
                HUB_QUEUE_PREFIX=f"devtest{run}.", HUB_REDIS_PREFIX=f"devtest{run}:",
                HUB_LOG_FORMAT="text")
-    yield env, tmp_path / "state"
+    yield env, tmp_path
     drop_database(settings.database_url, database)
 
 
+def _hub(*args: str, cwd, env=None) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """``hub ARGS`` in a second terminal of the checkout ``cwd``: no HUB_* settings of
+    its own unless ``env`` gives some."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    return subprocess.run([sys.executable, "-c", "from celerydispatch import cli; cli()",
+                           *args], cwd=cwd, env={**clean, **(env or {})}, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
 def test_hub_dev_serves_runs_ping_and_stops_on_ctrl_c(dev_env):
-    env, state_dir = dev_env
+    env, checkout = dev_env
+    state_dir = checkout / ".hub" / "dev"
     port, flower_port, metrics_port = free_port(), free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from tasks.cli import main; main()", "dev",
-         "--state-dir", str(state_dir), "--port", str(port), "--flower-port", str(flower_port),
+        [sys.executable, "-c", "from celerydispatch import cli; cli()", "dev",
+         "--port", str(port), "--flower-port", str(flower_port),
          "--worker-metrics-port", str(metrics_port), "--concurrency", "1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     try:
         deadline = time.monotonic() + 90
@@ -73,6 +84,27 @@ def test_hub_dev_serves_runs_ping_and_stops_on_ctrl_c(dev_env):
 
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 4
+
+        # Item 3: a second hub dev of the checkout refuses in one line, naming the first.
+        (checkout / "sub").mkdir()  # a subdirectory of the checkout finds it too
+        second = _hub("dev", "--port", str(free_port()), cwd=checkout / "sub",
+                      env={"HUB_DATABASE_URL": env["HUB_DATABASE_URL"]})
+        assert second.returncode == 1 and second.stdout == ""
+        assert second.stderr.strip().splitlines() == [
+            (f"hub: error: hub dev is already running in {state_dir} "
+             f"(pid {proc.pid}, web http://127.0.0.1:{port}): stop it first")]
+
+        # Items 1-2: another terminal finds it, and webhook URLs carry dev's port.
+        exported = _hub("dev", "env", cwd=checkout / "sub")
+        assert exported.returncode == 0
+        assert f"export HUB_DATABASE_URL={env['HUB_DATABASE_URL']}" in exported.stdout
+        assert "export HUB_ENCRYPTION_KEYS=" in exported.stdout
+        added = _hub("--json", "webhooks", "add", "--tenant", "acme", "--source", "stripe",
+                     "--scheme", "stripe", cwd=checkout / "sub")
+        assert added.returncode == 0, added.stderr
+        assert json.loads(added.stdout)["url"].startswith(
+            f"http://127.0.0.1:{port}/api/v1/webhooks/stripe/")
+        assert list((state_dir / "metrics" / "web").iterdir())  # not in the system temp
     except BaseException:
         for child in psutil.Process(proc.pid).children(recursive=True) + [proc]:
             child.kill()
@@ -85,5 +117,10 @@ def test_hub_dev_serves_runs_ping_and_stops_on_ctrl_c(dev_env):
     assert proc.returncode in (0, 130), output[-3000:]
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert [p.pid for p in alive] == [], output[-3000:]
-    for line in ("webhooks", "health", "flower", "worker metrics"):
+    for line in ("webhooks", "health", "flower", "worker metrics", "broker", "backend"):
         assert f"hub dev: {line}" in output
+    # Item 4: beat's 5-second maintenance runs are not INFO lines.
+    assert "Sending due task" not in output
+    assert not [line for line in output.splitlines()
+                if "hub.maintenance." in line and ("received" in line or "succeeded" in line)]
+    assert not (state_dir / "running.json").exists()

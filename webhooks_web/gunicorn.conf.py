@@ -71,15 +71,23 @@ errorlog = "-"
 loglevel = os.environ.get("HUB_LOG_LEVEL", "info").lower()
 
 # Prometheus metrics from every worker: each process writes samples to files in this
-# directory and /metrics aggregates them. It must be empty when the server starts.
+# directory and /metrics aggregates them. It must be empty when the server starts. A
+# directory made here is removed when the server exits (no hub-metrics-* left behind).
+_OWN_METRICS_DIR: str | None = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hub-metrics-")
+    _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="hub-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
 
 
 def on_starting(server: Any) -> None:
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
+
+
+def on_exit(server: Any) -> None:
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

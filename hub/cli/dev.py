@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
 import click
 
 from hub.cli.main import CliContext, cli, emit, format_table, json_option, pass_ctx
-from hub.dev import server
+from hub.dev import running, server
 from hub.ops import healthchecks
 from hub.platform import migrate
 from hub.platform.config import load_settings
+from hub.platform.errors import NotFound
 
 
-@cli.command()
-@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".hub/dev"),
-              show_default=True, help="Where embedded servers and dev secrets live.")
+@cli.group(invoke_without_command=True)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              show_default=".hub/dev of this checkout",
+              help="Where embedded servers and dev secrets live.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "8000")),
               show_default="$PORT or 8000", help="Webhook app port.")
@@ -26,33 +30,72 @@ from hub.platform.config import load_settings
               help="Where the worker serves its Prometheus metrics.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
               help="Tasks the worker runs at once (default: HUB_WORKER_CONCURRENCY, 64 threads).")
-def dev(state_dir: Path, host: str, port: int, flower_port: int, worker_metrics_port: int,
-        concurrency: int | None) -> None:
+@json_option
+@click.pass_context
+def dev(click_ctx: click.Context, state_dir: Path | None, host: str, port: int,
+        flower_port: int, worker_metrics_port: int, concurrency: int | None) -> None:
     """Run the whole hub locally until Ctrl-C: web, worker, beat and Flower.
 
     Uses the PostgreSQL and Redis of HUB_DATABASE_URL / HUB_REDIS_URL (default:
     local servers) and starts embedded ones when they do not answer; applies
-    migrations first.
+    migrations first. One per checkout: a second one refuses to start. A hub
+    command in another terminal of the checkout uses its servers (or: eval
+    "$(hub dev env)"). With --json, one JSON document (URLs, settings) on stdout
+    and the processes' output on stderr.
     """
-    from honcho.manager import Manager
+    state = (state_dir or running.find_state_dir()).resolve()
+    click_ctx.obj.dev_state_dir = state
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx: CliContext = click_ctx.obj
+    with running.hold(state):
+        _run(ctx, state, server.prepare(state, host=host, web_port=port,
+                                        flower_port=flower_port, concurrency=concurrency,
+                                        worker_metrics_port=worker_metrics_port))
 
-    plan = server.prepare(state_dir.resolve(), host=host, web_port=port,
-                          flower_port=flower_port, concurrency=concurrency,
-                          worker_metrics_port=worker_metrics_port)
+
+def _run(ctx: CliContext, state: Path, plan: server.DevPlan) -> None:
+    from honcho.manager import Manager
+    from honcho.printer import Printer
+
     try:
         migrate.upgrade(load_settings(plan.env))
-        for note in plan.notes:
-            click.echo(f"hub dev: {note}")
-        for name, url in plan.urls.items():
-            click.echo(f"hub dev: {name:14} {url}")
-        manager = Manager()
+        running.write(state, env=plan.env, urls=plan.urls)
+        if ctx.json:
+            click.echo(json.dumps({"urls": plan.urls, "notes": plan.notes,
+                                   "env": running.read(state)["env"]},  # type: ignore[index]
+                                  sort_keys=True))
+        else:
+            for note in plan.notes:
+                click.echo(f"hub dev: {note}")
+            for name, url in plan.urls.items():
+                click.echo(f"hub dev: {name:14} {url}")
+            click.echo('hub dev: another terminal of this checkout reaches it with `hub ...` '
+                       'as it is, other programs with eval "$(hub dev env)"')
+        # With --json, stdout carries the one document; the processes talk on stderr.
+        manager = Manager(Printer(sys.stderr if ctx.json else sys.stdout))
         for name, command in plan.processes.items():
-            manager.add_process(name, command, env=plan.env, cwd=str(_project_root()))
+            manager.add_process(name, command, env={**plan.env, **plan.process_env.get(name, {})},
+                                cwd=str(_project_root()))
         manager.loop()
     finally:
         if plan.local is not None:
             plan.local.stop()
     sys.exit(manager.returncode or 0)
+
+
+@dev.command("env")
+@json_option
+@pass_ctx
+def dev_env(ctx: CliContext) -> None:
+    """The settings that reach the running hub dev of this checkout, as shell exports:
+    eval "$(hub dev env)". Exit 1 when none runs."""
+    state = ctx.dev_state_dir or running.find_state_dir()
+    found = running.read(state)
+    if found is None:
+        raise NotFound(f"no hub dev is running in {state}")
+    emit(ctx, found["env"], text="\n".join(f"export {k}={shlex.quote(v)}"
+                                           for k, v in sorted(found["env"].items())))
 
 
 def _project_root() -> Path:

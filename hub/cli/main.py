@@ -17,9 +17,11 @@ The conventions every command follows (README "Command line" documents them):
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -27,6 +29,7 @@ import psycopg
 import redis
 from sqlalchemy import exc as sa_exc
 
+from hub.dev import running
 from hub.platform.config import Settings, load_settings
 from hub.platform.dispatch import Dispatcher
 from hub.platform.errors import ConfigError, HubError, ServiceUnavailable
@@ -42,12 +45,17 @@ DispatcherFactory = Callable[[], Dispatcher]
 class CliContext:
     dispatcher_factory: DispatcherFactory | None = None
     json: bool = False
+    #: The state directory of `hub dev` (set by that group for its subcommands).
+    dev_state_dir: Path | None = None
     _settings: Settings | None = None
     _services: Services | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            # In a checkout where `hub dev` runs, talk to its servers (README "hub dev").
+            # Into os.environ: the dispatcher's celeryconfig reads the settings from there.
+            os.environ.update(running.client_environment(os.environ))
             self._settings = load_settings()
         return self._settings
 

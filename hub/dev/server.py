@@ -18,9 +18,11 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 
@@ -37,6 +39,8 @@ class DevPlan:
     env: dict[str, str]
     processes: dict[str, str]
     urls: dict[str, str]
+    #: Settings only one process gets (Flower's password: never in argv, where ps shows it).
+    process_env: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     local: LocalServices | None = None
 
@@ -97,28 +101,45 @@ def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
     if "HUB_BROKER_URL" not in os.environ:
         env["HUB_BROKER_URL"] = local.redis_url
     flower_auth = _flower_auth(state_dir)
+    metrics_dirs = _metrics_dirs(state_dir)
     celery = f"{shlex.quote(sys.executable)} -m celery -A tasks"
     processes = {
-        "web": (f"{shlex.quote(sys.executable)} -m gunicorn -c webhooks_web/gunicorn.conf.py "
+        "web": (f"PROMETHEUS_MULTIPROC_DIR={shlex.quote(str(metrics_dirs['web']))} "
+                f"{shlex.quote(sys.executable)} -m gunicorn -c webhooks_web/gunicorn.conf.py "
                 f"--bind {host}:{web_port} 'webhooks_web:create_app()'"),
         # The Procfile's worker: threads pool (HUB_WORKER_POOL), every queue.
-        "worker": (f"HUB_WORKER_METRICS_PORT={worker_metrics_port} "
+        "worker": (f"PROMETHEUS_MULTIPROC_DIR={shlex.quote(str(metrics_dirs['worker']))} "
+                   f"HUB_WORKER_METRICS_PORT={worker_metrics_port} "
                    f"{celery} worker --loglevel INFO"
                    + (f" --concurrency {concurrency}" if concurrency else "")),
         "beat": f"{celery} beat --loglevel INFO",
-        "flower": (f"{celery} flower --address={host} --port={flower_port} "
-                   f"--basic-auth={shlex.quote(flower_auth)}"),
+        # Flower reads FLOWER_BASIC_AUTH from its environment (process_env below).
+        "flower": f"{celery} flower --address={host} --port={flower_port}",
     }
     urls = {
+        "web": f"http://{host}:{web_port}",
         "webhooks": f"http://{host}:{web_port}/api/v1/webhooks/<source>/<token>",
         "health": f"http://{host}:{web_port}/health",
         "metrics": f"http://{host}:{web_port}/metrics",
         "worker metrics": f"http://{host}:{worker_metrics_port}/metrics",
         "flower": f"http://{host}:{flower_port}/ (user:password {flower_auth})",
-        "database": _hide_password(local.database_url),
-        "redis": local.redis_url,
+        # What a client passes to Celery(broker=..., backend=...) (README's example).
+        "broker": _hide_password(env["HUB_BROKER_URL"]),
+        "backend": "db+" + _hide_password(local.database_url),
     }
-    return DevPlan(env=env, processes=processes, urls=urls, notes=notes, local=local)
+    return DevPlan(env=env, processes=processes, urls=urls, notes=notes, local=local,
+                   process_env={"flower": {"FLOWER_BASIC_AUTH": flower_auth}})
+
+
+def _metrics_dirs(state_dir: Path) -> dict[str, Path]:
+    """Empty Prometheus sample directories of the web and the worker, in the state
+    directory: nothing is left in the system's temporary folder, and what a killed
+    run leaves is cleared by the next one."""
+    dirs = {name: state_dir / "metrics" / name for name in ("web", "worker")}
+    for directory in dirs.values():
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+    return dirs
 
 
 def _redis_notes(url: str) -> list[str]:
@@ -136,4 +157,7 @@ def _redis_notes(url: str) -> list[str]:
 def _hide_password(url: str) -> str:
     from sqlalchemy.engine import make_url
 
+    if not url.startswith("postgresql"):
+        return url.replace(f":{urlsplit(url).password}@", ":***@") if urlsplit(url).password \
+            else url
     return make_url(url).render_as_string(hide_password=True)

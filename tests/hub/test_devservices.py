@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import psycopg
 import pytest
 import redis
@@ -38,3 +41,23 @@ def test_embedded_postgres_and_redis_start_when_nothing_answers(tmp_path):
     assert not postgres_reachable(local.database_url)
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(local.redis_url, socket_connect_timeout=1).ping()
+
+
+def test_embedded_servers_keep_their_tcp_ports_across_restarts(tmp_path):
+    """Issue 13 item 2: URLs a client can paste, the same at every start."""
+    closed = free_port()
+    urls = []
+    for _ in range(2):
+        local = ensure_local_services(f"postgresql+psycopg://postgres@127.0.0.1:{closed}/hub",
+                                      f"redis://127.0.0.1:{closed}/0", tmp_path, database="hub")
+        try:
+            urls.append((local.database_url, local.redis_url))
+            assert postgres_reachable(local.database_url)
+        finally:
+            local.stop()
+    first, second = urls
+    assert first == second
+    assert re.fullmatch(r"postgresql\+psycopg://postgres@127\.0\.0\.1:\d+/hub", first[0])
+    assert re.fullmatch(r"redis://127\.0\.0\.1:\d+/0", first[1])
+    ports = json.loads((tmp_path / "ports.json").read_text())
+    assert first[0].split(":")[2].split("/")[0] == str(ports["postgres"])
