@@ -10,11 +10,13 @@ module starts, :meth:`LocalServices.stop` stops.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import socket
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,12 +91,17 @@ class _EmbeddedPostgres:
 
     def __init__(self, pgdata: Path, port: int) -> None:
         self.pgdata, self.port = pgdata, port
-        self.user = _postgres_os_user(pgdata)
+        self.user: str | None = None
 
     def start(self) -> None:
-        if not (self.pgdata / "PG_VERSION").exists():
-            _pg("initdb")(["--auth=trust", "--auth-local=trust", "--encoding=utf8",
-                             "-U", "postgres"], pgdata=self.pgdata, user=self.user)
+        # One process at a time prepares the OS user, permissions and data directory
+        # (pgserver serialises the same steps with a lock of its own).
+        with open(Path(tempfile.gettempdir()) / "hub-embedded-postgres.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.user = _postgres_os_user(self.pgdata)
+            if not (self.pgdata / "PG_VERSION").exists():
+                _pg("initdb")(["--auth=trust", "--auth-local=trust", "--encoding=utf8",
+                               "-U", "postgres"], pgdata=self.pgdata, user=self.user)
         # No Unix socket (-k ''): a path under a deep checkout can exceed its 107 bytes.
         _pg("pg_ctl")(["-w", "-o", f"-h 127.0.0.1 -p {self.port} -k ''",
                          "-l", str(self.pgdata / "log"), "start"],
@@ -157,6 +164,9 @@ def stable_port(state_dir: Path, name: str) -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As PostgreSQL and Redis bind: connections of the last run in TIME_WAIT on
+        # that port do not make it taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
