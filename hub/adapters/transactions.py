@@ -23,8 +23,11 @@ request; the credentials are ``client_id``, ``client_secret`` and ``hmac_secret`
 
 A commit must never run twice: it is refused without an idempotency key, which the
 hub sends as ``Idempotency-Key`` and under which it stores the result (a repeat
-returns the stored result without calling the provider). A draft or commit whose
-retries are exhausted publishes ``integration.supervisor.alert``.
+returns the stored result without calling the provider); the provider de-duplicates
+on that header, so a commit whose answer was lost is sent again with the same key
+(``provider_dedup``). A draft created with a key whose answer was lost is not sent
+again (OUTCOME_UNKNOWN). A draft or commit that is dead-lettered (retries exhausted,
+or its outcome unknown) publishes ``integration.supervisor.alert``.
 """
 
 from __future__ import annotations
@@ -96,7 +99,9 @@ class TransactionsAdapter(Adapter):
             # The seed signs {"draft_id"} as the body; the path names the draft too.
             body=("draft_id",),
             response_map="{transaction_id: id, status: status, amount: amount}",
-            requires_idempotency_key=True, alert_on_dead_letter=True,
+            # Seed 003 sends the key as Idempotency-Key for the provider to dedupe on:
+            # a commit whose answer was lost is re-sent with it, never committed twice.
+            requires_idempotency_key=True, provider_dedup=True, alert_on_dead_letter=True,
             description="Commit a draft; needs an idempotency key, never runs twice."),
         Operation(
             "cancel_draft", method="POST", path="/transactions/drafts/{draft_id}/cancel",

@@ -304,7 +304,8 @@ def _answer_lost(services: Services, run: Attempt, sent: idempotency.Sent, *,
     item 2): never re-sent blindly. In one transaction the key becomes ``unknown``,
     the request's audit row ``outcome_unknown``, and the call an OUTCOME_UNKNOWN dead
     letter saying what was sent and when, for an operator to reconcile (then replay
-    or purge it). Repeats of the key fail with OUTCOME_UNKNOWN meanwhile."""
+    or purge it), with ``integration.supervisor.alert`` for an operation that asks for
+    it. Repeats of the key fail with OUTCOME_UNKNOWN meanwhile."""
     assert run.key is not None
     error = _unknown_error(services, run, sent, cause=cause)
     with services.sessions() as session, session.begin():
@@ -317,7 +318,8 @@ def _answer_lost(services: Services, run: Attempt, sent: idempotency.Sent, *,
             tenant_id=run.request.tenant, integration=run.request.integration,
             error_code=error.code, error=error.message, attempts=run.number,
             task_id=sent.task_id or run.task_id)
-        deadletters.announce_after_commit(session, services.events, letter)
+        deadletters.announce_after_commit(session, services.events, letter,
+                                          alert=run.target.op.alert_on_dead_letter)
     _publish(services, run, "request.failed", code=error.code, error=error.message,
              retryable=False, exhausted=True)
     _metric("outcome_unknown", run)

@@ -178,6 +178,22 @@ def test_a_commit_whose_answer_was_lost_is_not_committed_twice(payments, bank):
     assert envelope["data"]["transaction_id"] in bank.transactions
 
 
+def test_a_keyed_draft_whose_answer_was_lost_is_outcome_unknown_and_alerts(payments, bank,
+                                                                         events):
+    """The provider does not de-duplicate drafts: a lost answer is not re-sent, it is
+    an OUTCOME_UNKNOWN dead letter and the supervisor hears of it."""
+    bank.fail_next("/transactions/drafts", Fault(0, delay=1.5))
+    error = payments.error("create_draft_transaction", {
+        "customer_id": "cust-8", "amount": 40.0, "description": "Gift card"},
+        idempotency_key="draft-cust-8-1", timeout=0.5)
+    assert error["code"] == "OUTCOME_UNKNOWN"
+    alert = events.wait("supervisor.alert")["data"]
+    assert (alert["operation"], alert["error_code"]) == ("create_draft_transaction",
+                                                         "OUTCOME_UNKNOWN")
+    wait_for(lambda: bank.drafts)  # the provider made it, answering too late
+    assert bank.hits("/transactions/drafts") == 1 and len(bank.drafts) == 1
+
+
 @BY_NAME
 def test_cancel_draft(payments, bank, by):
     draft_id = _draft(payments)
