@@ -15,7 +15,7 @@ from hub.dev import running, server
 from hub.ops import healthchecks
 from hub.platform import migrate
 from hub.platform.config import load_settings
-from hub.platform.errors import NotFound
+from hub.platform.errors import ConfigError, NotFound
 
 
 @cli.group(invoke_without_command=True)
@@ -55,8 +55,11 @@ def dev(click_ctx: click.Context, state_dir: Path | None, host: str, port: int,
 
 
 def _run(ctx: CliContext, state: Path, plan: server.DevPlan) -> None:
-    from honcho.manager import Manager
-    from honcho.printer import Printer
+    try:
+        from honcho.manager import Manager
+        from honcho.printer import Printer
+    except ImportError:
+        raise ConfigError("hub dev needs the local extra: pip install -e '.[local]'") from None
 
     try:
         migrate.upgrade(load_settings(plan.env))
