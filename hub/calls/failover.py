@@ -15,7 +15,7 @@ A call moves on when the integration it tried:
   (``rate_limited``);
 - has an open circuit (``circuit_open``);
 - is marked ``degraded`` or ``down`` by beat's health checks while a healthy fallback exists
-  (``degraded``): the call skips it without sending anything.
+  (reason: that status): the call skips it without sending anything.
 
 Any other failure (a 4xx, AUTH_ERROR, VALIDATION_ERROR) is the provider's answer
 to this call and ends it: another provider would be asked the same wrong thing.

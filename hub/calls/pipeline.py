@@ -366,7 +366,9 @@ def _through_provider(services: Services, run: Attempt) -> CallOutcome:
     if failover.unhealthy(run.target.row):
         # Beat's health check found it failing: skip it without sending, but only for a
         # healthy fallback (when all are degraded, the preferred one is still tried).
-        healthy = _next_attempt(services, run, "degraded", healthy_only=True)
+        # The reason is the status: "degraded" (an error answer) or "down" (none).
+        healthy = _next_attempt(services, run, run.target.row.health_status,
+                                healthy_only=True)
         if healthy is not None:
             return _run_claimed(services, healthy)
     waiting = check_quota(services, run)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hub.calls.pipeline import CallRequest, execute_call
 from hub.ops import healthchecks
@@ -119,6 +119,21 @@ def test_a_degraded_primary_is_skipped_until_it_recovers(worker, client_app, ser
     assert healthchecks.check_one(services, tenant, geo)["health_status"] == "healthy"
     again = call(client_app, tenant, geo, "geocode", {"address": NEVSKY.query})
     assert again["integration"] == "maps" and "failover" not in again
+
+
+def test_a_primary_found_down_is_skipped_for_a_healthy_fallback(services, sessions, tenant,
+                                                                google_maps, yandex, geo):
+    with sessions() as session, session.begin():  # beat's last probe got no answer
+        session.execute(update(Integration).where(Integration.tenant_id == tenant,
+                                                  Integration.name == geo)
+                        .values(health_status="down"))
+    probed = google_maps.hits(GEOCODE)
+    answer = execute_call(services, CallRequest(tenant, geo, "geocode",
+                                                {"address": ARBAT.query}))
+    assert answer.result["integration"] == "maps-yandex"
+    assert answer.result["failover"] == [{"integration": "maps", "reason": "down",
+                                          "error": None}]
+    assert google_maps.hits(GEOCODE) == probed
 
 
 def test_a_degraded_primary_is_still_tried_when_the_fallback_is_degraded_too(
