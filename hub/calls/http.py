@@ -23,6 +23,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -261,7 +262,8 @@ def send(session: requests.Session, request: requests.PreparedRequest | requests
     exceptions become hub errors:
 
     - SSRFRefused: the destination (or a redirect) resolves to a forbidden address
-    - TimeoutError_: connect or read timeout (retryable)
+    - TimeoutError_: connect or read timeout, or the whole response took longer than
+      ``settings.http_response_timeout`` (retryable)
     - RetryableError: connection refused/reset, DNS failure, broken response
     - UpstreamError: TLS certificate verification failed (not retryable)
     - ResponseTooLarge: body over the limit (not retryable)
@@ -279,10 +281,11 @@ def send(session: requests.Session, request: requests.PreparedRequest | requests
 def _send(session: requests.Session, prepared: requests.PreparedRequest, settings: Settings,
           timeout: float | None, allow_redirects: bool) -> requests.Response:
     where = redact_url(prepared.url, _SENDING_SECRETS.get())
+    deadline = time.monotonic() + settings.http_response_timeout
     try:
         response = session.send(prepared, stream=True, timeout=timeouts(settings, timeout),
                                 allow_redirects=allow_redirects)
-        _read_limited(response, settings.http_max_response_bytes, where)
+        _read_limited(response, settings.http_max_response_bytes, where, deadline)
     except requests.Timeout as exc:
         raise TimeoutError_(f"{prepared.method} {where} timed out",
                             details={"url": where}) from exc
@@ -318,7 +321,10 @@ def never_left(exc: BaseException) -> bool:
     return False
 
 
-def _read_limited(response: requests.Response, limit: int, where: str | None) -> None:
+def _read_limited(response: requests.Response, limit: int, where: str | None,
+                  deadline: float) -> None:
+    # The read timeout bounds each silence, not the whole body: a provider sending a
+    # byte every few seconds would keep the call (and its worker thread) forever.
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         response.close()
@@ -330,6 +336,9 @@ def _read_limited(response: requests.Response, limit: int, where: str | None) ->
             body += chunk
             if len(body) > limit:
                 raise ResponseTooLarge(f"response of {where} exceeds the {limit}-byte limit")
+            if time.monotonic() > deadline:
+                raise requests.Timeout(f"response of {where} still arriving after the "
+                                       "response timeout")
     finally:
         response.close()
     response._content = bytes(body)

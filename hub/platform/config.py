@@ -218,7 +218,13 @@ class Settings:
     http_connect_timeout: float = _env(
         "HUB_HTTP_CONNECT_TIMEOUT", _float, 5.0, "Outbound connect timeout, seconds.")
     http_read_timeout: float = _env(
-        "HUB_HTTP_READ_TIMEOUT", _float, 30.0, "Outbound read timeout, seconds.")
+        "HUB_HTTP_READ_TIMEOUT", _float, 30.0,
+        "Outbound read timeout, seconds: the longest silence between two reads.")
+    http_response_timeout: float = _env(
+        "HUB_HTTP_RESPONSE_TIMEOUT", _float, 90.0,
+        "Longest time one outbound response may take from the request to its last byte, "
+        "seconds: a provider trickling its body a byte at a time cannot hold a worker "
+        "thread past it (the threads pool enforces no task time limit).")
     http_max_response_bytes: int = _env(
         "HUB_HTTP_MAX_RESPONSE_BYTES", _int, 10 * 1024 * 1024,
         "Largest provider response body read, bytes.")

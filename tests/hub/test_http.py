@@ -142,6 +142,27 @@ def test_read_timeout_maps_to_timeout_error(settings):
             release.set()
 
 
+def test_a_body_trickled_past_the_response_timeout_is_a_timeout(settings):
+    # Each silence is shorter than the read timeout: only a deadline on the whole
+    # response ends it.
+    quick = dataclasses.replace(settings, http_read_timeout=5, http_response_timeout=0.5)
+    stop = threading.Event()
+
+    def trickle(request):
+        def body():
+            while not stop.wait(0.05):
+                yield b"x"
+        return Response(body(), content_type="text/plain")
+
+    with serve(trickle) as server:
+        try:
+            with pytest.raises(TimeoutError_) as info:
+                http.send(http.new_session(quick), requests.Request("GET", server.url), quick)
+            assert info.value.retryable
+        finally:
+            stop.set()
+
+
 def test_connection_refused_maps_to_retryable(settings):
     with serve(_ok) as server:
         url = server.url
