@@ -54,9 +54,10 @@ from hub.platform.redaction import MASK, is_sensitive_name, redact_text, redact_
 
 #: Sessions kept per process; the least recently used is dropped beyond this.
 MAX_SESSIONS = 256
-#: Connections kept alive per host in one session, at least (a threads worker keeps
-#: up to ``settings.worker_concurrency`` requests to one provider in flight, and a
-#: smaller pool would open and discard a connection for each one over it).
+#: Connections kept alive per host in one session, at least. A threads worker keeps up
+#: to twice ``settings.worker_concurrency`` requests to one host in flight (its task
+#: threads, and as many delivery senders posting a batch), and a smaller pool would
+#: open and discard a connection for each one over it.
 POOL_MAXSIZE = 10
 MAX_REDIRECTS = 5
 CHUNK_SIZE = 64 * 1024
@@ -207,7 +208,7 @@ def new_session(settings: Settings) -> requests.Session:
     adapter_cls = HTTPAdapter if settings.allow_private_networks else GuardedAdapter
     for prefix in ("http://", "https://"):
         session.mount(prefix, adapter_cls(
-            pool_connections=4, pool_maxsize=max(POOL_MAXSIZE, settings.worker_concurrency)))
+            pool_connections=4, pool_maxsize=max(POOL_MAXSIZE, 2 * settings.worker_concurrency)))
     return session
 
 

@@ -25,8 +25,8 @@ process: HTTP/1.1 keep-alive, one write per answer, TCP_NODELAY, api-key checked
 
 ``--soak N`` instead sends N ``hub.call`` to the instant provider through one
 worker and prints the worker's RSS every N/10 calls (memory growth per call).
-Uses its own database (hub_bench_calls) and Redis db 11; needs local PostgreSQL
-and Redis.
+Uses its own database (hub_bench_calls, or $HUB_BENCH_CALLS_DB) and Redis db 11 (or
+$HUB_BENCH_CALLS_REDIS_URL); needs local PostgreSQL and Redis.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from hub.platform.services import Services
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("HUB_BENCH_CALLS_REDIS_URL", "redis://127.0.0.1:6379/11")
-DB = "hub_bench_calls"
+DB = os.environ.get("HUB_BENCH_CALLS_DB", "hub_bench_calls")
 KEY = Fernet.generate_key().decode()
 API_KEY = "ak_bench_" + uuid.uuid4().hex
 BODY = {"n": 1, "note": "bench"}

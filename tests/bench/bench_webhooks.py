@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -101,14 +102,18 @@ def wrk(port: int, path: str, lines: Path, delay_ms: int) -> subprocess.Popen[st
 
 def watch(svc: Services, total: int, load: subprocess.Popen[str],
           timeout: float = 1200) -> list[tuple[float, int, int, int]]:
-    """Samples (time, stored, processed, delivered) until ``total`` are delivered."""
+    """Samples (time, stored, processed, delivered) until ``total`` are delivered; then
+    stops wrk (its threads are done, but its main thread sleeps out ``-d``)."""
     samples = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         samples.append((time.monotonic(), *counts(svc)))
-        if samples[-1][3] >= total and load.poll() is not None:
+        if samples[-1][3] >= total:
+            load.send_signal(signal.SIGINT)
+            load.wait(30)
             return samples
         time.sleep(0.5)
+    load.kill()
     raise SystemExit(f"only {samples[-1][3]} of {total} delivered in {timeout:.0f} s")
 
 
