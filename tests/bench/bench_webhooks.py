@@ -218,7 +218,6 @@ def main() -> None:
                 s = sustained(svc, port, path, workdir, args.rate, args.duration)
             finally:
                 stop_worker(worker)
-            ref = reference(svc, settings, url + "/hooks", args.burst)
             print(f"round {round_no} (load average {os.getloadavg()[0]:.1f})\n")
             print("| burst of N | ingest /s | end to end /s | drain after last accepted s "
                   "| max backlog | p50 ms | p95 ms | worker RSS MiB |")
@@ -231,6 +230,7 @@ def main() -> None:
             print(f"| {args.rate:,.0f} | {s['ingest']:,.0f} | {s['delivered']:,.0f} | "
                   f"{s['backlog_start']:,} / {s['backlog_end']:,} / {s['backlog_max']:,} | "
                   f"{s['drain']:.1f} |")
+            ref = reference(svc, settings, url + "/hooks", args.burst)
             print(f"\nreference, same worker command: {args.burst:,} plain tasks POSTing to the "
                   f"same subscriber: {ref:,.0f} POSTs/s\n", flush=True)
     finally:

@@ -29,4 +29,5 @@ def plain_post(url: str, body: dict[str, Any], api_key: str) -> dict[str, Any]:
     """POST ``body`` to ``url`` and return the JSON answer (raises on a non-2xx)."""
     response = _session.post(url, json=body, headers={"X-Api-Key": api_key}, timeout=30)
     response.raise_for_status()
-    return {"ok": True, "status_code": response.status_code, "data": response.json()}
+    data = response.json() if response.content else None  # a subscriber's 204 has no body
+    return {"ok": True, "status_code": response.status_code, "data": data}
