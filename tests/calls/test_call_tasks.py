@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from hub.ops import dlq
 from hub.platform import scheduler
 from hub.platform.models import DeadLetter, IntegrationLog, ScheduledTask
 from tests.calls.fake_provider import Reply
+from tests.calls.polling import wait_for
 
 TIMEOUT = 30
 
@@ -28,13 +28,7 @@ def _call(client_app, tenant, integration, operation, params=None, **options):  
 
 
 def _wait(predicate, what, timeout=TIMEOUT):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(predicate, what, timeout)
 
 
 def test_call_returns_the_success_envelope(worker, client_app, tenant, provider,

@@ -3,8 +3,6 @@ real worker: never a silent CIRCUIT_OPEN failure, and a replay linked to its out
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import select
 
@@ -12,6 +10,7 @@ from hub.calls.breaker import breaker_for
 from hub.ops import dlq
 from hub.platform.models import DeadLetter, IntegrationLog
 from tests.calls.fake_provider import Reply
+from tests.calls.polling import wait_for
 
 TIMEOUT = 60
 #: Long enough that the retry (or replay) surely meets the circuit still open on a
@@ -42,16 +41,6 @@ def _letters(sessions, tenant: str) -> list[DeadLetter]:
     with sessions() as s:
         return list(s.scalars(select(DeadLetter).where(DeadLetter.tenant_id == tenant)
                               .order_by(DeadLetter.created_at)))
-
-
-def _wait_for(predicate, what: str, timeout: float = TIMEOUT):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _dead_lettered(result) -> None:  # type: ignore[no-untyped-def]
@@ -94,7 +83,7 @@ def test_a_retry_whose_attempts_run_out_on_an_open_circuit_is_dead_lettered(
     error = caught.value.args[0]["error"]
     assert error["code"] == "DEAD_LETTERED"
     assert error["details"]["last_error"]["code"] == "CIRCUIT_OPEN"
-    letter = _wait_for(lambda: _letters(sessions, tenant), "the dead letter")[0]
+    letter = wait_for(lambda: _letters(sessions, tenant), "the dead letter")[0]
     assert (letter.task_id, letter.error_code, letter.attempts) == \
         (result.id, "CIRCUIT_OPEN", 2)
     assert _outcomes(sessions, result.id) == ["failed", "dead_lettered"]
@@ -122,7 +111,7 @@ def test_a_replay_meeting_an_open_circuit_waits_and_is_linked_to_its_success(
     row = make_integration("flaky", config=_config(threshold=2, attempts=2))
     provider.script("/v1/orders", Reply(500), Reply(500))
     _dead_lettered(_call(client_app, tenant, "flaky", "/v1/orders"))
-    [letter] = _wait_for(lambda: _letters(sessions, tenant), "the dead letter")
+    [letter] = wait_for(lambda: _letters(sessions, tenant), "the dead letter")
     assert breaker_for(services, row).state == "open"
 
     replay_id = _replay(celery_app, sessions, settings, tenant)
@@ -144,14 +133,14 @@ def test_a_replay_that_fails_again_is_a_new_dead_letter_linked_to_the_first(
     make_integration("flaky", config=_config(threshold=2, attempts=2))
     provider.script("/v1/orders", *[Reply(500)] * 3)
     _dead_lettered(_call(client_app, tenant, "flaky", "/v1/orders"))
-    [first] = _wait_for(lambda: _letters(sessions, tenant), "the dead letter")
+    [first] = wait_for(lambda: _letters(sessions, tenant), "the dead letter")
 
     replay_id = _replay(celery_app, sessions, settings, tenant)
     with pytest.raises(Exception) as caught:
         client_app.AsyncResult(replay_id).get(timeout=TIMEOUT)
 
     assert caught.value.args[0]["error"]["code"] == "DEAD_LETTERED"
-    letters = _wait_for(lambda: [x for x in _letters(sessions, tenant) if x.id != first.id],
+    letters = wait_for(lambda: [x for x in _letters(sessions, tenant) if x.id != first.id],
                         "the replay's dead letter")
     [again] = letters
     assert (again.task_id, again.replay_of, again.error_code) == \
