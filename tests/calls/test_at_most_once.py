@@ -141,3 +141,41 @@ def test_a_connection_refused_is_retried_even_for_a_keyed_write(services, sessio
                            task_id=_task("task-1", tenant))
     assert refused.status == "retry"  # it never left: sending it again is safe
     assert [r.outcome for r in _rows(sessions, tenant)] == ["failed"]
+
+
+def test_a_stale_claim_whose_write_was_sent_is_not_taken_over(services, sessions, tenant,
+                                                              provider, make_integration):
+    # Another task claimed the key, committed its `sending` row and was never heard of
+    # again (its worker died; its message is gone): after the stale time, a new call
+    # with the key must not send the write a second time.
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from sqlalchemy import update
+
+    from hub.calls import audit, idempotency
+    from hub.platform.scheduler import utcnow
+
+    row = make_integration("payments")
+    key = idempotency.Key(tenant, row.id, "order-42")
+    gone = _task("gone", tenant)
+    assert idempotency.claim(sessions, key, operation="post", task_id=gone,
+                             stale_after=3600).state == "owned"
+    with sessions() as s, s.begin():
+        sending = audit.write(s, audit.Attempt(
+            tenant_id=tenant, integration_id=row.id, operation="post", outcome="sending",
+            started_at=utcnow(), method="POST", url=provider.url + "/v1/charges",
+            task_id=gone, idempotency_key="order-42"), cost_per_call=Decimal(0))
+        assert idempotency.mark_sent(s, key, gone, sending.id)
+        s.execute(update(CallResult).where(*key.where())
+                  .values(created_at=utcnow() - timedelta(days=1)))
+
+    outcome = execute_call(services, _charge(tenant=tenant), task_id=_task("new", tenant))
+
+    assert outcome.status == "failed" and outcome.error.code == "OUTCOME_UNKNOWN"
+    assert outcome.error.details["task_id"] == gone
+    assert provider.hits("/v1/charges") == 0
+    assert [r.outcome for r in _rows(sessions, tenant)] == ["outcome_unknown"]
+    with sessions() as s:
+        [letter] = s.scalars(select(DeadLetter).where(DeadLetter.tenant_id == tenant)).all()
+    assert (letter.task_id, letter.error_code) == (gone, "OUTCOME_UNKNOWN")
