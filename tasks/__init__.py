@@ -2,7 +2,7 @@
 
 from tasks import workermetrics
 
-# Before anything imports prometheus_client (the app's task modules do).
+# Before the hub makes its first metric family (the worker's start-up does).
 workermetrics.prepare()
 
 from tasks.app import app

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
-from hub.ops import healthchecks, retention, usage
+from celery.signals import task_success
+
+from hub.ops import healthchecks, maintenance, retention, usage
 from hub.platform import scheduler
 from tasks.app import app, services
+
+
+@task_success.connect
+def stamp_maintenance(sender: Any = None, **_: Any) -> None:
+    """Beat's pulse: stamp each maintenance task's success (hub.ops.maintenance)."""
+    name = str(getattr(sender, "name", ""))
+    if name.startswith(maintenance.TASK_PREFIX):
+        maintenance.record_success(services(), name)
 
 
 @app.task(name="hub.ping")

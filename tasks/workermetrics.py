@@ -1,11 +1,12 @@
 """Prometheus metrics of a Celery worker, served by its main process.
 
-The hub's call, cache, breaker, delivery and processing metrics are recorded in
-the prefork pool's child processes. With ``HUB_WORKER_METRICS_PORT`` set, every
-process of the worker writes its samples to files in a directory of its own
-(prometheus_client's multiprocess mode) and the main process serves their sum on
-that port. The directory must be chosen before the hub's metric objects exist,
-so :func:`prepare` runs from ``tasks/__init__.py`` ahead of the app.
+The worker owns the hub's call, cache, breaker, delivery, processing and event
+metrics (:data:`METRICS`; the web app owns the ingest ones), recorded in the pool's
+threads or, under prefork, its child processes. With ``HUB_WORKER_METRICS_PORT``
+set, every process of the worker writes its samples to files in a directory of its
+own (prometheus_client's multiprocess mode) and the main process serves their sum
+on that port. The directory must be chosen before the process makes its first
+metric family, so :func:`prepare` runs from ``tasks/__init__.py`` ahead of the app.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import MutableMapping
 from typing import Any
+
+from hub.platform import metrics
+
+#: The families a worker measures, served from its first scrape (issue 13 item 19).
+METRICS = (metrics.CALLS, metrics.CALL_SECONDS, metrics.CACHE_LOOKUPS,
+           metrics.RATE_LIMIT_REJECTIONS, metrics.BREAKER_OPEN, metrics.CALL_COST,
+           metrics.DELIVERIES, metrics.DELIVERY_SECONDS, metrics.WEBHOOK_EVENTS_PROCESSED,
+           metrics.EVENTS_DROPPED)
 
 PORT_VARIABLE = "HUB_WORKER_METRICS_PORT"
 DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -24,26 +34,24 @@ DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 log = logging.getLogger(__name__)
 
 
-def prepare(argv: list[str] | None = None) -> None:
-    """Give this worker an empty sample directory if it is to serve metrics.
+def prepare(argv: list[str] | None = None,
+            environ: MutableMapping[str, str] | None = None) -> None:
+    """Give this worker an empty sample directory (in ``environ``, default the
+    process's) if it is to serve metrics; hub.platform.metrics then writes its
+    samples there from its first family on.
 
     Only a ``celery ... worker`` process: beat, Flower (which serves its own
     metrics) and the ``hub`` CLI import the same package, often with the same
     environment, and must keep prometheus_client's ordinary in-memory mode.
     """
     argv = sys.argv[1:] if argv is None else argv
-    if "worker" not in argv or os.environ.get(PORT_VARIABLE, "0").strip() in ("", "0"):
+    environ = os.environ if environ is None else environ
+    if "worker" not in argv or environ.get(PORT_VARIABLE, "0").strip() in ("", "0"):
         return
-    if not os.environ.get(DIRECTORY_VARIABLE):
-        os.environ[DIRECTORY_VARIABLE] = own = tempfile.mkdtemp(prefix="hub-worker-metrics-")
+    if not environ.get(DIRECTORY_VARIABLE):
+        environ[DIRECTORY_VARIABLE] = own = tempfile.mkdtemp(prefix="hub-worker-metrics-")
         # Made here, removed here: nothing left in the temporary folder at every start.
         atexit.register(_remove_if_main, own, os.getpid())
-    # prometheus_client picks its value storage when first imported, and the celery
-    # command has usually imported it already (Flower's command plugin does): pick
-    # again, so the hub's metrics, created after this, go to the sample files.
-    from prometheus_client import values
-
-    values.ValueClass = values.get_value_class()
 
 
 def _remove_if_main(directory: str, main_pid: int) -> None:
@@ -52,14 +60,21 @@ def _remove_if_main(directory: str, main_pid: int) -> None:
 
 
 def connect_signals() -> None:
-    """Serve on worker start; forget a pool process's live gauges when it exits."""
+    """Own the worker's families and serve them on worker start; forget a pool
+    process's live gauges when it exits."""
     from celery.signals import worker_init, worker_process_shutdown
 
-    worker_init.connect(_serve, weak=False)
+    worker_init.connect(_start, weak=False)
     worker_process_shutdown.connect(_forget, weak=False)
 
 
-def _serve(**_: Any) -> None:
+def _start(**_: Any) -> None:
+    # In the main process, before a prefork pool forks: its children inherit them.
+    metrics.own(*METRICS)
+    _serve()
+
+
+def _serve() -> None:
     from prometheus_client import start_http_server
 
     from hub.platform.config import load_settings
@@ -88,17 +103,12 @@ def _registry(settings: Any) -> Any:
 
     from celerydispatch import CeleryDispatcher
     from hub.ops.statemetrics import IntegrationCollector
-    from hub.platform.metrics import multiprocess_registry
     from hub.platform.services import Services
     from tasks.app import app
 
-    registry = multiprocess_registry()
     services = Services(settings, CeleryDispatcher(app), engine_options={"poolclass": NullPool})
-    registry.register(IntegrationCollector(services))
-    return registry
+    return metrics.registry(IntegrationCollector(services))
 
 
 def _forget(pid: int | None = None, **_: Any) -> None:
-    from hub.platform.metrics import mark_process_dead
-
-    mark_process_dead(pid or os.getpid())
+    metrics.mark_process_dead(pid or os.getpid())

@@ -8,6 +8,7 @@ parsed and cross-checked against the Procfile and the code."""
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import runpy
 import shlex
@@ -38,7 +39,13 @@ def _argv(command: str) -> list[str]:
 
 
 def _gunicorn_conf() -> dict[str, object]:
-    return runpy.run_path(str(ROOT / "webhooks_web/gunicorn.conf.py"))
+    before = dict(os.environ)
+    settings = runpy.run_path(str(ROOT / "webhooks_web/gunicorn.conf.py"))
+    # Reading the settings changes nothing of the reader's: it once set
+    # PROMETHEUS_MULTIPROC_DIR here, and the webhook tests run after it in the same
+    # process found /metrics empty (issue 13 item 19).
+    assert dict(os.environ) == before
+    return settings
 
 
 def test_honcho_runs_every_long_lived_process_and_not_the_release():

@@ -8,6 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from celerydispatch import sender_app
 from hub.ops import queues, statemetrics
+from hub.platform import metrics
 from hub.platform.config import Settings, load_settings
 from hub.platform.services import Services
 from hub.webhooks.intake import Intake
@@ -19,6 +20,13 @@ from webhooks_web.state import WebState
 #: sweeper re-enqueues it, so one quick retry covers a stale connection and no more.
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
                         "interval_max": 0.2}
+
+#: The families the web app measures (the OAuth2 callback publishes events), served
+#: from its first scrape; the queue, inbox and dead-letter gauges are read at each
+#: scrape (hub.ops.statemetrics). The workers own the rest (issue 13 item 19).
+METRICS = (metrics.WEBHOOKS_RECEIVED, metrics.WEBHOOK_INGEST_SECONDS,
+           metrics.WEBHOOK_INGEST_BATCH, metrics.WEBHOOK_ENQUEUE_FAILURES,
+           metrics.EVENTS_DROPPED)
 
 
 def _sender(settings: Settings) -> Celery:
@@ -33,6 +41,7 @@ def _sender(settings: Settings) -> Celery:
 def create_app(settings: Settings | None = None) -> Flask:
     """The webhook app for ``settings`` (default: read from the environment)."""
     settings = settings or load_settings()
+    metrics.own(*METRICS)
     app = Flask(__name__)
     # One byte over the limit. Werkzeug refuses a larger Content-Length before reading
     # (413), but a body without one (chunked) it cuts at MAX_CONTENT_LENGTH without an

@@ -73,14 +73,18 @@ loglevel = os.environ.get("HUB_LOG_LEVEL", "info").lower()
 # Prometheus metrics from every worker: each process writes samples to files in this
 # directory and /metrics aggregates them. It must be empty when the server starts. A
 # directory made here is removed when the server exits (no hub-metrics-* left behind).
+# Chosen when the server starts, not when this file is read: reading the settings
+# (a test, a tool) must not change the reader's environment.
 _OWN_METRICS_DIR: str | None = None
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="hub-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
 
 
 def on_starting(server: Any) -> None:
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    # The master, before it forks the workers that load the app and inherit this.
+    global _OWN_METRICS_DIR
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        directory = _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="hub-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
 

@@ -457,8 +457,7 @@ def _count(response: _Response, status: str) -> None:
     label = ("dead" if status == "dead" else "error" if code is None
              else "succeeded" if 200 <= code < 300 else "gone" if code == 410
              else "throttled" if code in THROTTLE_STATUSES else "failed")
-    metrics.DELIVERIES.labels(label).inc()
-    metrics.DELIVERY_SECONDS.observe(response.duration_ms / 1000)
+    metrics.record_delivery(label, response.duration_ms / 1000)
 
 
 # --- beat -------------------------------------------------------------------------

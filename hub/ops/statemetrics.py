@@ -2,8 +2,8 @@
 
 Counters and histograms are recorded where the work happens (hub.platform.metrics); how
 many messages wait in each broker queue, how many webhook events are not done
-yet and how many dead letters there are is state, not events, so the web app's
-``/metrics`` reads it at scrape time: the same answer from every replica, and
+yet, how many dead letters there are and when each maintenance task last
+succeeded is state, not events, so the web app's ``/metrics`` reads it at scrape time: the same answer from every replica, and
 never stale. A source that does not answer leaves its family out of that scrape
 (logged), so the rest of ``/metrics`` still answers.
 """
@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub.ops import dlq, healthchecks, queues
+from hub.ops import dlq, healthchecks, maintenance, queues
 from hub.platform.models import WebhookEvent
 from hub.platform.services import Services
 
@@ -30,7 +30,8 @@ OPEN_EVENT_STATUSES = ("pending", "processing", "failed", "dead")
 
 
 class StateCollector(Collector):
-    """hub_queue_messages{queue}, hub_webhook_events{status}, hub_dead_letters."""
+    """hub_queue_messages{queue}, hub_webhook_events{status}, hub_dead_letters,
+    hub_maintenance_last_success_timestamp_seconds{task}."""
 
     def __init__(self, services: Services, broker: redis.Redis | None,
                  queues: Mapping[str, str]) -> None:
@@ -45,6 +46,7 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._queue_depth()
         yield from self._database_state()
+        yield from self._maintenance()
 
     def _queue_depth(self) -> Iterator[Metric]:
         if self._broker is None:
@@ -81,6 +83,20 @@ class StateCollector(Collector):
         yield events
         yield GaugeMetricFamily("hub_dead_letters", "Dead letters in the table (DLQ size).",
                                 value=letters)
+
+    def _maintenance(self) -> Iterator[Metric]:
+        try:
+            stamps = maintenance.last_successes(self._services)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("maintenance stamps not scraped: Redis unavailable (%s)", exc)
+            return
+        family = GaugeMetricFamily(
+            "hub_maintenance_last_success_timestamp_seconds",
+            "When each maintenance task beat schedules last succeeded (Unix time): "
+            "beat is alive while these move.", labels=["task"])
+        for task, at in sorted(stamps.items()):
+            family.add_metric([task], at)
+        yield family
 
 
 class IntegrationCollector(Collector):

@@ -32,7 +32,7 @@ from sqlalchemy import Engine, func, update
 from sqlalchemy.orm import Session
 
 from hub.calls.quotas import QuotaLimiter
-from hub.platform import pgtext
+from hub.platform import metrics, pgtext
 from hub.platform.dispatch import send_many
 from hub.platform.errors import (
     Forbidden,
@@ -44,12 +44,6 @@ from hub.platform.errors import (
     ServiceUnavailable,
 )
 from hub.platform.groupcommit import GroupCommit
-from hub.platform.metrics import (
-    WEBHOOK_ENQUEUE_FAILURES,
-    WEBHOOK_INGEST_BATCH,
-    WEBHOOK_INGEST_SECONDS,
-    WEBHOOKS_RECEIVED,
-)
 from hub.platform.models import WebhookEndpoint
 from hub.platform.redaction import redact_headers
 from hub.platform.services import Services
@@ -244,8 +238,7 @@ class Intake:
             outcome = exc.code.lower()
             raise
         finally:
-            WEBHOOKS_RECEIVED.labels(label, outcome).inc()
-            WEBHOOK_INGEST_SECONDS.observe(time.perf_counter() - started)
+            metrics.record_webhook_received(label, outcome, time.perf_counter() - started)
             self.counters.flush(self._services.sessions)
 
     def _endpoint(self, source: str, token: str) -> IngressEndpoint:
@@ -336,7 +329,7 @@ class Intake:
         driver refuses gets its own exception and the others are stored. Raises one of
         :data:`OUTAGE` (for the whole batch) when PostgreSQL cannot take anything.
         """
-        WEBHOOK_INGEST_BATCH.observe(len(events))
+        metrics.record_ingest_batch(len(events))
         try:
             stored: Sequence[Stored | BaseException] = self._store.add(events)
         except OUTAGE:
@@ -364,7 +357,7 @@ class Intake:
             send_many(self._services.dispatcher, PROCESS_TASK,
                       [{"event_id": str(event_id)} for event_id in event_ids])
         except Exception:
-            WEBHOOK_ENQUEUE_FAILURES.inc(len(event_ids))
+            metrics.record_enqueue_failures(len(event_ids))
             log.warning("%d committed event(s) not enqueued (%s); the sweeper will enqueue "
                         "them", len(event_ids), ", ".join(map(str, event_ids)), exc_info=True)
 

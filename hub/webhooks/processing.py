@@ -181,7 +181,7 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
     """
     key = _event_key(event_id)
     if _known_done(services, key):
-        metrics.WEBHOOK_EVENTS_PROCESSED.labels("unknown", "skipped").inc()
+        metrics.record_event_processed("unknown", "skipped")
         return ProcessOutcome(str(key), "skipped")
     try:
         done, failed = _process_batch(services, key, handlers, batch_size)
@@ -191,16 +191,16 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
     announced = events.Batch()
     for item in done:
         _announce(announced, item.inbound, item.created)
-        metrics.WEBHOOK_EVENTS_PROCESSED.labels(item.inbound.source, "processed").inc()
+        metrics.record_event_processed(item.inbound.source, "processed")
     announced.flush(services.events)
     for outcome in failed.values():
-        metrics.WEBHOOK_EVENTS_PROCESSED.labels(outcome.source, outcome.status).inc()
+        metrics.record_event_processed(outcome.source, outcome.status)
     mine = next((d for d in done if d.row.id == key), None)
     if mine is not None:
         return ProcessOutcome(str(key), "processed", deliveries=mine.created, batch=len(done))
     if key in failed:
         return replace(failed[key].outcome, batch=len(done))
-    metrics.WEBHOOK_EVENTS_PROCESSED.labels("unknown", "skipped").inc()
+    metrics.record_event_processed("unknown", "skipped")
     return ProcessOutcome(str(key), "skipped")
 
 
@@ -292,7 +292,7 @@ def _record_failure(services: Services, key: uuid.UUID, exc: Exception) -> Proce
         if row is None:
             return ProcessOutcome(str(key), "skipped", error=_describe(exc)[1])
         outcome = _fail_row(session, services, row, exc)
-        metrics.WEBHOOK_EVENTS_PROCESSED.labels(row.source, row.status).inc()
+        metrics.record_event_processed(row.source, row.status)
     return outcome
 
 

@@ -209,7 +209,7 @@ def test_call_metrics(services, tenant, provider, make_integration):
     make_integration("metered", rate_limit_per_minute=1)
 
     def value(metric, *labels):  # type: ignore[no-untyped-def]
-        return metric.labels(*labels)._value.get()
+        return metric.child(*labels)._value.get()
 
     counters = [(metrics.CALLS, "metered", "get", "success"),
                 (metrics.CALLS, "metered", "get", "cached"),

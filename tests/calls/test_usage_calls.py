@@ -23,7 +23,7 @@ def _usage(*args: str) -> list[dict]:
 
 
 def _cost_metric(tenant: str, integration: str) -> float:
-    return metrics.CALL_COST.labels(tenant, integration)._value.get()
+    return metrics.CALL_COST.child(tenant, integration)._value.get()
 
 
 def test_hub_usage_adds_up_real_calls_and_their_cost(worker, client_app, tenant, provider,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import time
 import uuid
 
@@ -13,6 +14,7 @@ import requests
 from hub.dev.embedded import free_port
 from tasks import workermetrics
 from tests.calls.processes import worker_process
+from webhooks_web.app import METRICS as WEB
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +53,32 @@ def test_the_worker_serves_call_metrics_recorded_in_its_pool_processes(
     # State read at scrape time: the integration's circuit (never opened) is closed.
     assert f'hub_breaker_state{{integration="{name}",tenant="{tenant}"}} 0.0' in text
 
+    # Issue 13 item 19: its own families (zero without labels, help and type with
+    # them), none of the web app's ingest families.
+    exported = set(re.findall(r"^# TYPE (hub_\S+) ", text, re.MULTILINE))
+    assert {f.name for f in workermetrics.METRICS} <= exported
+    assert not exported & ({f.name for f in WEB} - {f.name for f in workermetrics.METRICS})
+    assert "hub_delivery_duration_seconds_count 0.0" in text.splitlines()
+
+
+def test_a_worker_stamps_each_maintenance_success(client_app, settings, services):
+    """Beat's pulse (hub_maintenance_last_success_timestamp_seconds) is written by the
+    worker that ran the task, whoever sent it."""
+    from hub.ops import maintenance
+
+    queue = settings.queue(f"maint-{uuid.uuid4().hex[:6]}")
+    started = time.time()
+    with worker_process(client_app, [queue], app="tasks", pool="threads"):
+        client_app.send_task("hub.maintenance.enqueue_due", queue=queue)
+        deadline = time.monotonic() + 30
+        stamp = 0.0
+        while time.monotonic() < deadline:
+            stamp = maintenance.last_successes(services).get("hub.maintenance.enqueue_due", 0)
+            if stamp >= started:
+                break
+            time.sleep(0.1)  # polling Redis until the worker ran the task
+    assert started <= stamp <= time.time()
+
 
 def _listening(port: int) -> set[str]:
     """Local addresses with a socket in LISTEN state on ``port`` (Linux /proc/net)."""
@@ -78,17 +106,13 @@ def test_metrics_address_is_a_setting_refusing_a_non_address():
         load_settings({"HUB_WORKER_METRICS_ADDRESS": "all-interfaces"})
 
 
-def test_only_a_worker_process_switches_to_multiprocess_metrics(monkeypatch):
-    from prometheus_client import values
+def test_only_a_worker_process_gets_a_sample_directory():
+    environ = {workermetrics.PORT_VARIABLE: "9808"}
 
-    monkeypatch.setenv(workermetrics.PORT_VARIABLE, "9808")
-    # Empty, and put back as it was (unset) after the test: this process stays in-memory.
-    monkeypatch.setenv(workermetrics.DIRECTORY_VARIABLE, "")
-    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+    workermetrics.prepare(["-A", "tasks", "beat"], environ)
+    assert workermetrics.DIRECTORY_VARIABLE not in environ
 
-    workermetrics.prepare(["-A", "tasks", "beat"])
-    assert os.environ[workermetrics.DIRECTORY_VARIABLE] == ""
-
-    workermetrics.prepare(["-A", "tasks", "worker", "-c", "2"])
-    assert os.path.isdir(os.environ[workermetrics.DIRECTORY_VARIABLE])
-    assert values.ValueClass.__qualname__.startswith("MultiProcessValue")
+    workermetrics.prepare(["-A", "tasks", "worker", "-c", "2"], environ)
+    directory = environ[workermetrics.DIRECTORY_VARIABLE]
+    assert os.path.isdir(directory)
+    os.rmdir(directory)  # the worker's exit removes it; this process is no worker

@@ -97,7 +97,7 @@ def _closed_port() -> int:
 
 
 def _dropped(event_type: str) -> float:
-    return metrics.EVENTS_DROPPED.labels(event_type)._value.get()
+    return metrics.EVENTS_DROPPED.child(event_type)._value.get()
 
 
 def test_publishing_fails_open_and_fast_when_redis_is_gone(tenant):

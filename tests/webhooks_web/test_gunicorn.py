@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import requests
@@ -71,3 +72,20 @@ def test_a_concurrent_burst_with_retries_is_stored_and_enqueued_once_per_event(
     metrics = requests.get(server + "/metrics", timeout=10).text
     # Every request's event went through the group commit once, whatever the batching.
     assert "hub_webhook_ingest_batch_events_sum 120.0" in metrics
+
+
+@pytest.mark.slow
+def test_the_web_process_exports_its_families_and_none_of_the_workers(server):
+    from tasks.workermetrics import METRICS as WORKER
+    from webhooks_web.app import METRICS as WEB
+
+    text = requests.get(server + "/metrics", timeout=10).text
+    exported = set(re.findall(r"^# TYPE (hub_\S+) ", text, re.MULTILINE))
+
+    # Issue 13 item 19: before, a family without labels was in every process that
+    # imported hub.platform.metrics: the web app exported delivery histograms.
+    assert {f.name for f in WEB} <= exported
+    assert not exported & ({f.name for f in WORKER} - {f.name for f in WEB})
+    # Its own families from the first scrape, before any webhook came in.
+    assert "hub_webhook_ingest_seconds_count 0.0" in text.splitlines()
+    assert "hub_webhook_enqueue_failures_total 0.0" in text.splitlines()

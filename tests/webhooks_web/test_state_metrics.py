@@ -4,6 +4,7 @@ webhook events by status, dead letters; a source that is down is left out."""
 from __future__ import annotations
 
 import re
+import time
 
 from sqlalchemy import func, select
 
@@ -49,3 +50,17 @@ def test_metrics_still_answer_when_the_broker_is_down(broker_down_app):
     assert response.status_code == 200
     assert "hub_queue_messages" not in text
     assert gauge(text, "hub_dead_letters") is not None
+
+
+def test_metrics_show_when_each_maintenance_task_last_succeeded(client, services):
+    from hub.ops import maintenance
+
+    maintenance.record_success(services, "hub.maintenance.retention", at=1767614400.25)
+    maintenance.record_success(services, "hub.maintenance.enqueue_due")
+
+    text = client.get("/metrics").get_data(as_text=True)
+
+    name = "hub_maintenance_last_success_timestamp_seconds"
+    assert gauge(text, name, task="hub.maintenance.retention") == 1767614400.25
+    newest = gauge(text, name, task="hub.maintenance.enqueue_due")
+    assert newest is not None and time.time() - 60 < newest <= time.time()
