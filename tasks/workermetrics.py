@@ -20,7 +20,11 @@ import tempfile
 from collections.abc import MutableMapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from hub.platform import metrics
+from hub.platform.config import Settings
+from hub.platform.services import Services
 
 #: The families a worker measures, served from its first scrape (issue 13 item 19).
 METRICS = (metrics.CALLS, metrics.CALL_SECONDS, metrics.CACHE_LOOKUPS,
@@ -87,7 +91,7 @@ def _serve() -> None:
         # A daemon thread of the main process; the pool's children are forked after
         # this, without the thread, and only write their sample files. Loopback unless
         # configured: the metrics name tenants' integrations (issue 9 item 14).
-        start_http_server(port, addr=address, registry=_registry(settings))
+        start_http_server(port, addr=address, registry=registry(_scrape_services(settings)))
     except OSError as exc:
         # Two workers on one host with the same port: run, but say why nothing is served.
         log.error("worker metrics not served: %s port %d: %s", address, port,
@@ -96,17 +100,21 @@ def _serve() -> None:
     log.info("worker metrics on %s:%d/metrics", address, port)
 
 
-def _registry(settings: Any) -> Any:
-    """The pool processes' samples, plus the integrations' health and breaker states
-    read at each scrape (without pooled connections: this process forks the pool)."""
+def _scrape_services(settings: Settings) -> Services:
+    # Without pooled connections: this process forks the pool.
     from sqlalchemy.pool import NullPool
 
     from celerydispatch import CeleryDispatcher
-    from hub.ops.statemetrics import IntegrationCollector
-    from hub.platform.services import Services
     from tasks.app import app
 
-    services = Services(settings, CeleryDispatcher(app), engine_options={"poolclass": NullPool})
+    return Services(settings, CeleryDispatcher(app), engine_options={"poolclass": NullPool})
+
+
+def registry(services: Services) -> CollectorRegistry:
+    """What the worker serves: its processes' samples, plus the integrations' health
+    and breaker states read from ``services`` at each scrape."""
+    from hub.ops.statemetrics import IntegrationCollector
+
     return metrics.registry(IntegrationCollector(services))
 
 
