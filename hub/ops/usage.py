@@ -189,9 +189,9 @@ def _announce(services: Services, session: Session, row: Integration, month: dat
 
 def report(session: Session, tenant: str, *, since: date, by: Grouping,
            integration_id: Any = None) -> list[dict[str, Any]]:
-    """Usage of ``tenant`` from ``since`` (a UTC day) on, summed per day, per integration
-    or per integration and operation, in that key's order. Raises ValidationError for
-    an unknown grouping."""
+    """Usage of ``tenant`` from ``since`` (a UTC day) on, summed per day (newest first),
+    per integration or per integration and operation (by name). Raises ValidationError
+    for an unknown grouping."""
     if by not in GROUPINGS:
         raise ValidationError(f"--by must be one of {', '.join(GROUPINGS)}")
     key_columns: dict[str, list[Any]] = {"day": [Usage.day],
@@ -201,12 +201,17 @@ def report(session: Session, tenant: str, *, since: date, by: Grouping,
     sums = [func.sum(getattr(Usage, c)).label(c) for c in (*COUNTERS, "cost")]
     query = (select(*keys, *sums).join(Integration, Integration.id == Usage.integration_id)
              .where(Usage.tenant_id == tenant, Usage.day >= since)
-             .group_by(*keys).order_by(*keys))
+             .group_by(*keys).order_by(*_ordering(by, keys)))
     if integration_id is not None:
         query = query.where(Usage.integration_id == integration_id)
     names = {"day": ["day"], "integration": ["integration"],
              "operation": ["integration", "operation"]}[by]
     return [_row(names, found) for found in session.execute(query)]
+
+
+def _ordering(by: Grouping, keys: list[Any]) -> list[Any]:
+    # The CLI's convention: what is ordered by time is newest first; names by name.
+    return [Usage.day.desc()] if by == "day" else keys
 
 
 def _row(names: list[str], found: Any) -> dict[str, Any]:

@@ -120,8 +120,8 @@ def test_days_are_utc_days_and_since_filters_them(services, sessions, tenant):
 
     by_day = _rolled_until(services, sessions, tenant, 3, by="day")
 
-    assert [(r["day"], r["calls"]) for r in by_day] == [
-        (yesterday.date().isoformat(), 2), (datetime.now(UTC).date().isoformat(), 1)]
+    assert [(r["day"], r["calls"]) for r in by_day] == [  # newest first
+        (datetime.now(UTC).date().isoformat(), 1), (yesterday.date().isoformat(), 2)]
     today = _report(sessions, tenant, by="day", since=datetime.now(UTC).date())
     assert [r["calls"] for r in today] == [1]
 
