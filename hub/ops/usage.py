@@ -13,7 +13,7 @@ it never makes them skip or double-count a row. The range and the
 new position are written in one transaction, so a run counts each row exactly
 once, whether it crashes, runs twice or races another beat (the position row is
 locked). Retention deletes only audit rows below the position
-(:func:`rolled_below`), so usage survives the audit rows it was made from.
+(:func:`rolled_below_clause`), so usage survives the audit rows it was made from.
 
 A write's row is committed as ``sending`` before the request leaves and given its
 outcome later (issue 9 item 2): the roll-up skips ``sending`` rows, and the update

@@ -84,6 +84,7 @@ def pkce_challenge(verifier: str) -> str:
 
 
 def state_digest(state: str) -> str:
+    """What is stored of a ``state``: its SHA-256 (a database dump holds no usable link)."""
     return hashlib.sha256(state.encode("utf-8", "surrogatepass")).hexdigest()
 
 
