@@ -25,14 +25,13 @@ import secrets
 import shlex
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
+from werkzeug.wrappers import Response
 
 from hub.platform.config import Settings
 from tests.cli.conftest import Hub
@@ -47,7 +46,12 @@ REFUSED = {
     "--fallback crm-backup": ("NOT_FOUND", "names a fallback the README never adds"),
 }
 #: Commands not run here, and why.
-NOT_HERE = {"hub dev": "runs until Ctrl-C (tests/test_hub_dev.py starts it)"}
+NOT_HERE = {
+    "hub dev": "runs until Ctrl-C (tests/test_hub_dev.py starts it)",
+    "hub keys rotate": "re-encrypts every secret of the database, and the session's holds "
+                       "other tests' secrets under keys of their own "
+                       "(tests/cli/test_keys_cli.py runs it)",
+}
 
 
 @dataclass
@@ -117,19 +121,17 @@ def test_the_readme_has_the_examples_this_test_runs():
 
 @pytest.fixture(scope="module")
 def web_url(settings: Settings) -> Iterator[str]:
-    """The hub's real web app, served on a loopback port for the length of the module."""
+    """The hub's real web app, served on a loopback port for the length of the module
+    (it is only asked for /health: the server reads each body before the app runs)."""
+    from tests.hub.fake_http import serve
     from tests.webhooks_web.conftest import close_app
     from webhooks_web import create_app
 
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        with serve(lambda request: Response.from_app(app, request.environ)) as server:
+            yield server.url
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
         close_app(app)
 
 
