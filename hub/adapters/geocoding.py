@@ -32,6 +32,7 @@ from hub.adapters.base import (
     Operation,
     OutboundRequest,
 )
+from hub.adapters.transform import closed_object
 
 ANSWER_TTL = 3600
 #: Mean Earth radius (IUGG), metres: the haversine distance's sphere.
@@ -44,14 +45,12 @@ _TEXT = {"type": "string", "minLength": 1, "maxLength": 500}
 _LANGUAGE = {"type": "string", "pattern": "^[A-Za-z]{2,3}([_-][A-Za-z]{2,4})?$"}
 _LAT = {"type": "number", "minimum": -90, "maximum": 90}
 _LNG = {"type": "number", "minimum": -180, "maximum": 180}
-_POINT = {"type": "object", "required": ["lat", "lng"], "additionalProperties": False,
-          "properties": {"lat": _LAT, "lng": _LNG}}
+_POINT = closed_object({"lat": _LAT, "lng": _LNG}, ["lat", "lng"])
 _WHERE = {"oneOf": [_TEXT, _POINT]}
 
 
 def _schema(required: list[str], **properties: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "additionalProperties": False,
-            "properties": {**properties, "language": _LANGUAGE}}
+    return closed_object({**properties, "language": _LANGUAGE}, required)
 
 
 OPERATIONS = (

@@ -43,6 +43,7 @@ from hub.adapters.base import (
     OutboundRequest,
     join_url,
 )
+from hub.adapters.transform import closed_object
 from hub.platform.errors import HubError, ValidationError
 
 SCOPE = "https://www.googleapis.com/auth/spreadsheets"
@@ -80,9 +81,7 @@ _QUERY_NAMES = {"major_dimension": "majorDimension", "value_render_option": "val
 
 
 def _schema(required: list[str], **properties: Any) -> dict[str, Any]:
-    return {"type": "object", "required": ["spreadsheet_id", *required],
-            "properties": {"spreadsheet_id": _ID, **properties},
-            "additionalProperties": False}
+    return closed_object({"spreadsheet_id": _ID, **properties}, ["spreadsheet_id", *required])
 
 
 def check_a1(value: str) -> None:
@@ -117,11 +116,10 @@ class GoogleSheetsAdapter(Adapter):
                   idempotent=False, invalidates="spreadsheet_id", description="values.append"),
         Operation("batch_update", method="POST", path=VALUES + ":batchUpdate",
                   params_schema=_schema(["data"], value_input_option=_INPUT, data={
-                      "type": "array", "minItems": 1, "maxItems": 100, "items": {
-                          "type": "object", "required": ["range", "values"],
-                          "properties": {"range": _RANGE, "values": _VALUES,
-                                         "major_dimension": _DIMENSION},
-                          "additionalProperties": False}}),
+                      "type": "array", "minItems": 1, "maxItems": 100,
+                      "items": closed_object({"range": _RANGE, "values": _VALUES,
+                                              "major_dimension": _DIMENSION},
+                                             ["range", "values"])}),
                   idempotent=True, invalidates="spreadsheet_id",
                   description="values.batchUpdate (sets values: repeating it is harmless)"),
         Operation("clear_range", method="POST", path=VALUES + "/{range}:clear",

@@ -22,6 +22,7 @@ from hub.adapters.base import (
     OutboundRequest,
     join_url,
 )
+from hub.adapters.transform import closed_object
 from hub.platform.errors import ValidationError
 
 DEFAULT_CACHE_TTL = 60
@@ -45,8 +46,7 @@ def _schema(*, with_body: bool, with_method: bool = False) -> dict[str, Any]:
                                          "OPTIONS", "get", "head", "post", "put", "patch",
                                          "delete", "options"]}
         required.append("method")
-    return {"type": "object", "properties": properties, "required": required,
-            "additionalProperties": False}
+    return closed_object(properties, required)
 
 
 class RestAdapter(Adapter):

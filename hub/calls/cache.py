@@ -90,10 +90,6 @@ def cache_key(tenant: str, integration_id: Any, operation: str,
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()
 
 
-def _glob(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 def _part(text: str) -> str:
     """One segment of an L1 key, percent-encoded: a tenant called ``ta:eu`` becomes
     ``ta%3Aeu``, so no segment holds the ``:`` separator or a glob character and a
@@ -323,8 +319,11 @@ def stats(services: Services, tenant: str | None = None) -> list[dict[str, Any]]
     """Counters per tenant and namespace (integration, operation): hits, misses,
     stale, stores, revalidated, hit_rate, plus live L2 entries. Sorted."""
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
-    pattern = _stats_key(services, _glob(tenant) if tenant else "*")
-    for stats_key in services.redis.scan_iter(pattern, count=500):
+    # One tenant's counters are one known key: read it, never a SCAN pattern (a
+    # tenant holding a glob character or the separator would match others' keys).
+    keys = [_stats_key(services, tenant)] if tenant else \
+        services.redis.scan_iter(_stats_key(services, "*"), count=500)
+    for stats_key in keys:
         owner = str(stats_key)[len(_stats_key(services, "")):]
         counters: dict[str, str] = services.redis.hgetall(stats_key)  # type: ignore[assignment]
         for field, value in counters.items():
