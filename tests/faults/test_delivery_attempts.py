@@ -1,5 +1,6 @@
 """A delivery whose worker is killed -9 mid-POST: the attempt is in the log, the one
-duplicate that follows is the unavoidable one (same webhook-id), and attempts agree."""
+duplicate that follows is the unavoidable one (same webhook-id), and attempts agree.
+A broker blip mid-POST costs nothing: the delivery finishes and is sent once."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from hub.platform.models import Delivery, DeliveryAttempt
 from hub.platform.scheduler import utcnow
 from hub.webhooks import processing
 from tests.calls.processes import worker_process
+from tests.conftest import Broker
+from tests.faults.beat import wait_for
+from tests.faults.servers import redis_server
 from tests.hub.fake_http import serve
 from tests.hub.inbox import add_event
 
@@ -72,3 +76,74 @@ def test_worker_killed_mid_post_leaves_the_attempt_logged(client_app, services, 
     assert shown["attempts"] == 2
     assert [(a["attempt"], a["status_code"], a["outcome_known"])
             for a in shown["attempt_log"]] == [(1, None, False), (2, 200, True)]
+
+
+#: The worker's redelivery settings scaled down (as in test_redelivery.py), so a message
+#: whose ack was lost with the connection comes back within the test.
+SCALED = {"HUB_VISIBILITY_TIMEOUT": "12", "HUB_MAX_COUNTDOWN": "2",
+          "HUB_TASK_TIME_LIMIT": "8", "HUB_TASK_SOFT_TIME_LIMIT": "6",
+          "HUB_UNACKED_RESTORE_INTERVAL": "1"}
+
+
+def test_a_broker_blip_mid_post_lets_the_delivery_finish_once(services, settings, tenant):
+    # Issue 9 item 6: with worker_cancel_long_running_tasks_on_connection_loss = True the
+    # worker terminated a delivery whose broker connection dropped mid-POST, and beat
+    # sent it again once its lease was over: a duplicate for a mere Redis restart.
+    arrived, release = threading.Event(), threading.Event()
+    ids: list[str] = []
+
+    def receiver(request):
+        ids.append(request.headers["webhook-id"])
+        if len(ids) == 1:
+            arrived.set()
+            release.wait(30)  # hold the POST while the broker restarts
+        return Response("ok", status=200)
+
+    with serve(receiver) as server, redis_server() as broker_redis:
+        with services.sessions() as session, session.begin():
+            subscriptions.add(session, services.vault, services.settings, tenant=tenant,
+                              url=server.url + "/hooks")
+        event_id = add_event(services.sessions, tenant)
+        assert processing.process_event(services, event_id).status == "processed"
+        with services.sessions() as session:
+            delivery_id = session.scalars(select(Delivery.id)
+                                          .where(Delivery.event_id == event_id)).one()
+        broker = Broker("redis", broker_redis.url, broker_redis.url, settings)
+        queue = broker.queue("blip")
+        try:
+            with worker_process(broker.app, [queue], app="tasks",
+                                env={**broker.env, **SCALED}) as worker:
+                broker.app.send_task("hub.deliveries.send",
+                                     kwargs={"delivery_id": str(delivery_id)}, queue=queue)
+                assert arrived.wait(60), worker.log_path.read_text()[-3000:]
+                broker_redis.restart(signal.SIGKILL)  # a crash, back at once (AOF)
+                wait_for(lambda: "onnection to broker lost" in worker.log_path.read_text(),
+                         30, "the worker notices the lost connection")
+                release.set()
+
+                def status() -> str:
+                    with services.sessions() as session:
+                        return session.get(Delivery, delivery_id).status
+
+                wait_for(lambda: status() == "succeeded", 30,
+                         "the delivery that was mid-POST records its success")
+                # Its ack went with the old connection: the message comes back one
+                # visibility timeout later and finds the delivery done.
+                client = broker_redis.client()
+
+                def settled() -> bool:
+                    log = worker.log_path.read_text()
+                    return (not client.hlen("unacked") and not client.llen(queue)
+                            and log.count("] received") == log.count("] succeeded in"))
+
+                wait_for(settled, 60, "the message acknowledged, or run again and done")
+                client.close()
+        finally:
+            broker.close()
+
+    assert len(ids) == 1, ids
+    with services.sessions() as session:
+        shown = sending.show(session, tenant, str(delivery_id))
+    assert (shown["status"], shown["attempts"]) == ("succeeded", 1)
+    assert [(a["attempt"], a["status_code"], a["outcome_known"])
+            for a in shown["attempt_log"]] == [(1, 200, True)]
