@@ -19,8 +19,10 @@ reached the provider (issue 9 item 2):
 - sent, and re-sending is not safe: the outcome is unknown. The write is never sent
   again blindly: :func:`settle_unknown` marks the key ``unknown``, the call ends as
   OUTCOME_UNKNOWN in the dead-letter table, and later calls with the key are refused
-  (``blocked``) until an operator reconciles it (:func:`forget_unknown`, run by
-  ``hub dlq replay`` of that letter).
+  (``blocked``) until an operator reconciles it: :func:`forget_unknown` (run by
+  ``hub dlq replay`` of that letter, or ``hub dlq resolve --outcome failed``) frees
+  the key, :func:`settle_reconciled` (``hub dlq resolve --outcome succeeded``)
+  stores a result for it.
 """
 
 from __future__ import annotations
@@ -175,6 +177,20 @@ def forget_unknown(session: Session, tenant_id: str, integration: str,
         CallResult.tenant_id == tenant_id, CallResult.idempotency_key == idempotency_key,
         CallResult.integration_id.in_(integration_ids), CallResult.status == "unknown"))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def settle_reconciled(session: Session, tenant_id: str, integration: str,
+                      idempotency_key: str, result: dict[str, Any]) -> int:
+    """An operator found that a write whose outcome was unknown did reach the provider
+    (``hub dlq resolve --outcome succeeded``): the key stores ``result``, which later
+    calls with the key get instead of OUTCOME_UNKNOWN. Returns rows changed (0 or 1)."""
+    integration_ids = select(Integration.id).where(Integration.tenant_id == tenant_id,
+                                                   Integration.name == integration)
+    changed = session.execute(update(CallResult).where(
+        CallResult.tenant_id == tenant_id, CallResult.idempotency_key == idempotency_key,
+        CallResult.integration_id.in_(integration_ids), CallResult.status == "unknown")
+        .values(status="succeeded", result=result, completed_at=utcnow()))
+    return int(getattr(changed, "rowcount", 0) or 0)
 
 
 def complete(session: Session, key: Key, result: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
-"""``hub dlq list|show|replay|purge``: the dead-letter table (DESIGN §4, §8)."""
+"""``hub dlq list|show|replay|resolve|purge``: the dead-letter table (DESIGN §4, §8)."""
 
 from __future__ import annotations
 
+import getpass
 from datetime import datetime
 from typing import Any
 
@@ -11,9 +12,10 @@ from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
 from hub.cli.timefilters import time_options
 from hub.ops import dlq as dead_letters
 from hub.platform.db import transaction
+from hub.platform.models import DEAD_LETTER_RESOLUTIONS
 
 COLUMNS = ("id", "tenant", "origin", "task_name", "integration", "error_code", "attempts",
-           "last_failed_at", "replayed_at")
+           "last_failed_at", "replayed_at", "resolved")
 
 
 def _filter_options(func):
@@ -57,6 +59,8 @@ def list_(ctx: CliContext, limit: int, **options: Any) -> None:
     with ctx.services.sessions() as session:
         rows = [dead_letters.describe(r)
                 for r in dead_letters.list_letters(session, _filters(**options), limit=limit)]
+    for row in rows:  # the table's one word for it; --json keeps the whole resolution
+        row["resolved"] = row["resolution"]["outcome"] if row["resolution"] else None
     emit(ctx, rows, columns=COLUMNS)
 
 
@@ -101,6 +105,39 @@ def replay(ctx: CliContext, dry_run: bool, rate: float, limit: int, again: bool,
                                         "replay_task_id"))
     if not ctx.json:
         click.echo(f"{verb} {len(done)} dead letter(s)")
+
+
+@dlq.command()
+@click.option("--id", "letter_id", required=True, help="The dead letter's id.")
+@click.option("--outcome", required=True, type=click.Choice(DEAD_LETTER_RESOLUTIONS),
+              help="What the provider says: it carried out the write (succeeded) or "
+                   "never got it (failed).")
+@click.option("--note", help="Why: the provider's reference, a ticket...")
+@click.option("--by", "by", help="Who reconciled it (default: the user running hub).")
+@click.option("--tenant", help="Refuse a letter of another tenant.")
+@json_option
+@pass_ctx
+def resolve(ctx: CliContext, letter_id: str, outcome: str, note: str | None, by: str | None,
+            tenant: str | None) -> None:
+    """Close an OUTCOME_UNKNOWN call's dead letter after checking with the provider.
+
+    succeeded: later calls with its idempotency key get a result saying so; failed:
+    the key is freed for the caller to send again. Either way the letter is never
+    replayed. Letters of any other error are refused (replay or purge those).
+    """
+    with transaction(ctx.services.sessions) as session:
+        row = dead_letters.resolve(session, letter_id, outcome, by=by or _operator(),
+                                   note=note, tenant=tenant)
+        view = dead_letters.describe(row)
+    emit(ctx, view, text=f"dead letter {view['id']} resolved: {outcome} "
+                         f"(by {view['resolution']['by']})")
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's numeric uid)
+        return "unknown"
 
 
 @dlq.command()

@@ -1,5 +1,5 @@
-"""The operator's dead-letter queue (``hub dlq``): list, show, replay and purge the
-dead letters every domain records (:mod:`hub.platform.deadletters`)."""
+"""The operator's dead-letter queue (``hub dlq``): list, show, replay, resolve and purge
+the dead letters every domain records (:mod:`hub.platform.deadletters`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.calls import idempotency
 from hub.platform.db import filter_clauses
 from hub.platform.dispatch import REPLAY_HEADER, Dispatcher
-from hub.platform.errors import NotFound, OutcomeUnknown
-from hub.platform.models import DeadLetter, IntegrationLog
+from hub.platform.errors import Conflict, NotFound, OutcomeUnknown, ValidationError
+from hub.platform.models import DEAD_LETTER_RESOLUTIONS, DeadLetter, IntegrationLog
 from hub.platform.scheduler import utcnow
 
 
@@ -71,6 +71,9 @@ def describe(row: DeadLetter, *, full: bool = False) -> dict[str, Any]:
         "first_failed_at": row.first_failed_at, "last_failed_at": row.last_failed_at,
         "replayed_at": row.replayed_at, "replay_task_id": row.replay_task_id,
         "replay_of": str(row.replay_of) if row.replay_of else None,
+        "resolution": None if row.resolution is None else {
+            "outcome": row.resolution, "by": row.resolved_by, "at": row.resolved_at,
+            "note": row.resolution_note},
     }
     if full:
         view.update(args=row.args, kwargs=row.kwargs, traceback=row.traceback)
@@ -127,7 +130,7 @@ def replay(factory: sessionmaker[Session], dispatcher: Dispatcher, filters: Filt
     replayed are skipped unless ``filters.include_replayed`` is true.
     """
     with factory() as session:
-        candidates = list(session.scalars(select(DeadLetter).where(*filters.clauses())
+        candidates = list(session.scalars(select(DeadLetter).where(*_replayable(filters))
                                           .order_by(DeadLetter.last_failed_at).limit(limit)))
     if dry_run:
         return [describe(row) for row in candidates]
@@ -147,10 +150,10 @@ def _replay_one(factory: sessionmaker[Session], dispatcher: Dispatcher, letter_i
         # The filters again, under the lock: another operator may have replayed the
         # letter since we listed it.
         row = session.scalars(select(DeadLetter)
-                              .where(DeadLetter.id == letter_id, *filters.clauses())
+                              .where(DeadLetter.id == letter_id, *_replayable(filters))
                               .with_for_update(skip_locked=True)).one_or_none()
         if row is None:
-            return None  # being replayed right now, or already replayed
+            return None  # being replayed or resolved right now, or already done
         if row.origin == "call" and row.error_code == OutcomeUnknown.code:
             _free_unknown_key(session, row)
         # The header tells the task it is a replay from its first run on: a replay
@@ -159,6 +162,74 @@ def _replay_one(factory: sessionmaker[Session], dispatcher: Dispatcher, letter_i
                                              headers={REPLAY_HEADER: str(row.id)})
         row.replayed_at = utcnow()
         return describe(row)
+
+
+def _replayable(filters: Filters) -> list[Any]:
+    # A resolved letter is closed, whatever the filters (``--again`` included): one
+    # resolved as succeeded reached the provider, and sending it again would write twice.
+    return [*filters.clauses(), DeadLetter.resolved_at.is_(None)]
+
+
+def resolve(session: Session, letter_id: uuid.UUID | str, outcome: str, *, by: str,
+            note: str | None = None, tenant: str | None = None) -> DeadLetter:
+    """Close an OUTCOME_UNKNOWN call's dead letter once the operator has checked with the
+    provider (in ``session``'s transaction), recording ``outcome``, ``by``, the time and
+    ``note`` on the letter:
+
+    - ``succeeded``: the provider carried out the write. Its idempotency key stores a
+      result saying so (``ok``, no provider data, ``reconciled``), which later calls
+      with the key get instead of OUTCOME_UNKNOWN; the letter is never replayed.
+    - ``failed``: the provider never got it. The key is freed, so the caller may send
+      the write again with it; the letter is closed without sending anything (use
+      :func:`replay` instead to have the hub send it).
+
+    Raises NotFound, ValidationError (an outcome not in DEAD_LETTER_RESOLUTIONS) and
+    Conflict: for a letter whose error is not OUTCOME_UNKNOWN (its outcome is known:
+    replay or purge it), one already resolved, or one already replayed (its replay's
+    outcome is what stands: ``hub dlq show``).
+    """
+    if outcome not in DEAD_LETTER_RESOLUTIONS:
+        raise ValidationError(f"outcome must be one of {', '.join(DEAD_LETTER_RESOLUTIONS)}")
+    row = get(session, letter_id, tenant)
+    session.refresh(row, with_for_update=True)  # one operator at a time, replays included
+    _check_resolvable(row)
+    kwargs, integration = row.kwargs, str(row.kwargs.get("integration") or "")
+    key = kwargs.get("idempotency_key")
+    row.resolution, row.resolved_by, row.resolved_at = outcome, by, utcnow()
+    row.resolution_note = note
+    if row.tenant_id and integration and key:
+        if outcome == "failed":
+            idempotency.forget_unknown(session, row.tenant_id, integration, str(key))
+        else:
+            idempotency.settle_reconciled(session, row.tenant_id, integration, str(key),
+                                          _reconciled_result(session, row))
+    return row
+
+
+def _check_resolvable(row: DeadLetter) -> None:
+    if row.error_code != OutcomeUnknown.code:
+        raise Conflict(f"dead letter {row.id} failed with {row.error_code}, not "
+                       f"{OutcomeUnknown.code}: its outcome is known; replay or purge it",
+                       details={"error_code": row.error_code})
+    if row.resolved_at is not None:
+        raise Conflict(f"dead letter {row.id} was resolved as {row.resolution} by "
+                       f"{row.resolved_by} at {row.resolved_at.isoformat()}")
+    if row.replayed_at is not None:
+        raise Conflict(f"dead letter {row.id} was replayed at {row.replayed_at.isoformat()}: "
+                       "its replay's outcome stands (hub dlq show)")
+
+
+def _reconciled_result(session: Session, row: DeadLetter) -> dict[str, Any]:
+    """The result a key resolved as succeeded gives its later calls: the call's
+    envelope without provider data (the answer was lost; ``log_id`` is the audit row
+    of the request that reached the provider), saying who reconciled it."""
+    kwargs, sent = row.kwargs, _sent(session, row)
+    return {"ok": True, "status_code": None, "data": None, "cached": False,
+            "integration": kwargs.get("integration"), "operation": kwargs.get("operation"),
+            "attempts": row.attempts, "log_id": sent["log_id"] if sent else None,
+            "reconciled": {"outcome": row.resolution, "by": row.resolved_by,
+                           "at": row.resolved_at.isoformat() if row.resolved_at else None,
+                           "note": row.resolution_note, "dead_letter_id": str(row.id)}}
 
 
 def _free_unknown_key(session: Session, row: DeadLetter) -> None:

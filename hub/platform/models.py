@@ -59,11 +59,15 @@ AUTH_TYPES = (
 LOG_OUTCOMES = ("success", "failed", "cached", "rate_limited", "circuit_open", "dead_lettered",
                 "sending", "outcome_unknown")
 #: ``unknown``: a write of this key may have reached the provider and its answer was
-#: lost; repeats fail with OUTCOME_UNKNOWN until an operator replays its dead letter.
+#: lost; repeats fail with OUTCOME_UNKNOWN until an operator replays or resolves its
+#: dead letter (``hub dlq replay``, ``hub dlq resolve``).
 CALL_RESULT_STATUSES = ("running", "succeeded", "unknown")
 EVENT_STATUSES = ("pending", "processing", "processed", "failed", "dead")
 DELIVERY_STATUSES = ("pending", "delivering", "succeeded", "failed", "dead", "cancelled")
 DEAD_LETTER_ORIGINS = ("call", "webhook", "delivery", "poison")
+#: How an operator reconciled an OUTCOME_UNKNOWN dead letter (``hub dlq resolve``):
+#: the provider did, or did not, carry out the write.
+DEAD_LETTER_RESOLUTIONS = ("succeeded", "failed")
 SCHEDULED_STATUSES = ("pending", "enqueued", "cancelled")
 
 
@@ -410,6 +414,7 @@ class DeadLetter(Base):
     __tablename__ = "dead_letters"
     __table_args__ = (
         CheckConstraint(_in("origin", DEAD_LETTER_ORIGINS), name="origin"),
+        CheckConstraint(_in("resolution", DEAD_LETTER_RESOLUTIONS), name="resolution"),
         Index(None, "tenant_id", "last_failed_at"),
         Index(None, "error_code"),
         Index(None, "replay_task_id"),
@@ -438,6 +443,12 @@ class DeadLetter(Base):
     #: The letter whose replay failed again and became this one.
     replay_of: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("dead_letters.id", ondelete="SET NULL"))
+    #: Set by ``hub dlq resolve``: how the operator reconciled the letter, who, when
+    #: and why. A resolved letter is closed: it is never replayed.
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
 
 

@@ -179,3 +179,92 @@ def test_a_stale_claim_whose_write_was_sent_is_not_taken_over(services, sessions
     with sessions() as s:
         [letter] = s.scalars(select(DeadLetter).where(DeadLetter.tenant_id == tenant)).all()
     assert (letter.task_id, letter.error_code) == (gone, "OUTCOME_UNKNOWN")
+
+
+# --- the operator closes the letter: hub dlq resolve -------------------------------------
+
+
+def _lost_write(services, sessions, tenant, provider, make_integration) -> str:  # type: ignore[no-untyped-def]
+    """A keyed write whose answer was lost, as an operator finds it: its letter's id."""
+    make_integration("payments")
+    provider.script("/v1/charges", Reply(200, {"id": "ch_1"}, delay=2.0))
+    assert execute_call(services, _charge(tenant=tenant, timeout=0.3),
+                        task_id=_task("task-1", tenant)).error.code == "OUTCOME_UNKNOWN"
+    with sessions() as s:
+        return str(s.scalars(select(DeadLetter.id).where(DeadLetter.tenant_id == tenant)).one())
+
+
+def test_resolving_a_lost_write_as_succeeded_answers_its_key_and_closes_the_letter(
+        services, sessions, tenant, provider, make_integration):
+    from tests.cli.conftest import Hub
+
+    hub = Hub()
+    letter = _lost_write(services, sessions, tenant, provider, make_integration)
+    [sent_row] = _rows(sessions, tenant)
+    code, shown = hub.json("dlq", "show", "--id", letter)
+    # What was sent and when, for the operator to ask the provider about.
+    assert (code, shown["sent"]["method"], shown["sent"]["log_id"]) == (0, "POST", str(sent_row.id))
+    assert shown["sent"]["url"].endswith("/v1/charges") and shown["sent"]["at"]
+    assert shown["resolution"] is None
+
+    code, resolved = hub.json("dlq", "resolve", "--id", letter, "--outcome", "succeeded",
+                              "--note", "provider shows ch_1", "--by", "alice")
+
+    assert code == 0
+    assert {k: resolved["resolution"][k] for k in ("outcome", "by", "note")} == \
+        {"outcome": "succeeded", "by": "alice", "note": "provider shows ch_1"}
+    assert resolved["resolution"]["at"]
+    assert hub.json("dlq", "show", "--id", letter)[1]["resolution"]["by"] == "alice"
+    # The key answers with the reconciliation; nothing is sent again.
+    again = execute_call(services, _charge(tenant=tenant), task_id=_task("task-2", tenant))
+    assert again.status == "success" and again.result["data"] is None
+    assert again.result["reconciled"]["outcome"] == "succeeded"
+    assert again.result["log_id"] == str(sent_row.id)
+    assert provider.hits("/v1/charges") == 1
+    # Closed: a replay (even --again) skips it, a second resolve is refused.
+    assert dlq.replay(sessions, RecordingDispatcher(),
+                      dlq.Filters(tenant=tenant, include_replayed=True), queue="replay") == []
+    code, refused = hub.json("dlq", "resolve", "--id", letter, "--outcome", "failed")
+    assert (code, refused["error"]["code"]) == (1, "CONFLICT")
+    assert "alice" in refused["error"]["message"]
+
+
+def test_resolving_a_lost_write_as_failed_frees_its_key_without_sending(
+        services, sessions, tenant, provider, make_integration):
+    from tests.cli.conftest import Hub
+
+    hub = Hub()
+    letter = _lost_write(services, sessions, tenant, provider, make_integration)
+
+    result = hub("dlq", "resolve", "--id", letter, "--outcome", "failed")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"dead letter {letter} resolved: failed (by ")
+    assert provider.hits("/v1/charges") == 1  # resolving sends nothing
+    provider.script("/v1/charges", Reply(200, {"id": "ch_2"}))
+    again = execute_call(services, _charge(tenant=tenant), task_id=_task("task-2", tenant))
+    assert again.status == "success" and again.result["data"] == {"id": "ch_2"}
+    assert provider.hits("/v1/charges") == 2
+    code, listed = hub.json("dlq", "list", "--tenant", tenant)
+    assert code == 0
+    assert [row["resolution"]["outcome"] for row in listed] == ["failed"]
+
+
+def test_only_outcome_unknown_letters_are_resolved(sessions, tenant):
+    from hub.platform import deadletters
+    from tests.cli.conftest import Hub
+
+    with sessions() as s, s.begin():
+        known = deadletters.record(s, origin="call", task_name="hub.call",
+                                   kwargs={"tenant": tenant}, tenant_id=tenant,
+                                   error_code="UPSTREAM_ERROR", error="503", attempts=5).id
+
+    code, refused = Hub().json("dlq", "resolve", "--id", str(known), "--outcome", "succeeded")
+
+    assert (code, refused["error"]["code"]) == (1, "CONFLICT")
+    assert "UPSTREAM_ERROR" in refused["error"]["message"]
+    assert refused["error"]["details"] == {"error_code": "UPSTREAM_ERROR"}
+    with sessions() as s:
+        assert s.get(DeadLetter, known).resolved_at is None
+    code, usage = Hub().json("dlq", "resolve", "--id", str(known), "--outcome", "maybe")
+    assert (code, usage["error"]["code"]) == (2, "USAGE_ERROR")
