@@ -1,7 +1,11 @@
 """``hub health --detailed`` and the /metrics gauges of every integration's health and
-circuit breaker (seed 004's /health/detailed, kept off the provider-facing port)."""
+circuit breaker (seed 004's /health/detailed, kept off the provider-facing port); ``hub
+health`` warns about a Redis that can lose queued calls (issue 9, item 4), and checks a
+RabbitMQ broker."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
@@ -9,8 +13,12 @@ from hub.calls import integrations
 from hub.calls.breaker import breaker_for
 from hub.calls.integrations import IntegrationSpec
 from hub.ops import healthchecks
+from hub.ops.health import check_all
 from hub.platform.errors import RetryableError
 from tests.calls.fake_provider import Reply, fake_provider
+from tests.faults.servers import redis_server
+
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 def _trip(services, row) -> None:
@@ -88,3 +96,39 @@ def test_an_open_circuit_past_its_recovery_timeout_reads_half_open(services, ten
     services.redis_bytes.set(key, int(time.time()) - 120)  # opened two minutes ago
 
     assert peek_states(services, [row])[str(row.id)] == "half-open"
+
+
+# The three tests below came with the warnings (5074b39) and were lost when this file
+# was rewritten for integration health (7ef7cbb).
+def test_broker_redis_without_aof_or_with_eviction_is_warned_about(hub):
+    with redis_server(persistent=False) as server:
+        env = {"HUB_BROKER_URL": server.url}
+        result = hub("health", env=env)
+        assert result.exit_code == 0, result.stdout
+        warnings = [line for line in result.stdout.splitlines() if " WARN " in line]
+        assert len(warnings) == 1 and warnings[0].startswith("broker"), result.stdout
+        assert "appendonly yes, appendfsync everysec" in warnings[0]
+
+        client = server.client()
+        client.config_set("appendonly", "yes")
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        client.close()
+        code, report = hub.json("health", env=env)
+
+    assert code == 0 and report["ok"]
+    assert [w.split(":")[0] for w in report["checks"]["broker"]["warnings"]] == \
+        ["maxmemory-policy is allkeys-lru"]
+
+
+def test_a_redis_run_as_the_recipes_run_it_has_nothing_to_warn_about(settings):
+    with redis_server(persistent=True) as server:
+        report = check_all(dataclasses.replace(settings, broker_url=server.url))
+    assert report["checks"]["broker"] == {"ok": True, "detail": "answers PING", "warnings": []}
+
+
+def test_rabbitmq_broker_is_checked_over_amqp(settings):
+    report = check_all(dataclasses.replace(settings, broker_url=RABBITMQ))
+    assert report["checks"]["broker"]["ok"], report
+    assert report["checks"]["broker"]["detail"].startswith("RabbitMQ ")
+    down = check_all(dataclasses.replace(settings, broker_url="amqp://guest:guest@127.0.0.1:1//"))
+    assert not down["ok"] and not down["checks"]["broker"]["ok"]
