@@ -18,7 +18,8 @@ operation                     request                                     note
 Auth is seed 003's ``oauth2_hmac``: OAuth2 client credentials (bearer token from
 ``/oauth/token``) plus ``X-HMAC-Signature``, the hex HMAC-SHA256 of the exact body
 bytes sent. :attr:`TransactionsAdapter.auth_defaults` turns the signing on, so an
-integration registered with ``--auth-type oauth2_client_credentials`` signs every
+integration registered with ``--auth-type oauth2_client_credentials`` (or the seed's
+``oauth2_hmac``, an alias of it: :data:`hub.calls.integrations.AUTH_TYPE_ALIASES`) signs every
 request; the credentials are ``client_id``, ``client_secret`` and ``hmac_secret``.
 
 A commit must never run twice: it is refused without an idempotency key, which the

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +38,31 @@ MUTABLE_FIELDS = frozenset({
 })
 
 
+#: Auth type names accepted where an integration is registered or changed, each
+#: stored as a real type plus what it adds to ``config.auth`` (the operator's own
+#: ``config.auth`` keys win). Seed 003 names OAuth2 client credentials with every
+#: body HMAC-signed into ``X-HMAC-Signature`` ``oauth2_hmac``; as an alias it needs
+#: no strategy, column value or migration of its own, and any adapter can use it.
+AUTH_TYPE_ALIASES: dict[str, tuple[str, Mapping[str, Any]]] = {
+    "oauth2_hmac": ("oauth2_client_credentials", {"hmac": {"header": "X-HMAC-Signature"}}),
+}
+#: What ``--auth-type`` accepts: the stored types and their aliases.
+ACCEPTED_AUTH_TYPES = (*AUTH_TYPES, *AUTH_TYPE_ALIASES)
+
+
+def unalias_auth(auth_type: str, config: Mapping[str, Any] | None
+                 ) -> tuple[str, dict[str, Any] | None]:
+    """``auth_type`` and ``config`` as stored: an alias (:data:`AUTH_TYPE_ALIASES`)
+    becomes its real type, its auth settings merged under the operator's own."""
+    alias = AUTH_TYPE_ALIASES.get(auth_type)
+    if alias is None:
+        return auth_type, None if config is None else dict(config)
+    real, auth = alias
+    config = dict(config or {})
+    config["auth"] = {**auth, **(config.get("auth") or {})}
+    return real, config
+
+
 @dataclass(frozen=True)
 class IntegrationSpec:
     """What an operator gives to create an integration."""
@@ -63,9 +88,9 @@ def _validate(spec: IntegrationSpec) -> None:
         raise ValidationError(f"unknown adapter {spec.adapter!r}; installed: "
                               f"{', '.join(sorted(adapters.registry()))}",
                               details={"adapters": sorted(adapters.registry())})
-    if spec.auth_type not in AUTH_TYPES:
+    if spec.auth_type not in ACCEPTED_AUTH_TYPES:
         raise ValidationError(f"unknown auth type {spec.auth_type!r}; "
-                              f"expected one of {', '.join(AUTH_TYPES)}")
+                              f"expected one of {', '.join(ACCEPTED_AUTH_TYPES)}")
     parts = urlsplit(spec.base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(f"base URL must be an absolute http(s) URL, got {spec.base_url!r}")
@@ -97,6 +122,8 @@ def monthly_budget(config: Mapping[str, Any] | None) -> Decimal | None:
 def create(session: Session, spec: IntegrationSpec) -> Integration:
     """Register an integration. Raises ValidationError, Conflict (name taken), NotFound
     (unknown fallback)."""
+    auth_type, config = unalias_auth(spec.auth_type, spec.config)
+    spec = replace(spec, auth_type=auth_type, config=config)
     _validate(spec)
     limits = _default_limits(spec.adapter)
     row = Integration(
@@ -263,6 +290,9 @@ def update(session: Session, tenant_id: str, name: str, **changes: Any) -> Integ
     if unknown:
         raise ValidationError(f"cannot change {', '.join(sorted(unknown))}")
     row = get(session, tenant_id, name, lock=True)
+    if changes.get("auth_type") in AUTH_TYPE_ALIASES:
+        changes["auth_type"], changes["config"] = unalias_auth(
+            changes["auth_type"], changes.get("config", row.config))
     if "fallback" in changes:
         row.fallback_integration_id = _fallback_id(session, row, changes.pop("fallback"))
     merged = IntegrationSpec(

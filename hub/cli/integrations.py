@@ -12,7 +12,6 @@ from hub.calls import integrations as registry
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx, read_json_stdin
 from hub.ops import deletion
 from hub.platform.db import transaction
-from hub.platform.models import AUTH_TYPES
 
 LIST_COLUMNS = ("tenant", "name", "adapter", "auth_type", "status", "health_status", "base_url",
                 "adapter_check")
@@ -56,7 +55,9 @@ def name_option(func: Any) -> Any:
 @name_option
 @click.option("--adapter", required=True, help="Adapter module, e.g. rest.")
 @click.option("--base-url", required=True)
-@click.option("--auth-type", type=click.Choice(AUTH_TYPES), default="none", show_default=True)
+@click.option("--auth-type", type=click.Choice(registry.ACCEPTED_AUTH_TYPES), default="none",
+              show_default=True, help="oauth2_hmac (seed 003) is stored as "
+              "oauth2_client_credentials with config.auth.hmac.")
 @click.option("--config", "config", callback=_json_object, help="Adapter config (JSON object).")
 @click.option("--per-minute", type=click.IntRange(min=1))
 @click.option("--per-hour", type=click.IntRange(min=1))
@@ -136,7 +137,7 @@ def enable(ctx: CliContext, tenant: str, name: str) -> None:
 @click.option("--tenant", required=True)
 @name_option
 @click.option("--base-url")
-@click.option("--auth-type", type=click.Choice(AUTH_TYPES))
+@click.option("--auth-type", type=click.Choice(registry.ACCEPTED_AUTH_TYPES))
 @click.option("--config", "config", callback=_json_object)
 @click.option("--per-minute", type=click.IntRange(min=1))
 @click.option("--per-hour", type=click.IntRange(min=1))

@@ -301,3 +301,44 @@ def test_a_cached_token_no_key_opens_is_refetched_not_a_vault_error(services, te
         assert server.count("/oauth/token") == 2
         assert services.vault.decrypt(services.redis.get(key), owner="t")["access_token"] \
             == "at-2"
+
+
+def test_seed_003s_oauth2_hmac_is_client_credentials_with_a_signed_body(services, tenant):
+    # Issue 11: seed 003 registers its transactions API as `oauth2_hmac`.
+    from tests.cli.conftest import Hub
+
+    hub = Hub()
+    with serve(TokenServer()) as server:
+        code, added = hub.json("integrations", "add", "--tenant", tenant, "--name", "svc",
+                               "--adapter", "rest", "--base-url", server.url,
+                               "--auth-type", "oauth2_hmac")
+        assert code == 0, added
+        assert added["auth_type"] == "oauth2_client_credentials"
+        assert added["config"]["auth"] == {"hmac": {"header": "X-HMAC-Signature"}}
+        # The HMAC secret is a credential of the type, like the client's.
+        code, refused = hub.json("credentials", "set", "--tenant", tenant,
+                                 "--integration", "svc", input=json.dumps(CC))
+        assert (code, refused["error"]["code"]) == (1, "VALIDATION_ERROR")
+        assert "hmac_secret" in refused["error"]["message"]
+        assert hub("credentials", "set", "--tenant", tenant, "--integration", "svc",
+                   input=json.dumps({**CC, "hmac_secret": "hs-secret"})).exit_code == 0
+
+        request = apply(services, load(services, tenant))
+
+    assert request.headers["Authorization"] == "Bearer at-1"
+    assert request.headers["X-HMAC-Signature"] == \
+        std_hmac.new(b"hs-secret", request.body, hashlib.sha256).hexdigest()
+
+
+def test_oauth2_hmac_keeps_the_operators_own_hmac_settings(services, tenant):
+    make_integration(services, tenant, "http://provider.invalid", "bearer", {"token": "t"})
+    with services.sessions() as session, session.begin():
+        row = integrations.update(session, tenant, "svc", auth_type="oauth2_hmac",
+                                  config={"auth": {"hmac": {"encoding": "base64"}},
+                                          "retry": {"max_attempts": 2}})
+        assert row.auth_type == "oauth2_client_credentials"
+        assert row.config == {"auth": {"hmac": {"encoding": "base64"}},
+                              "retry": {"max_attempts": 2}}
+    with services.sessions() as session, session.begin(), \
+            pytest.raises(ValidationError, match="unknown auth type 'oauth2_hmacc'"):
+        integrations.update(session, tenant, "svc", auth_type="oauth2_hmacc")
