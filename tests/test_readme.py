@@ -2,9 +2,10 @@
 
 Every ``hub`` command of README's ``sh`` blocks that is written out whole (no
 ``[optional]`` part, no ``a|b`` choice, no placeholder such as ``T`` or ``ID``) runs
-against the test session's database, in README order, and must succeed; where the
-README shows its output (a ``# ...`` line under it), the output must match, ``...``
-standing for anything. The client example of "Calling the hub from another
+against the test session's database (``hub keys rotate``, which acts on every secret
+of its database, against a database of its own), in README order, and must succeed;
+where the README shows its output (a ``# ...`` line under it), the output must
+match, ``...`` standing for anything. The client example of "Calling the hub from another
 service" runs against the embedded worker and the real web app, and prints what the
 README shows.
 
@@ -48,9 +49,12 @@ REFUSED = {
 #: Commands not run here, and why.
 NOT_HERE = {
     "hub dev": "runs until Ctrl-C (tests/test_hub_dev.py starts it)",
-    "hub keys rotate": "re-encrypts every secret of the database, and the session's holds "
-                       "other tests' secrets under keys of their own "
-                       "(tests/cli/test_keys_cli.py runs it)",
+}
+#: Commands run against a database and Redis key prefix of their own, and why.
+OWN_STATE = {
+    "hub keys rotate": "re-encrypts every secret of the database and every cached token "
+                       "under the key prefix, and the session's hold other tests' secrets "
+                       "under keys of their own",
 }
 
 
@@ -113,6 +117,7 @@ def test_the_readme_has_the_examples_this_test_runs():
                for line in lines)
     assert any(line.startswith("hub webhooks add") for line in lines)
     assert any(line.startswith("hub subscriptions add") for line in lines)
+    assert any(line.startswith("hub keys rotate") for line in lines)
     assert len(lines) >= 20
 
 
@@ -185,18 +190,39 @@ def _file_for(path: Path, web_url: str) -> str:
     return f"whsec_{secrets.token_hex(16)}\n"
 
 
-def test_readme_commands_run_as_written(hub, web_url, readme_tenant, tmp_path):
+@pytest.fixture
+def own_state(settings: Settings) -> Iterator[dict[str, str]]:
+    """A database of the test's own, migrated, and a Redis key prefix of its own (the
+    environment that points ``hub`` at them); the database is dropped at the end."""
+    from hub.dev.embedded import create_database, drop_database, with_database
+    from hub.platform import migrate
+    from hub.platform.config import load_settings
+
+    name = f"hub_readme_{secrets.token_hex(4)}"
+    url = with_database(settings.database_url, name)
+    create_database(settings.database_url, name)
+    try:
+        migrate.upgrade(load_settings({}, database_url=url))
+        yield {"HUB_DATABASE_URL": url,
+               "HUB_REDIS_PREFIX": f"{settings.redis_prefix}readme{secrets.token_hex(3)}:"}
+    finally:
+        drop_database(settings.database_url, name)
+
+
+def test_readme_commands_run_as_written(hub, web_url, readme_tenant, tmp_path, own_state):
     env = {"HUB_PUBLIC_URL": web_url}
     for command in shell_commands():
         line = _ours(command.line, readme_tenant, web_url)
         argv, stdin = _stdin(shlex.split(line, comments=True), tmp_path, web_url)
         assert argv[0] == "hub", line
-        refused = REFUSED.get(" ".join(shlex.split(command.line, comments=True)))
+        written = " ".join(shlex.split(command.line, comments=True))
+        refused = REFUSED.get(written)
         if refused:
             status, answer = hub.json(*argv[1:], input=stdin, env=env)
             assert (status, answer["error"]["code"]) == (1, refused[0]), (line, answer)
             continue
-        result = hub(*argv[1:], input=stdin, env=env)
+        result = hub(*argv[1:], input=stdin, env={**env, **own_state}
+                     if written in OWN_STATE else env)
         assert result.exit_code == 0, (line, result.output)
         if command.expected:
             expected = [_ours(e, readme_tenant, web_url) for e in command.expected]
