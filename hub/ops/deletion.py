@@ -1,8 +1,9 @@
 """``hub integrations delete``: refuse while calls are queued for the integration.
 
 Queued means waiting in the broker's call queues (``calls``, the default queue and
-``replay``; readable on a Redis broker only) or waiting in PostgreSQL for a retry
-(``scheduled_tasks``). With ``force`` the integration is deleted anyway: its
+``replay``; readable on a Redis broker only), taken by a worker and not yet
+acknowledged (a retry waiting for its countdown, a prefetched or running call), or
+waiting in PostgreSQL for a retry (``scheduled_tasks``). With ``force`` the integration is deleted anyway: its
 waiting retries are cancelled, and queued messages fail with NOT_FOUND when a
 worker takes them. Either way its audit rows, usage and dead letters stay
 (:func:`hub.calls.integrations.retire` keeps its row, marked deleted).

@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 
@@ -66,12 +67,18 @@ def waiting(settings: Settings, name: str) -> int | None:
 SCAN_CHUNK = 1000
 
 
-def call_target(raw: bytes | str) -> tuple[str, str] | None:
+#: kombu's Redis transport keeps every message a worker has taken and not yet
+#: acknowledged in this hash (delivery tag -> ``[envelope, exchange, routing_key]``):
+#: calls running, prefetched, or waiting there for their countdown (a retry's backoff).
+KOMBU_UNACKED_KEY = "unacked"
+
+
+def call_target(raw: bytes | str | dict[str, Any]) -> tuple[str, str] | None:
     """``(tenant, integration)`` of a queued ``hub.call`` or ``hub.<adapter>.<operation>``
     message as kombu's Redis transport stores it (Celery message protocol 2: a JSON
     envelope whose base64 body is ``[args, kwargs, embed]``); None for anything else."""
     try:
-        envelope = json.loads(raw)
+        envelope = raw if isinstance(raw, dict) else json.loads(raw)
         task = str(envelope.get("headers", {}).get("task", ""))
         if not (task == "hub.call" or (task.startswith("hub.") and task.count(".") == 2)):
             return None
@@ -98,4 +105,21 @@ def count_calls_for(broker: redis.Redis, queues: Sequence[str], tenant: str,
             while chunk := broker.lrange(key, start, start + SCAN_CHUNK - 1):
                 found += sum(1 for raw in chunk if call_target(raw) == wanted)
                 start += SCAN_CHUNK
+    return found + _held_calls_for(broker, queues, wanted)
+
+
+def _held_calls_for(broker: redis.Redis, queues: Sequence[str],
+                    wanted: tuple[str, str]) -> int:
+    """Calls of ``queues`` for ``wanted`` that a worker has taken but not acknowledged:
+    on a Redis broker a countdown's message leaves the list at once and waits in the
+    worker until due, so the lists alone miss every retry in its backoff."""
+    names = set(queues)
+    found = 0
+    for _tag, raw in broker.hscan_iter(KOMBU_UNACKED_KEY, count=SCAN_CHUNK):
+        try:
+            envelope, _exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        if routing_key in names and call_target(envelope) == wanted:
+            found += 1
     return found

@@ -13,6 +13,7 @@ from hub.calls import audit, integrations
 from hub.ops import queues
 from hub.platform import deadletters, scheduler
 from hub.platform.models import DeadLetter, IntegrationLog, ScheduledTask
+from tests.calls.polling import wait_for
 
 BASE = "http://127.0.0.1:9"  # loopback, nothing listens: beat's probes stay local
 
@@ -142,3 +143,29 @@ def test_queued_broker_messages_are_found_for_their_integration(client_app, sett
     finally:
         broker.delete(queue)
         broker.close()
+
+
+def test_a_countdown_retry_held_by_a_worker_is_a_queued_call(worker, client_app, hub, tenant,
+                                                             settings):
+    """A call waiting for its countdown (a retry's backoff, up to HUB_MAX_COUNTDOWN) is no
+    longer in the broker's list: a worker took it and holds it, unacknowledged, until it is
+    due. Deleting the integration meanwhile is refused like for a call still in the list."""
+    _add(hub, tenant)
+    held = client_app.send_task("hub.call", countdown=30, kwargs={
+        "tenant": tenant, "integration": "crm", "operation": "get", "params": {"path": "/"}})
+    broker = queues.broker_client(settings)
+    assert broker is not None
+    names = [settings.queue(q) for q in ("calls", "celery", "replay")]
+    try:
+        wait_for(lambda: sum(queues.lengths(broker, names)) == 0, "the worker to take the call")
+    finally:
+        broker.close()
+
+    status, refused = hub.json("integrations", "delete", "--tenant", tenant, "--name", "crm")
+
+    assert status == 1 and refused["error"]["code"] == "CONFLICT"
+    assert refused["error"]["details"]["broker"] == 1
+    status, done = hub.json("integrations", "delete", "--tenant", tenant, "--name", "crm",
+                            "--force")
+    assert status == 0 and done["queued"]["broker"] == 1
+    held.revoke()  # it would fail NOT_FOUND when due; nothing else to see
