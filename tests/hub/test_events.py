@@ -3,9 +3,13 @@ must catch up after a restart, and publishing that never fails the work."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import socket
+import threading
 import time
+from pathlib import Path
 
 import redis
 
@@ -117,3 +121,58 @@ def test_publishing_fails_open_and_fast_when_redis_is_gone(tenant):
     assert elapsed < 1.0
     bus.close()
     services.close()
+
+
+class _Handled(Exception):
+    """Ends README's consumer loop once the test has seen what it waits for."""
+
+
+def _readme_consumer() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    (consumer,) = [block for block in blocks if "xreadgroup" in block]
+    return consumer
+
+
+def test_readmes_consumer_takes_back_its_whole_backlog_after_a_restart(services, tenant):
+    """README's consumer, run as written (the test's Redis URL and stream): restarted
+    with more unacknowledged entries than one read returns (count=100), it handles
+    them all, then the new ones."""
+    settings = services.settings
+    stream = f"{settings.redis_prefix}readme-events-{tenant}"
+    reader = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        reader.xgroup_create(stream, "billing", id="$", mkstream=True)
+        for n in range(150):
+            reader.xadd(stream, {"type": "request.failed", "tenant": tenant,
+                                 "event": json.dumps({"n": n})})
+        # The consumer read them, then died before acknowledging any.
+        assert len(reader.xreadgroup("billing", "billing-1", {stream: ">"}, count=500)[0][1]) == 150
+        reader.xadd(stream, {"type": "request.failed", "tenant": tenant,
+                             "event": json.dumps({"n": 150})})
+
+        handled: list[int] = []
+
+        def handle(event: dict) -> None:
+            handled.append(event["n"])
+            if event["n"] == 150:
+                raise _Handled
+
+        code = (_readme_consumer()
+                .replace("redis.Redis(decode_responses=True)",
+                         f"redis.Redis.from_url({settings.redis_url!r}, decode_responses=True)")
+                .replace('"hub:events"', repr(stream))
+                .replace("block=5000", "block=200"))
+
+        def consume() -> None:
+            with contextlib.suppress(_Handled):
+                exec(compile(code, "README.md consumer", "exec"),  # noqa: S102 - README's code
+                     {"handle": handle, "__name__": "readme"})
+
+        consumer = threading.Thread(target=consume, daemon=True)
+        consumer.start()
+        consumer.join(timeout=20)  # returns once the newest entry is handled
+        assert sorted(handled) == list(range(151))
+    finally:
+        reader.delete(stream)
+        reader.close()
