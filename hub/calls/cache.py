@@ -16,6 +16,15 @@ new body.
 Failures of the cache never fail a call (it is an optimisation): Redis errors
 fall back to L2 or a miss, PostgreSQL errors to a miss, each with a log line.
 
+A read in flight while a write invalidates must not put its older answer back
+(issue 11): every invalidation first bumps a *generation* counter in Redis (the
+integration's, or the tenant's for one across its integrations); the pipeline
+reads :func:`generation` before the provider request, and :func:`store` keeps
+the answer only if the generation is unchanged after writing it (else it
+withdraws it). An answer the provider gave before the write was applied is thus
+either removed by the invalidation or withdrawn by its own store. A generation
+that cannot be read (Redis down) stores as before, unchecked.
+
 Hit/miss counters per tenant and namespace (integration/operation) are Redis
 hashes read by :func:`stats` (``hub cache stats``); :func:`invalidate` drops
 entries by key, prefix or param value from both layers (``hub cache
@@ -101,6 +110,33 @@ def _redis_key(services: Services, tenant: str, integration_id: Any, operation: 
                key: str) -> str:
     return services.settings.redis_key("cache", *map(_part, (tenant, str(integration_id),
                                                              operation, key)))
+
+
+def _generation_keys(services: Services, tenant: str, integration_id: Any) -> list[str]:
+    return [services.settings.redis_key("cache-gen", _part(tenant)),
+            services.settings.redis_key("cache-gen", _part(tenant), _part(str(integration_id)))]
+
+
+def generation(services: Services, integration: _IntegrationLike) -> str | None:
+    """The cache generation of ``integration`` (its tenant's and its own invalidation
+    counters), to give :func:`store` for an answer requested after this read; None
+    when Redis cannot say (then the store is unchecked)."""
+    try:
+        values = services.redis.mget(_generation_keys(services, integration.tenant_id,
+                                                      integration.id))
+    except (redis.RedisError, OSError):
+        log.warning("cache generation unavailable; storing unchecked", exc_info=True)
+        return None
+    return ":".join(str(int(v or 0)) for v in values)
+
+
+def _bump_generation(services: Services, tenant: str, integration_id: Any) -> None:
+    key = _generation_keys(services, tenant, integration_id)[1 if integration_id else 0]
+    try:
+        services.redis.incr(key)
+    except (redis.RedisError, OSError):
+        log.warning("cache generation not bumped; a read in flight may store an older "
+                    "answer", exc_info=True)
 
 
 def _stats_key(services: Services, tenant: str) -> str:
@@ -220,30 +256,66 @@ def _from_database(services: Services, integration: _IntegrationLike, operation:
 
 def store(services: Services, integration: _IntegrationLike, operation: str,
           params: Mapping[str, Any] | None, *, status_code: int, data: Any, ttl: int,
-          headers: Mapping[str, str] | None = None, etag: str | None = None) -> str | None:
+          headers: Mapping[str, str] | None = None, etag: str | None = None,
+          generation: str | None = None) -> str | None:
     """Cache a provider answer in both layers for ``effective_ttl(headers, ttl)``
-    seconds; returns the key, or None when not stored (no-store, ttl 0, or an
-    uncacheable no-cache answer without ETag). Never raises for cache failures."""
+    seconds; returns the key, or None when not stored (no-store, ttl 0, an
+    uncacheable no-cache answer without ETag, or ``generation``, read by
+    :func:`generation` before the request, no longer current: an invalidation came
+    in between). Never raises for cache failures."""
     seconds = effective_ttl(headers, ttl)
     etag = etag or _etag(headers)
-    if seconds is None or (seconds == 0 and not etag):
+    if seconds is None or (seconds == 0 and not etag) or _outdated(services, integration,
+                                                                   generation):
         return None
     key = cache_key(integration.tenant_id, integration.id, operation, params)
     entry = CachedResponse(key=key, status_code=status_code, data=data, etag=etag,
                            expires_at=time.time() + seconds, fresh=True, layer="redis")
+    return key if _keep(services, integration, operation, entry, params, generation,
+                        "stores") else None
+
+
+def _outdated(services: Services, integration: _IntegrationLike,
+              generation_read: str | None) -> bool:
+    return generation_read is not None and \
+        generation(services, integration) not in (generation_read, None)
+
+
+def _keep(services: Services, integration: _IntegrationLike, operation: str,
+          entry: CachedResponse, params: Mapping[str, Any] | None,
+          generation_read: str | None, counter: str) -> bool:
+    """Write ``entry`` to both layers, then withdraw it if an invalidation bumped the
+    generation meanwhile (it may have run before our write reached either layer)."""
     _to_database(services, integration, operation, entry, params)
     _to_redis(services, integration, operation, entry)
-    _count(services, integration.tenant_id, integration.id, operation, "stores")
-    return key
+    if _outdated(services, integration, generation_read):
+        _withdraw(services, integration, operation, entry.key)
+        return False
+    _count(services, integration.tenant_id, integration.id, operation, counter)
+    return True
+
+
+def _withdraw(services: Services, integration: _IntegrationLike, operation: str,
+              key: str) -> None:
+    try:
+        with services.sessions() as session, session.begin():
+            session.execute(delete(CacheEntry).where(
+                CacheEntry.tenant_id == integration.tenant_id, CacheEntry.key_hash == key))
+    except SQLAlchemyError:
+        log.warning("cache L2 (PostgreSQL) unavailable; outdated entry left", exc_info=True)
+    _delete_redis(services, [_redis_key(services, integration.tenant_id, integration.id,
+                                        operation, key)])
 
 
 def refresh(services: Services, integration: _IntegrationLike, operation: str,
             params: Mapping[str, Any] | None, *, ttl: int,
-            headers: Mapping[str, str] | None = None) -> CachedResponse | None:
+            headers: Mapping[str, str] | None = None,
+            generation: str | None = None) -> CachedResponse | None:
     """After a 304 Not Modified: make the cached entry fresh again for
     ``effective_ttl(headers, ttl)`` seconds, keeping its body (and taking a new
     ETag if the 304 carries one). Returns the refreshed entry, or None when there
-    is none any more (or the 304 said no-store: then the entry is dropped)."""
+    is none any more (or the 304 said no-store: then the entry is dropped; or an
+    invalidation came after ``generation``, as in :func:`store`)."""
     key = cache_key(integration.tenant_id, integration.id, operation, params)
     current = _from_redis(services, integration, operation, key) \
         or _from_database(services, integration, operation, key)
@@ -256,9 +328,8 @@ def refresh(services: Services, integration: _IntegrationLike, operation: str,
     entry = CachedResponse(key=key, status_code=current.status_code, data=current.data,
                            etag=_etag(headers) or current.etag,
                            expires_at=time.time() + seconds, fresh=True, layer=current.layer)
-    _to_database(services, integration, operation, entry, params)
-    _to_redis(services, integration, operation, entry)
-    _count(services, integration.tenant_id, integration.id, operation, "revalidated")
+    if not _keep(services, integration, operation, entry, params, generation, "revalidated"):
+        return None
     return entry
 
 
@@ -403,6 +474,9 @@ def invalidate(services: Services, tenant: str, integration: Any = None,
         if integration_id is None or not operation:
             raise ValueError("params need an integration and an operation")
         key = cache_key(tenant, integration_id, operation, params)
+    # Before deleting: a read in flight that stores after our delete sees the new
+    # generation and withdraws its answer (see the module docstring).
+    _bump_generation(services, tenant, integration_id)
     deleted = _invalidate_database(services, tenant, integration_id, operation, key,
                                    param_value)
     redis_keys = [_redis_key(services, tenant, i, o, k) for i, o, k in deleted]
@@ -491,4 +565,5 @@ def expire_before(services: Services, cutoff: datetime, batch: int = 1000) -> in
 
 
 __all__ = ["CachedResponse", "cache_key", "canonical_json", "effective_ttl", "expire_before",
-           "invalidate", "invalidate_prefix", "lookup", "refresh", "stats", "store"]
+           "generation", "invalidate", "invalidate_prefix", "lookup", "refresh", "stats",
+           "store"]

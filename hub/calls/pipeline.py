@@ -185,6 +185,9 @@ class Attempt:
     response: requests.Response | None = None
     #: An expired cache entry with an ETag, revalidated with If-None-Match.
     stale: cache.CachedResponse | None = None
+    #: The cache generation read before the request (a miss): the answer is stored
+    #: only if no invalidation came in between (:func:`hub.calls.cache.store`).
+    cache_generation: str | None = None
     #: The idempotency key, under the integration the caller named (a fallback
     #: serving the call stores its result there too).
     key: idempotency.Key | None = None
@@ -631,6 +634,7 @@ def _cache_lookup(services: Services, run: Attempt) -> CallOutcome | None:
     metrics.record_cache(run.target.row.name, run.request.operation, hit)
     if entry is None or not entry.fresh:
         run.stale = entry
+        run.cache_generation = cache.generation(services, run.target.row)
         return None
     row_id = _audit(services, run, "cached", status_code=entry.status_code)
     _metric("cached", run)
@@ -646,10 +650,12 @@ def _cache_store(services: Services, run: Attempt, status: int | None, data: Any
     ttl = run.target.adapter.cache_ttl(run.target.op, run.target.row.config or {})
     if status == 304 and run.stale is not None:
         entry = cache.refresh(services, run.target.row, run.request.operation,
-                              run.request.params, ttl=ttl, headers=run.response.headers)
+                              run.request.params, ttl=ttl, headers=run.response.headers,
+                              generation=run.cache_generation)
         return (entry or run.stale).data
     cache.store(services, run.target.row, run.request.operation, run.request.params,
-                status_code=status, data=data, headers=run.response.headers, ttl=ttl)
+                status_code=status, data=data, headers=run.response.headers, ttl=ttl,
+                generation=run.cache_generation)
     return data
 
 

@@ -30,6 +30,8 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    #: Held (the request arrived, its answer not sent) until the test sets this.
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -62,6 +64,8 @@ class ScriptedServer:
             reply = queue.popleft() if queue else None
         if reply is not None and reply.delay:
             time.sleep(reply.delay)  # the provider being slow is what is simulated
+        if reply is not None and reply.hold is not None:
+            reply.hold.wait(30)
         return reply
 
     def handle(self, request: Request) -> Response:

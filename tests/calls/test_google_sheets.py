@@ -122,6 +122,35 @@ def test_a_write_invalidates_the_cached_reads_of_that_spreadsheet(worker, client
     assert untouched["cached"] is True
 
 
+def test_a_read_in_flight_when_a_write_lands_does_not_cache_its_older_answer(
+        worker, client_app, tenant, google, sheets):
+    # Issue 11: the write invalidated, then the slower read stored its older answer,
+    # and every read for the cache's 5 minutes got the sheet as it was before the write.
+    import threading
+
+    from tests.calls.polling import wait_for
+
+    sid = google.new_spreadsheet({"Sheet1": TENANTS})
+    path = f"/v4/spreadsheets/{sid}/values/Sheet1!A1:C3"
+    before = {"range": "Sheet1!A1:C3", "majorDimension": "ROWS", "values": TENANTS}
+    answer = threading.Event()  # Google read the sheet before the write; its answer lags
+    google.script(path, Reply(200, before, hold=answer))
+    read = client_app.send_task("hub.call", kwargs={
+        "tenant": tenant, "integration": "sheets", "operation": "read_range",
+        "params": {"spreadsheet_id": sid, "range": "Sheet1!A1:C3"}})
+    wait_for(lambda: google.hits(path) == 1, "the read to reach Google")
+
+    _own_task(client_app, tenant, "write_range", spreadsheet_id=sid, range="Sheet1!C2",
+              values=[["=1+1"]])
+    answer.set()
+
+    assert read.get(timeout=TIMEOUT)["data"]["values"] == TENANTS  # its own answer, as sent
+    after = _call(client_app, tenant, "read_range", {"spreadsheet_id": sid,
+                                                     "range": "Sheet1!A1:C3"})
+    assert after["cached"] is False and after["data"]["values"][1] == ["1", "Ivanov", "=1+1"]
+    assert google.hits(path) == 2
+
+
 def test_append_rows_inserts_once_per_idempotency_key(worker, client_app, tenant, google,
                                                        sheets):
     sid = google.new_spreadsheet({"Sheet1": TENANTS})

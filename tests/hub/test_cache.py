@@ -221,3 +221,29 @@ def test_expire_before_deletes_only_old_rows_in_batches(services, tenant):
         left = session.scalars(select(CacheEntry.key_hash)
                                .where(CacheEntry.tenant_id == tenant)).all()
     assert left == [cache.cache_key(tenant, row.id, "get", {"id": "keep"})]
+
+
+def test_an_answer_requested_before_an_invalidation_is_not_stored(services, tenant):
+    # Issue 11: a read in flight when a write (or a webhook) invalidates must not put
+    # its older answer back. Its generation was read before its request.
+    row = make(services, tenant)
+    other = make(services, tenant, "erp")
+    by_write = cache.generation(services, row)
+    cache.invalidate(services, tenant, row.id, param_value="SHEET-1", sweep=False)
+    assert cache.store(services, row, "get", {"id": 1}, status_code=200, data="old", ttl=60,
+                       generation=by_write) is None
+    assert cache.lookup(services, row, "get", {"id": 1}) is None
+    # Another integration's invalidation leaves this one's reads alone...
+    current = cache.generation(services, row)
+    cache.invalidate(services, tenant, other.id, sweep=False)
+    assert cache.store(services, row, "get", {"id": 1}, status_code=200, data="new", ttl=60,
+                       generation=current) is not None
+    # ...but one across the tenant (a webhook handler's) does not.
+    by_webhook = cache.generation(services, row)
+    cache.invalidate_prefix(services, tenant, "get_transaction_status:TXN-1")
+    assert cache.refresh(services, row, "get", {"id": 1}, ttl=60,
+                         generation=by_webhook) is None
+    assert cache.lookup(services, row, "get", {"id": 1}) is None  # withdrawn, both layers
+    with services.sessions() as session:
+        assert session.scalars(select(CacheEntry).where(CacheEntry.tenant_id == tenant)).all() \
+            == []
