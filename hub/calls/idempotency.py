@@ -171,11 +171,8 @@ def forget_unknown(session: Session, tenant_id: str, integration: str,
                    idempotency_key: str) -> int:
     """Free a key whose write ended with an unknown outcome (an operator reconciled it
     and replays the call); returns how many rows were removed (0 or 1)."""
-    integration_ids = select(Integration.id).where(Integration.tenant_id == tenant_id,
-                                                   Integration.name == integration)
     result = session.execute(delete(CallResult).where(
-        CallResult.tenant_id == tenant_id, CallResult.idempotency_key == idempotency_key,
-        CallResult.integration_id.in_(integration_ids), CallResult.status == "unknown"))
+        *_unknown(tenant_id, integration, idempotency_key)))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -184,13 +181,18 @@ def settle_reconciled(session: Session, tenant_id: str, integration: str,
     """An operator found that a write whose outcome was unknown did reach the provider
     (``hub dlq resolve --outcome succeeded``): the key stores ``result``, which later
     calls with the key get instead of OUTCOME_UNKNOWN. Returns rows changed (0 or 1)."""
+    changed = session.execute(update(CallResult)
+                              .where(*_unknown(tenant_id, integration, idempotency_key))
+                              .values(status="succeeded", result=result, completed_at=utcnow()))
+    return int(getattr(changed, "rowcount", 0) or 0)
+
+
+def _unknown(tenant_id: str, integration: str, idempotency_key: str) -> tuple[Any, ...]:
+    """The ``unknown`` row of a key, its integration named as the dead letter names it."""
     integration_ids = select(Integration.id).where(Integration.tenant_id == tenant_id,
                                                    Integration.name == integration)
-    changed = session.execute(update(CallResult).where(
-        CallResult.tenant_id == tenant_id, CallResult.idempotency_key == idempotency_key,
-        CallResult.integration_id.in_(integration_ids), CallResult.status == "unknown")
-        .values(status="succeeded", result=result, completed_at=utcnow()))
-    return int(getattr(changed, "rowcount", 0) or 0)
+    return (CallResult.tenant_id == tenant_id, CallResult.idempotency_key == idempotency_key,
+            CallResult.integration_id.in_(integration_ids), CallResult.status == "unknown")
 
 
 def complete(session: Session, key: Key, result: dict[str, Any]) -> None:
