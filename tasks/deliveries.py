@@ -1,4 +1,4 @@
-"""``hub.deliveries.send`` and beat's sender of due sending."""
+"""``hub.deliveries.send`` and beat's sender of due deliveries."""
 
 from __future__ import annotations
 
