@@ -48,15 +48,29 @@ def _gunicorn_conf() -> dict[str, object]:
     return settings
 
 
+LOCAL_START = "hub db upgrade && honcho start -c release=0 -p 8000"
+
+
 def test_honcho_runs_every_long_lived_process_and_not_the_release():
     processes = _procfile()
     assert processes["release"] == "hub db upgrade"
     started = environ.expand_processes(processes, concurrency=_parse_concurrency("release=0"))
     assert sorted(p.name.split(".")[0] for p in started) == sorted(
         name for name in processes if name != "release")
-    readme = (ROOT / "README.md").read_text()
-    assert "hub db upgrade && honcho start -c release=0" in readme
-    assert "honcho start -c release=0" in (ROOT / "Procfile").read_text()
+    assert LOCAL_START in (ROOT / "README.md").read_text()
+    assert LOCAL_START in (ROOT / "Procfile").read_text()
+
+
+def test_under_honcho_the_web_app_listens_where_the_public_url_says():
+    """honcho sets PORT per line (the -p port for the first, 100 more for each next):
+    the web line must get the port README's command names, the one HUB_PUBLIC_URL's
+    default points at, not 8100 or honcho's 5000."""
+    port = int(re.search(r"-p (\d+)", LOCAL_START).group(1))
+    started = environ.expand_processes(
+        _procfile(), concurrency=_parse_concurrency("release=0"), port=port)
+    web = next(p for p in started if p.name == "web.1")
+    assert web.env["PORT"] == str(port)
+    assert load_settings(environ={}).public_url.endswith(f":{port}")
 
 
 def test_readme_procfile_table_is_the_procfile():
