@@ -50,7 +50,12 @@ task_time_limit = settings.task_time_limit
 # Flower sees started tasks through events, and attempts are in integration_logs.
 task_track_started = False
 task_send_sent_event = True
-worker_send_task_events = True
+# Task events (received, started, succeeded... one Redis PUBLISH each) cost a worker
+# about 5 % of its CPU per task, and nothing of the hub reads them: they are for
+# Flower, which turns them on itself in every worker it sees (its enable_events
+# broadcast, every 5 s while it runs; README "Flower"). Events stay on in a worker
+# once Flower enabled them; `celery -A tasks control disable_events` turns them off.
+worker_send_task_events = False
 # On a broker blip a running task goes on and records its outcome. Cancelling it
 # (Celery's option) killed deliveries mid-POST, left their rows `delivering` and beat
 # re-sent them a lease later: the subscriber got the webhook twice, 75 s apart (issue 9,

@@ -17,13 +17,20 @@ class HubTask(Task):
 
     abstract = True
 
+    def count_receive(self, svc: Any, task_id: str, kwargs: dict[str, Any]) -> int | None:
+        """Count this receive and return the count (None: let the guardrail count).
+        A task that reads Redis before its body anyway counts it in the same round
+        trip (the call tasks)."""
+        return None
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         task_id = self.request.id
         if not task_id or self.request.is_eager:
             return super().__call__(*args, **kwargs)
         svc = services()
         poison = guardrails.admit(svc, task_name=self.name, task_id=task_id,
-                                  kwargs=dict(kwargs), args=list(args))
+                                  kwargs=dict(kwargs), args=list(args),
+                                  receives=self.count_receive(svc, task_id, kwargs))
         if poison is not None:
             raise CallFailed(poison.envelope())
         try:

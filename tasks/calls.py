@@ -9,13 +9,15 @@ UPSTREAM_ERROR...) is one INFO line in the worker's log, not an ERROR traceback.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, NoReturn
 
 from celery.exceptions import Retry
 
 from hub import adapters
-from hub.calls import pipeline
+from hub.calls import pipeline, preflight
 from hub.calls.pipeline import CallFailed, CallOutcome
+from hub.ops import guardrails
 from hub.platform.dispatch import REPLAY_HEADER
 from hub.platform.errors import HubError
 from tasks.app import app, services
@@ -45,13 +47,40 @@ def _retry(task: Any, svc: Any, outcome: CallOutcome, kwargs: dict[str, Any]) ->
                 when=outcome.delay)
 
 
+class CallTask(HubTask):
+    """A call task: its receive is counted in the round trip that reads what the call
+    needs from Redis (:mod:`hub.calls.preflight`), kept for the body in this thread
+    (not on the request: Celery copies the request's attributes into a retry message)."""
+
+    abstract = True
+
+    def count_receive(self, svc: Any, task_id: str, kwargs: dict[str, Any]) -> int | None:
+        read = preflight.read(svc, kwargs.get("tenant"), kwargs.get("integration"),
+                              counter=(guardrails.receive_key(svc, task_id),
+                                       guardrails.RECEIVE_TTL))
+        _read_ahead.value = (task_id, read)
+        if read is None:
+            return None
+        return 0 if read.counter is None else read.counter  # 0: fail open, as counting does
+
+
+_read_ahead = threading.local()
+
+
+def _preflight(task: Any) -> preflight.Preflight | None:
+    """What :meth:`CallTask.count_receive` read for this very run (once)."""
+    task_id, read = getattr(_read_ahead, "value", (None, None))
+    _read_ahead.value = (None, None)
+    return read if task_id is not None and task_id == task.request.id else None
+
+
 def _replay_of(task: Any) -> str | None:
     # Message headers become attributes of the request (hub dlq replay sets this one).
     value = task.request.get(REPLAY_HEADER)
     return str(value) if value else None
 
 
-@app.task(name="hub.call", bind=True, base=HubTask, max_retries=None, throws=(CallFailed,))
+@app.task(name="hub.call", bind=True, base=CallTask, max_retries=None, throws=(CallFailed,))
 def call(self: Any, tenant: str | None = None, integration: str | None = None,
          operation: str | None = None, params: dict[str, Any] | None = None,
          idempotency_key: str | None = None, cache: bool | None = None,
@@ -69,7 +98,8 @@ def call(self: Any, tenant: str | None = None, integration: str | None = None,
               "params": params, "idempotency_key": idempotency_key, "cache": cache,
               "timeout": timeout, "on_rate_limit": on_rate_limit}
     outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
-                                    task_id=self.request.id, replay_of=_replay_of(self))
+                                    task_id=self.request.id, replay_of=_replay_of(self),
+                                    preflight=_preflight(self))
     return _finish(self, outcome, kwargs)
 
 
@@ -82,7 +112,8 @@ def _operation_task(name: str, operation: str) -> Any:
         except HubError as exc:
             raise CallFailed(exc.envelope()) from None
         outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
-                                        task_id=self.request.id, replay_of=_replay_of(self))
+                                        task_id=self.request.id, replay_of=_replay_of(self),
+                                        preflight=_preflight(self))
         key = {"idempotency_key": idempotency_key} if idempotency_key else {}
         return _finish(self, outcome, {"tenant": tenant, "integration": integration,
                                        **params, **key})
@@ -90,7 +121,7 @@ def _operation_task(name: str, operation: str) -> Any:
     run.__name__ = run.__qualname__ = name.replace(".", "_")
     run.__doc__ = (f"Operation {operation!r} as its own task (hub.call with fixed operation); "
                    "``idempotency_key`` is hub.call's option, every other keyword a param.")
-    return app.task(name=name, bind=True, base=HubTask, max_retries=None,
+    return app.task(name=name, bind=True, base=CallTask, max_retries=None,
                     throws=(CallFailed,))(run)
 
 

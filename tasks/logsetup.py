@@ -1,6 +1,6 @@
 """Worker and beat logging: JSON lines carrying the running task's id, tenant and
-correlation id; beat's routine maintenance runs at DEBUG; one record per uncaught
-exception (hub.platform.logs)."""
+correlation id; one INFO line per task run (its outcome), beat's routine maintenance
+runs at DEBUG; one record per uncaught exception (hub.platform.logs)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ def _structured(logger: logging.Logger, **_: Any) -> None:
         handler.addFilter(logs.RoutineTaskFilter())
         handler.addFilter(logs.OncePerException())
     sys.excepthook = logs.excepthook
+    # One INFO line per task, not two: its outcome (succeeded, failed, retry) says
+    # the task ran; "Task ... received" shows at DEBUG (HUB_LOG_LEVEL / --loglevel).
+    # Celery decides once, when the consumer starts, whether it makes that record.
+    strategy = logging.getLogger("celery.worker.strategy")
+    strategy.setLevel(logging.NOTSET if logging.getLogger().isEnabledFor(logging.DEBUG)
+                      else logging.WARNING)
 
 
 @task_prerun.connect

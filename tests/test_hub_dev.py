@@ -73,13 +73,22 @@ def test_hub_dev_serves_runs_ping_and_stops_on_ctrl_c(dev_env):
                         backend="db+" + env["HUB_DATABASE_URL"])
         client.conf.task_default_queue = env["HUB_QUEUE_PREFIX"] + "celery"
         assert client.send_task("hub.ping").get(timeout=60)["pong"] == "ok"
-        client.close()
 
         worker_metrics = _poll(f"http://127.0.0.1:{metrics_port}/metrics", deadline)
         assert worker_metrics.status_code == 200
 
         flower = _poll(f"http://127.0.0.1:{flower_port}/", deadline)
         assert flower.status_code == 401  # Flower is behind basic auth
+        # Task events are off in celeryconfig; Flower turns them on in the worker (its
+        # enable_events broadcast) and then sees the tasks it runs.
+        user, password = (state_dir / "flower.auth").read_text().strip().split(":", 1)
+        seen: dict[str, object] = {}
+        while not any(t.get("name") == "hub.ping" for t in seen.values()):
+            assert time.monotonic() < deadline, "Flower never saw a hub.ping task"
+            client.send_task("hub.ping").get(timeout=60)
+            seen = requests.get(f"http://127.0.0.1:{flower_port}/api/tasks",
+                                auth=(user, password), timeout=5).json()
+        client.close()
         assert (state_dir / "encryption.key").stat().st_mode & 0o777 == 0o600
 
         children = psutil.Process(proc.pid).children(recursive=True)

@@ -95,3 +95,21 @@ def test_an_uncaught_exception_is_one_record_not_one_per_traceback_line():
         assert len(records) == expected, done.stderr[-2000:]
         assert "ZeroDivisionError" in records[0]["exc_info"]
         assert done.returncode == 1
+
+
+def test_a_worker_logs_one_info_line_per_task_not_two():
+    """Celery's "Task ... received" is at DEBUG: at INFO a task run is one line, its
+    outcome (issue 10: a record per call costs the worker CPU)."""
+    from tasks import logsetup
+
+    root, strategy = logging.getLogger(), logging.getLogger("celery.worker.strategy")
+    old_root, old_strategy = root.level, strategy.level
+    try:
+        for level, received_shown in ((logging.INFO, False), (logging.DEBUG, True)):
+            root.setLevel(level)
+            logsetup._structured(logging.getLogger("celery"))
+            assert strategy.isEnabledFor(logging.INFO) is received_shown
+            assert logging.getLogger("celery.app.trace").isEnabledFor(logging.INFO)
+    finally:
+        root.setLevel(old_root)
+        strategy.setLevel(old_strategy)

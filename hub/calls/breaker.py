@@ -125,6 +125,11 @@ class Breaker:
                             for key in ("state", "fail_counter")]
 
     @property
+    def state_keys(self) -> list[str]:
+        """The keys of the state and failure counter (read together by MGET)."""
+        return list(self._state_keys)
+
+    @property
     def state(self) -> str:
         """``closed``, ``open`` or ``half-open`` as stored in Redis (``closed`` when
         Redis is unreachable: pybreaker fails open)."""
@@ -152,7 +157,13 @@ class Breaker:
         call at a time through a breaker shared by a worker's threads); only the
         bookkeeping after a failure, or in a state other than closed, takes it.
         """
-        state, failures = self._read()
+        return self.call_read(None, func, *args, **kwargs)
+
+    def call_read(self, read: tuple[Any, Any] | None, func: Callable[..., T], *args: Any,
+                  **kwargs: Any) -> T:
+        """:meth:`call`, with the values of :attr:`state_keys` already read (``read``,
+        e.g. in a pipeline with other reads; None reads them here)."""
+        state, failures = self._read() if read is None else self._parse(read)
         trial = self._admit(state)
         if trial is not None and state == pybreaker.STATE_OPEN:
             # This call is the trial after the recovery timeout: half-open, as
@@ -179,10 +190,17 @@ class Breaker:
         if not isinstance(storage, _RedisStorage):
             return storage.state, storage.counter
         try:
-            state, failures = self._client.mget(self._state_keys)
+            values = self._client.mget(self._state_keys)
         except (redis.RedisError, OSError):
             log.warning("breaker %s: state unavailable, running closed", self.name)
             return pybreaker.STATE_CLOSED, 0
+        return self._parse((values[0], values[1]))
+
+    def _parse(self, values: tuple[Any, Any]) -> tuple[str, int]:
+        storage = self.circuit._state_storage
+        if not isinstance(storage, _RedisStorage):
+            return storage.state, storage.counter
+        state, failures = values
         if state is None:  # expired or flushed: start closed again
             storage._initialize_redis_state(pybreaker.STATE_CLOSED)
             return pybreaker.STATE_CLOSED, 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -241,20 +242,37 @@ class ResolvedCache:
             return None
         return row
 
+    def peek(self, tenant_id: str, name: str) -> Integration | None:
+        """The row kept for (tenant, name), current or not (its id names the keys a
+        call pre-reads: :mod:`hub.calls.preflight`)."""
+        entry = self._rows.get((tenant_id, name))
+        return entry[0] if entry is not None else None
+
     def put(self, row: Integration, generation: str | None) -> None:
         with self._lock:
             self._rows[(row.tenant_id, row.name)] = (row, generation, time.monotonic())
 
 
-def resolve_active(services: Services, tenant_id: str, name: str) -> Integration:
+_UNREAD = object()
+
+
+def cached_row(services: Services, tenant_id: str, name: str) -> Integration | None:
+    """The row this process keeps for (tenant, name), current or not; None if none."""
+    return services.shared("resolved-integrations", ResolvedCache).peek(tenant_id, name)
+
+
+def resolve_active(services: Services, tenant_id: str, name: str,
+                   generation: Any = _UNREAD) -> Integration:
     """:func:`get_active`, served from this process's memory while the tenant's
-    integrations have not changed (one Redis GET instead of a PostgreSQL session).
+    integrations have not changed (one Redis GET instead of a PostgreSQL session;
+    none when the caller read ``generation`` already, :mod:`hub.calls.preflight`).
 
     The row is a detached snapshot shared between threads: read it, never change
     it. Raises NotFound and IntegrationDisabled as :func:`get_active` does (those
     answers are not cached).
     """
-    generation = _generation(services, tenant_id)
+    if generation is _UNREAD:
+        generation = _generation(services, tenant_id)
     cache = services.shared("resolved-integrations", ResolvedCache)
     row = cache.get(tenant_id, name, generation)
     if row is not None:
@@ -373,6 +391,34 @@ def set_credentials(session: Session, vault: Vault, tenant_id: str, name: str,
     check_credentials(row, credentials)
     row.credentials = vault.encrypt(credentials)
     return row
+
+
+class _DecryptedCredentials:
+    """Decrypted credentials by integration row *object*: a resolved row is shared by
+    a worker's calls until the integration changes (:class:`ResolvedCache`), so its
+    credentials are decrypted once per change, not once per call. Weak keys: the
+    entry goes with the row once no call holds it (a change replaced it). Values are
+    :class:`Secret` (they never print) and never leave this process."""
+
+    def __init__(self) -> None:
+        self._values: weakref.WeakKeyDictionary[Integration, Secret[dict[str, Any]]] = \
+            weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, vault: Vault, row: Integration) -> Secret[dict[str, Any]]:
+        with self._lock:
+            found = self._values.get(row)
+        if found is None:
+            found = credentials_of(vault, row)
+            with self._lock:
+                self._values[row] = found
+        return found
+
+
+def cached_credentials(services: Services, row: Integration) -> Secret[dict[str, Any]]:
+    """:func:`credentials_of` ``row``, decrypted once per row object in this process."""
+    return services.shared("decrypted-credentials", _DecryptedCredentials).get(
+        services.vault, row)
 
 
 def credentials_of(vault: Vault, row: Integration) -> Secret[dict[str, Any]]:

@@ -34,6 +34,7 @@ from hub.adapters.base import Adapter, IntegrationView, Operation, OutboundReque
 from hub.calls import audit, auth, cache, failover, http, idempotency, integrations
 from hub.calls.auth.base import AuthStrategy
 from hub.calls.breaker import breaker_for
+from hub.calls.preflight import Preflight
 from hub.calls.quotas import ProviderHold, QuotaLimiter
 from hub.calls.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from hub.platform import deadletters, events, metrics, pgtext, redaction, scheduler
@@ -207,6 +208,8 @@ class Attempt:
     log_id: uuid.UUID | None = None
     #: A request of this attempt has left and its answer has not arrived yet.
     in_flight: bool = False
+    #: Hold and breaker state read before the call (:mod:`hub.calls.preflight`).
+    preflight: Preflight | None = None
 
     def __post_init__(self) -> None:
         if self.key is None and self.request.idempotency_key:
@@ -220,7 +223,8 @@ class Attempt:
 # --- entry point --------------------------------------------------------------------
 
 def execute_call(services: Services, request: CallRequest, attempt: int = 1,
-                 task_id: str | None = None, *, replay_of: str | None = None) -> CallOutcome:
+                 task_id: str | None = None, *, replay_of: str | None = None,
+                 preflight: Preflight | None = None) -> CallOutcome:
     """Run one attempt of ``request``. Never raises a HubError: failures are outcomes.
 
     ``attempt`` is how many times the caller has run this call (Celery retries + 1),
@@ -232,13 +236,19 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
     for: like a retry, a replay waits for an open circuit instead of failing.
     The task's audited attempts are counted where this attempt is audited (the
     INSERT of a success counts them itself), not by a query before it.
+    ``preflight``: what the task read from Redis for this call before it ran
+    (:func:`hub.calls.preflight.read`); without it each step reads its own.
     """
+    if preflight is not None and (preflight.tenant, preflight.integration) != (
+            request.tenant, request.integration):
+        preflight = None
     try:
         check_input(request)
-        target = resolve(services, request)
+        target = resolve(services, request, preflight)
         params = validate_params(target, request.params)
         run = Attempt(replace(request, params=params), target,
-                      1 if task_id is not None else attempt, task_id, replay_of=replay_of)
+                      1 if task_id is not None else attempt, task_id, replay_of=replay_of,
+                      preflight=preflight)
         try:
             return _run(services, run)
         finally:
@@ -377,7 +387,9 @@ def _through_provider(services: Services, run: Attempt) -> CallOutcome:
     waiting = check_quota(services, run)
     if waiting is not None:
         return waiting
-    data = breaker_for(services, run.target.row).call(_exchange, services, run)
+    pre = run.preflight
+    read = pre.breaker if pre is not None and pre.for_row(run.target.row.id) else None
+    data = breaker_for(services, run.target.row).call_read(read, _exchange, services, run)
     return _succeed(services, run, data)
 
 
@@ -414,7 +426,8 @@ def check_input(request: CallRequest) -> None:
         raise ValidationError(f"{refused} contains a NUL character or a lone surrogate")
 
 
-def resolve(services: Services, request: CallRequest) -> Target:
+def resolve(services: Services, request: CallRequest,
+            preflight: Preflight | None = None) -> Target:
     """The tenant's active integration (from this process's memory while unchanged,
     :func:`hub.calls.integrations.resolve_active`) and its adapter operation.
 
@@ -426,7 +439,11 @@ def resolve(services: Services, request: CallRequest) -> Target:
     if request.timeout is not None and not (
             isinstance(request.timeout, (int, float)) and request.timeout > 0):
         raise ValidationError("timeout must be a positive number of seconds")
-    row = integrations.resolve_active(services, request.tenant, request.integration)
+    if preflight is not None:
+        row = integrations.resolve_active(services, request.tenant, request.integration,
+                                          preflight.generation)
+    else:
+        row = integrations.resolve_active(services, request.tenant, request.integration)
     adapter = adapters.get(row.adapter)
     op = adapter.operation(request.operation)
     if op.requires_idempotency_key and not request.idempotency_key:
@@ -511,7 +528,7 @@ def check_quota(services: Services, run: Attempt) -> CallOutcome | None:
     (not counted as an attempt), or a ``failed`` RATE_LIMITED one when the caller
     asked to fail fast. Emits ``integration.rate_limit.exceeded`` either way.
     """
-    wait = _quota_wait(services, run.target.row)
+    wait = _quota_wait(services, run.target.row, run.preflight)
     if wait is None:
         return None
     _publish(services, run, "rate_limit.exceeded", retry_after=round(wait, 3))
@@ -527,9 +544,13 @@ def check_quota(services: Services, run: Attempt) -> CallOutcome | None:
                        reason="rate_limited")
 
 
-def _quota_wait(services: Services, row: Integration) -> float | None:
+def _quota_wait(services: Services, row: Integration,
+                preflight: Preflight | None = None) -> float | None:
     scope = _quota_scope(row)
-    held = _holds(services).held_for(scope)
+    if preflight is not None and preflight.for_row(row.id) and preflight.hold_ms is not None:
+        held = preflight.hold_ms / 1000.0 if preflight.hold_ms > 0 else 0.0
+    else:
+        held = _holds(services).held_for(scope)
     if held:
         return held
     limiter = QuotaLimiter(services.redis, services.settings.redis_key("quota") + ":")
@@ -753,6 +774,20 @@ def _record_sending(services: Services, run: Attempt) -> None:
     other audit writes get: a row written after the request left is lost with the
     worker. Raises Conflict when another task took the idempotency key over.
     """
+    if run.key is None:
+        # Nothing else to write with it: one synchronously committed statement that
+        # also counts the task's earlier attempts (its row carries the number).
+        row = audit.values(_attempt_record(run, "sending"),
+                           cost_per_call=run.target.row.cost_per_call or Decimal(0))
+        number = audit.insert_sending(services.autocommit_engine, row,
+                                      counted=() if run.counted else ATTEMPT_OUTCOMES,
+                                      orphaned=ORPHANED)
+        run.counted = True
+        if number != run.number:
+            run.number = number
+            run.outbox.update_data(attempt=number)
+        run.log_id = uuid.UUID(str(row["id"]))
+        return
     with services.sessions() as session, session.begin():
         _count_prior_failures(session, run)  # its row carries the attempt's number
         log_id = _write_audit(session, run, "sending")
@@ -763,7 +798,7 @@ def _record_sending(services: Services, run: Attempt) -> None:
 
 
 def _auth_strategy(services: Services, run: Attempt) -> AuthStrategy:
-    credentials = integrations.credentials_of(services.vault, run.target.row)
+    credentials = integrations.cached_credentials(services, run.target.row)
     run.secrets = redaction.secret_values(credentials)
     return auth.strategy_for(services, run.target.row, credentials)
 

@@ -26,8 +26,13 @@ log = logging.getLogger(__name__)
 RECEIVE_TTL = 24 * 3600
 
 
-def _key(services: Services, task_id: str) -> str:
-    return services.settings.redis_key("receives", task_id)
+def receive_key(services: Services, task_id: str) -> str:
+    """The Redis key counting the receives of ``task_id`` (INCR it, then EXPIRE it
+    after :data:`RECEIVE_TTL`, to count a receive in a pipeline of one's own)."""
+    return str(services.settings.redis_key("receives", task_id))
+
+
+_key = receive_key
 
 
 def count_receive(services: Services, task_id: str) -> int:
@@ -53,11 +58,13 @@ def clear_receives(services: Services, task_id: str) -> None:
 
 
 def admit(services: Services, *, task_name: str, task_id: str, kwargs: dict[str, Any],
-          args: list[Any]) -> DeadLettered | None:
-    """Count this receive of ``task_id``. None: run the body (then
-    :func:`clear_receives`). Past ``settings.max_receives`` the message is
-    dead-lettered as poison, its counter cleared, and the error to fail with returned."""
-    receives = count_receive(services, task_id)
+          args: list[Any], receives: int | None = None) -> DeadLettered | None:
+    """Count this receive of ``task_id`` (unless the caller counted it already:
+    ``receives`` is then the count). None: run the body (then :func:`clear_receives`).
+    Past ``settings.max_receives`` the message is dead-lettered as poison, its counter
+    cleared, and the error to fail with returned."""
+    if receives is None:
+        receives = count_receive(services, task_id)
     if receives <= services.settings.max_receives:
         return None
     error = dead_letter_poison(services, task_name=task_name, task_id=task_id,

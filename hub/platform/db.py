@@ -46,9 +46,25 @@ def make_async_commit_engine(settings: Settings, **kwargs: object) -> Engine:
     discarded on its first error, and callers retry once (:func:`retry_once`).
     """
     options: dict[str, object] = {
-        # One short statement per use: a few connections serve a whole worker.
-        "pool_size": 2, "max_overflow": 3, "isolation_level": "AUTOCOMMIT",
+        # One short statement per use: a few connections serve a whole worker. Kept
+        # open (no overflow to open and close per burst: a connection costs PostgreSQL
+        # a process); a thread finding them all busy waits a statement's time.
+        "pool_size": 4, "max_overflow": 2, "isolation_level": "AUTOCOMMIT",
         "connect_args": {"options": "-c synchronous_commit=off"}}
+    options.update(kwargs)
+    return create_engine(settings.database_url, **options)
+
+
+def make_autocommit_engine(settings: Settings, **kwargs: object) -> Engine:
+    """An engine for single statements that must be durable when they return (the
+    ``sending`` audit row committed before a write leaves): each statement commits
+    on its own (autocommit: one round trip, no BEGIN or COMMIT), synchronously as
+    PostgreSQL's default is. No pre-ping (a round trip per use): a connection that
+    died is discarded on its first error, and callers retry once (:func:`retry_once`).
+    """
+    # Sized as make_async_commit_engine's, for the same reasons.
+    options: dict[str, object] = {"pool_size": 4, "max_overflow": 2,
+                                  "isolation_level": "AUTOCOMMIT"}
     options.update(kwargs)
     return create_engine(settings.database_url, **options)
 

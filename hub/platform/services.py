@@ -21,7 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.platform.changes import watch_integrations
 from hub.platform.config import Settings
-from hub.platform.db import make_async_commit_engine, make_engine, make_session_factory
+from hub.platform.db import (
+    make_async_commit_engine,
+    make_autocommit_engine,
+    make_engine,
+    make_session_factory,
+)
 from hub.platform.dispatch import Dispatcher
 from hub.platform.events import EventBus
 from hub.platform.vault import Vault
@@ -80,6 +85,12 @@ class Services:
         return make_async_commit_engine(self.settings)
 
     @cached_property
+    def autocommit_engine(self) -> Engine:
+        """Autocommit, synchronously committed single statements (the ``sending``
+        audit row); see :func:`hub.platform.db.make_autocommit_engine`."""
+        return make_autocommit_engine(self.settings)
+
+    @cached_property
     def redis(self) -> Redis:
         """Text-mode client (``decode_responses=True``) for the hub's own keys."""
         return redis.Redis.from_url(self.settings.redis_url, decode_responses=True,
@@ -110,8 +121,9 @@ class Services:
 
     def close(self) -> None:
         self.engine.dispose()
-        if "async_engine" in self.__dict__:
-            self.__dict__.pop("async_engine").dispose()
+        for engine in ("async_engine", "autocommit_engine"):
+            if engine in self.__dict__:
+                self.__dict__.pop(engine).dispose()
         for name in ("redis", "redis_bytes", "events"):
             client = self.__dict__.pop(name, None)
             if client is not None:
