@@ -17,6 +17,7 @@ import requests
 from celery import Celery
 
 from hub.dev.embedded import drop_database, free_port, with_database
+from hub.ops import workers
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +94,10 @@ def test_hub_dev_serves_runs_ping_and_stops_on_ctrl_c(dev_env):
 
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 4
+        # The Procfile's worker: hub worker, one celery worker process per core.
+        worker_processes = [c for c in children if c.cmdline()[1:3] == ["-m", "celery"]
+                            and "worker" in c.cmdline()]
+        assert len(worker_processes) == workers.default_processes()
 
         # Item 3: a second hub dev of the checkout refuses in one line, naming the first.
         (checkout / "sub").mkdir()  # a subdirectory of the checkout finds it too

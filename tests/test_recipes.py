@@ -191,7 +191,7 @@ def test_systemd_worker_metrics_port_is_valid_for_any_instance_number():
         # What systemd hands to sh for hub-worker@N: %i -> N, $$ -> $, %% -> %.
         line = exec_start.replace("%i", instance).replace("%%", "%").replace("$$", "$")
         script = shlex.split(line)[2].replace(
-            "exec /opt/hub/.venv/bin/celery", "echo $HUB_WORKER_METRICS_PORT; exit; :")
+            "exec /opt/hub/.venv/bin/hub", "echo $HUB_WORKER_METRICS_PORT; exit; :")
         shown = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
                                check=True, timeout=10)
         assert shown.stdout.strip() == port
@@ -206,3 +206,17 @@ def test_compose_web_is_checked_for_readiness_and_knows_its_public_url():
     ignored = subprocess.run(["git", "check-ignore", "-q", "deploy/.env"], cwd=ROOT,
                              check=False, timeout=10)
     assert ignored.returncode == 0  # its secrets are never committed
+
+
+def test_every_recipe_runs_one_worker_process_per_core_with_the_procfiles_command():
+    argv = _argv(_procfile()["worker"])
+    assert argv[:2] == ["hub", "worker"]  # one celery worker process per core
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    assert compose["services"]["worker"]["command"] == argv
+    exec_start = _unit("hub-worker@.service")["Service"]["ExecStart"]
+    assert f"exec /opt/hub/.venv/bin/{' '.join(argv)} --hostname" in exec_start
+    (main,) = _deployment("worker")["containers"]
+    env = {item["name"]: item["value"] for item in main["env"]}
+    # A container sees the node's CPUs: the pod says how many processes, one per core
+    # it requests.
+    assert env["HUB_WORKER_PROCESSES"] == str(main["resources"]["requests"]["cpu"])

@@ -15,3 +15,4 @@ from hub.cli import oauth as _oauth  # noqa: F401
 from hub.cli import subscriptions as _subscriptions  # noqa: F401
 from hub.cli import usage as _usage  # noqa: F401
 from hub.cli import webhooks as _webhooks  # noqa: F401
+from hub.cli import worker as _worker  # noqa: F401

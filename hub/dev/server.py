@@ -107,10 +107,12 @@ def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
         "web": (f"PROMETHEUS_MULTIPROC_DIR={shlex.quote(str(metrics_dirs['web']))} "
                 f"{shlex.quote(sys.executable)} -m gunicorn -c webhooks_web/gunicorn.conf.py "
                 f"--bind {host}:{web_port} 'webhooks_web:create_app()'"),
-        # The Procfile's worker: threads pool (HUB_WORKER_POOL), every queue.
+        # The Procfile's worker: one process per core (hub worker), threads pool
+        # (HUB_WORKER_POOL), every queue.
         "worker": (f"PROMETHEUS_MULTIPROC_DIR={shlex.quote(str(metrics_dirs['worker']))} "
                    f"HUB_WORKER_METRICS_PORT={worker_metrics_port} "
-                   f"{celery} worker --loglevel INFO"
+                   f"{shlex.quote(sys.executable)} -c 'from celerydispatch import cli; cli()' "
+                   "worker --loglevel INFO"
                    + (f" --concurrency {concurrency}" if concurrency else "")),
         "beat": f"{celery} beat --loglevel INFO",
         # Flower reads FLOWER_BASIC_AUTH from its environment (process_env below).

@@ -205,6 +205,10 @@ class Settings:
         "HUB_WORKER_CONCURRENCY", _positive, 64,
         "Tasks one worker process runs at once (threads); HTTP and database pools are "
         "sized from it.")
+    worker_processes: int = _env(
+        "HUB_WORKER_PROCESSES", _int, 0,
+        "Worker processes `hub worker` starts (the Procfile's and every recipe's worker); "
+        "0: one per CPU it may run on. Each runs HUB_WORKER_CONCURRENCY tasks at once.")
     worker_soft_shutdown_timeout: float = _env(
         "HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT", _float, 30.0,
         "Seconds a stopping worker lets running tasks finish before requeueing them.")

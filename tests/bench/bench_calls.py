@@ -91,10 +91,13 @@ def start_fake(delay: float) -> tuple[subprocess.Popen[str], str]:
 
 
 def procfile_worker(app: str, pool: str | None, concurrency: int | None) -> str:
-    """The Procfile's ``worker:`` command, with ``-A`` pointing at ``app``."""
+    """The Procfile's ``worker:`` command (``hub worker``: one process per core), its
+    workers' app ``app`` (the hub's tasks, plus the reference task for the bench's)."""
     for line in (ROOT / "Procfile").read_text().splitlines():
         if line.startswith("worker:"):
-            command = line.split(":", 1)[1].strip().replace("-A tasks ", f"-A {app} ")
+            command = line.split(":", 1)[1].strip()
+            if app != "tasks":
+                command = command.replace("hub worker ", f"hub worker -A {app} ")
             break
     else:
         raise SystemExit("no worker: line in the Procfile")
@@ -102,11 +105,17 @@ def procfile_worker(app: str, pool: str | None, concurrency: int | None) -> str:
         command += f" --pool {pool}"
     if concurrency:
         command += f" --concurrency {concurrency}"
-    return command + " --loglevel WARNING --without-gossip --without-mingle"
+    # At the Procfile's log level (one INFO line per task); its output goes to a file.
+    return command + " --without-gossip --without-mingle"
+
+
+WORKER_LOG = Path(os.environ.get("HUB_BENCH_WORKER_LOG", "/tmp/hub-bench-worker.log"))
 
 
 def start_worker(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, shell=True, cwd=ROOT, env=env, start_new_session=True)
+    with open(WORKER_LOG, "ab") as log:
+        return subprocess.Popen(command, shell=True, cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
@@ -119,14 +128,18 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
-def worker_rss_mib(proc: subprocess.Popen[bytes]) -> list[float]:
-    """RSS of every process of the worker (the shell's children: main + pool)."""
+def worker_processes(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The Celery worker processes under the shell (not ``hub worker`` itself)."""
     try:
         procs = psutil.Process(proc.pid).children(recursive=True)
     except psutil.Error:
         return []
-    return [round(p.memory_info().rss / 2**20, 1) for p in procs
-            if "celery" in " ".join(p.cmdline())]
+    return [p for p in procs if any(Path(a).name == "celery" for a in p.cmdline()[:3])]
+
+
+def worker_rss_mib(proc: subprocess.Popen[bytes]) -> list[float]:
+    """RSS of every Celery worker process (one per core under ``hub worker``)."""
+    return [round(p.memory_info().rss / 2**20, 1) for p in worker_processes(proc)]
 
 
 # --- measuring --------------------------------------------------------------------------
