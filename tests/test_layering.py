@@ -32,3 +32,23 @@ def test_the_web_process_loads_nothing_of_tasks():
                          text=True, timeout=60, check=True)
 
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_readme_layout_names_every_module_of_the_core():
+    """README's Layout is where a newcomer looks for a module: a module added to a
+    domain package without a word there is a module nobody finds (issue 8)."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    unnamed = []
+    for package in sorted(p for p in (ROOT / "hub").iterdir()
+                          if p.is_dir() and (p / "__init__.py").exists()):
+        if f"{package.name}/" not in layout:
+            unnamed.append(f"{package.name}/")
+            continue
+        if package.name == "cli":  # "one module per command group": `hub --help` lists them
+            continue
+        for module in sorted(package.glob("*.py")):
+            if module.stem != "__init__" and module.stem not in layout:
+                unnamed.append(f"{package.name}/{module.name}")
+    assert not unnamed, f"README Layout does not name: {unnamed}"
