@@ -11,7 +11,8 @@ side it starts a redis-server (broker and shared state) and a PostgreSQL cluster
 its own, both listening on 10.231.0.1, and a fake provider on 10.231.0.1. In each
 namespace it starts a prefork worker (``-c 2``) and a beat. Then it shows:
 
-1. a per-minute quota is exact across the hosts: N calls pass, the rest are refused;
+1. a per-minute quota is exact across the hosts: N calls pass, the rest are refused,
+   and one asked to wait is held until the next window (checked last, as 5.);
 2. a breaker opened by failures seen on some hosts is open on all of them;
 3. one idempotent write sent from every host at once executes exactly once;
 4. exactly one beat is active, and a killed one is replaced within the bound of
@@ -178,10 +179,11 @@ def main() -> None:
         print(f"hosts: {', '.join(f'{ns} {PREFIX}.1{n}' for n, ns in enumerate(HOSTS, 1))}; "
               f"broker and database on {HOST_IP}")
 
-        quota(client, provider, add)
+        check_waiting_call = quota(client, provider, add)
         breaker(client, provider, add)
         idempotent_write(client, provider, add)
         beats(env, workdir, redis_server.url)
+        check_waiting_call()
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -196,17 +198,38 @@ def _integration_maker(services: Services, provider: FakeProvider):  # type: ign
     return add
 
 
-def quota(client: Celery, provider: FakeProvider, add) -> None:  # type: ignore[no-untyped-def]
+def quota(client: Celery, provider: FakeProvider, add):  # type: ignore[no-untyped-def]
+    """N calls of a full window pass across the hosts, the rest are refused; one more
+    asked to wait is held until the next window. Returns the check of that one, run
+    at the end so that its wait overlaps the other scenarios."""
     limit, sent = 6, 15
     add("quota", rate_limit_per_minute=limit)
+    if time.time() % 60 > 40:  # the burst must fit in one fixed minute window
+        time.sleep(60 - time.time() % 60)
+    window_end = (time.time() // 60 + 1) * 60
     results = [call(client, "quota", "get", "/v1/quota", on_rate_limit="fail")
                for _ in range(sent)]
     outcomes = [outcome(r) for r in results]
     codes = Counter(code for code, _ in outcomes)
     hosts = Counter(host for _, host in outcomes)
+    waiting = call(client, "quota", "get", "/v1/quota")  # on_rate_limit="wait"
+    wait_for(lambda: waiting.state == "RETRY", 60, "the call over the quota re-scheduled")
+    held = provider.hits("/v1/quota") == limit
     print(f"1. quota {limit}/min, {sent} calls from {len(hosts)} hosts {dict(hosts)}: "
-          f"{dict(codes)}; provider saw {provider.hits('/v1/quota')}")
+          f"{dict(codes)}; provider saw {provider.hits('/v1/quota')}; one more asked to "
+          f"wait is {'held' if held else 'NOT held'}")
     assert codes["ok"] == limit == provider.hits("/v1/quota") and len(hosts) >= 2
+    assert held
+
+    def waited_for_the_next_window() -> None:
+        code, host = outcome(waiting)
+        done = time.time()
+        print(f"5. the call that waited on the full quota ran on {host} "
+              f"{done - window_end:+.1f}s after its window ended: {code}; provider saw "
+              f"{provider.hits('/v1/quota')}")
+        assert code == "ok" and done >= window_end
+        assert provider.hits("/v1/quota") == limit + 1
+    return waited_for_the_next_window
 
 
 def breaker(client: Celery, provider: FakeProvider, add) -> None:  # type: ignore[no-untyped-def]
