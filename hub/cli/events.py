@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
 from hub.cli.main import CliContext, cli, emit, json_option, pass_ctx
+from hub.cli.timefilters import time_options
 from hub.webhooks import inbox, processing
 
 LIST_COLUMNS = ("id", "type", "status", "attempts", "received_at", "last_error")
@@ -19,14 +22,16 @@ def events_group() -> None:
 @click.option("--tenant", required=True)
 @click.option("--status", type=click.Choice(inbox.STATUSES))
 @click.option("--source", help="Only events of this provider, e.g. stripe.")
+@time_options
 @click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True)
 @json_option
 @pass_ctx
 def list_(ctx: CliContext, tenant: str, status: str | None, source: str | None,
-          limit: int) -> None:
-    """The tenant's most recent events, newest first."""
+          since: datetime | None, until: datetime | None, limit: int) -> None:
+    """The tenant's most recent events (received in the time given), newest first."""
     with ctx.services.sessions() as session:
-        rows = inbox.list_events(session, tenant, status=status, source=source, limit=limit)
+        rows = inbox.list_events(session, tenant, status=status, source=source,
+                                 since=since, until=until, limit=limit)
     emit(ctx, rows, columns=LIST_COLUMNS)
 
 

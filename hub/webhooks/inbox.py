@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.deliveries import sending
+from hub.platform.db import filter_clauses
 from hub.platform.errors import NotFound
 from hub.platform.inbound import parse_body, qualified_type
 from hub.platform.models import EVENT_STATUSES, Delivery, WebhookEvent
@@ -31,13 +33,13 @@ def summary(row: WebhookEvent) -> dict[str, Any]:
 
 
 def list_events(session: Session, tenant: str, *, status: str | None = None,
-                source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """The tenant's most recent events, newest first, optionally filtered."""
-    query = select(WebhookEvent).where(WebhookEvent.tenant_id == tenant)
-    if status:
-        query = query.where(WebhookEvent.status == status)
-    if source:
-        query = query.where(WebhookEvent.source == source)
+                source: str | None = None, since: datetime | None = None,
+                until: datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The tenant's most recent events, newest first, optionally filtered (received
+    from ``since`` on, before ``until``)."""
+    query = select(WebhookEvent).where(WebhookEvent.tenant_id == tenant, *filter_clauses(
+        [(status or None, WebhookEvent.status), (source or None, WebhookEvent.source)],
+        WebhookEvent.received_at, since, until))
     rows = session.scalars(query.order_by(WebhookEvent.received_at.desc()).limit(limit))
     return [summary(r) for r in rows]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
@@ -80,6 +81,19 @@ def test_events_list_show_replay(hub, services, sessions, tenant):
     assert ("hub.webhooks.process", {"event_id": str(event_id)}, None) in hub.dispatcher.sent
     code, error = hub("events", "show", "--tenant", "someone-else", "--id", str(event_id))
     assert code == 1 and error["error"]["code"] == "NOT_FOUND"
+
+
+def test_events_list_since_and_until(hub, sessions, tenant):
+    earlier = add_event(sessions, tenant, source="github", event_type="push")
+    between = datetime.now(UTC).isoformat()
+    later = add_event(sessions, tenant, source="github", event_type="push")
+
+    code, listed = hub("events", "list", "--tenant", tenant, "--since", between)
+    assert code == 0 and [e["id"] for e in listed] == [str(later)]
+    code, listed = hub("events", "list", "--tenant", tenant, "--until", between)
+    assert code == 0 and [e["id"] for e in listed] == [str(earlier)]
+    code, listed = hub("events", "list", "--tenant", tenant, "--since", "1h")
+    assert code == 0 and [e["id"] for e in listed] == [str(later), str(earlier)]
 
 
 def test_deliveries_list_retry_and_replay_dry_run(hub, services, sessions, tenant):
