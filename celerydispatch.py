@@ -15,11 +15,29 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.utils.quorum_queues import detect_quorum_queues
+
+
+class HubCelery(Celery):
+    """Celery whose sub-second countdowns also work with RabbitMQ's native delayed delivery.
+
+    With quorum queues Celery routes a countdown through RabbitMQ's delay exchanges in
+    whole seconds, and kombu refuses a delay under one second (``ValueError: countdown
+    must be a positive number``): a call retried after a 0.3 s backoff was rejected and
+    lost, neither retried nor dead-lettered. Such a countdown waits one second there.
+    """
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None,
+                  countdown: float | None = None, *rest: Any, **options: Any) -> Any:
+        if countdown is not None and 0 < countdown < 1 and detect_quorum_queues(
+                self, self.producer_pool.connections.connection.transport.driver_type)[0]:
+            countdown = 1
+        return super().send_task(name, args, kwargs, countdown, *rest, **options)
 
 
 def sender_app(name: str, **conf: Any) -> Celery:
     """A Celery app configured from ``celeryconfig`` (plus ``conf``) that only sends."""
-    app = Celery(name, config_source="celeryconfig")
+    app = HubCelery(name, config_source="celeryconfig")
     app.conf.update(conf)
     return app
 

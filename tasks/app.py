@@ -12,7 +12,7 @@ import threading
 
 from celery import Celery
 
-from celerydispatch import CeleryDispatcher
+from celerydispatch import CeleryDispatcher, HubCelery
 from hub.platform.config import load_settings
 from hub.platform.errors import ConfigError
 from hub.platform.services import Services
@@ -28,7 +28,7 @@ TASK_MODULES = [
 
 
 def _create_app() -> Celery:
-    celery_app = Celery("hub", include=TASK_MODULES)
+    celery_app = HubCelery("hub", include=TASK_MODULES)
     try:
         celery_app.config_from_object("celeryconfig")
         celery_app.conf.broker_url  # noqa: B018 - force the lazy config to load now

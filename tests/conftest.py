@@ -16,6 +16,7 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -149,13 +150,7 @@ def worker(celery_app, settings: Settings):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def client_app(settings: Settings):  # type: ignore[no-untyped-def]
     """A Celery client that imports nothing from the hub: broker URL, backend URL, names."""
-    from celery import Celery
-
-    client = Celery("outside-service", broker=settings.effective_broker_url,
-                    backend=settings.effective_result_backend)
-    # Production clients use the default queue "celery"; the test run has its own.
-    client.conf.task_default_queue = settings.queue("celery")
-    client.conf.task_serializer = "json"
+    client = outside_client(settings)
     yield client
     client.close()
 
@@ -195,12 +190,8 @@ class Broker:
 
     def close(self) -> None:
         if self.name == "rabbitmq" and self.queues:
-            with self.app.connection_for_write() as conn:
-                for name in self.queues:
-                    try:  # a channel per queue: deleting a missing queue closes it
-                        conn.channel().queue_delete(name)
-                    except conn.channel_errors:
-                        pass
+            # Each queue made for a missing route has an exchange of its name.
+            delete_rabbitmq_queues(self.app, self.queues, self.queues)
         self.app.close()
 
 
@@ -217,3 +208,89 @@ def hub_broker(request, settings: Settings) -> Iterator[Broker]:
         chosen = Broker("rabbitmq", RABBITMQ_URL, settings.redis_url, settings)
         yield chosen
         chosen.close()
+
+
+# --- the hub's worker and an outside client on each broker (the core end-to-end paths) --
+
+
+@dataclasses.dataclass
+class HubOnBroker:
+    """A running hub worker and the clients that reach it, on one broker.
+
+    ``client``: an outside service's Celery client (broker URL, backend URL, task names;
+    on RabbitMQ also README's two queue settings); ``sender``: the hub's own sending app
+    on that broker (CeleryDispatcher, dlq replay); ``settings``: the hub's settings on
+    that broker (a web app made with them publishes there); ``worker``: the worker's
+    hostname (for remote control: other runs' workers share RabbitMQ's pidbox).
+    """
+
+    name: str
+    settings: Settings
+    client: Any
+    sender: Any
+    worker: str
+
+
+def outside_client(settings: Settings):  # type: ignore[no-untyped-def]
+    """A Celery client that imports nothing from the hub, configured as README says."""
+    from celery import Celery
+
+    client = Celery("outside-service", broker=settings.effective_broker_url,
+                    backend=settings.effective_result_backend)
+    # Production clients use the default queue "celery"; the test run has its own.
+    client.conf.task_default_queue = settings.queue("celery")
+    client.conf.task_serializer = "json"
+    if settings.broker_is_amqp:  # README "Reliability settings": a RabbitMQ hub's client
+        client.conf.task_default_queue_type = "quorum"
+        client.conf.task_default_exchange_type = "topic"
+    return client
+
+
+def delete_rabbitmq_queues(app, queues: list[str], exchanges: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Delete a test's queues and exchanges from RabbitMQ (missing ones are skipped)."""
+    with app.connection_for_write() as conn:
+        for kind, names in (("queue", queues), ("exchange", exchanges)):
+            for name in names:
+                try:  # a channel each: deleting a missing one closes the channel
+                    channel = conn.channel()
+                    getattr(channel, f"{kind}_delete")(name)
+                    channel.close()
+                except conn.channel_errors:
+                    pass
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_hub(settings: Settings, database: str) -> Iterator[HubOnBroker]:
+    """A hub worker process on the machine's RabbitMQ (quorum queues, native delayed
+    delivery), on every hub queue of this run (named by the run's prefix, deleted at the
+    end), with the session's PostgreSQL and Redis."""
+    import celeryconfig
+    from celerydispatch import sender_app
+    from hub.ops.queues import broker_queues
+    from tests.calls.processes import worker_process
+
+    on_rabbitmq = dataclasses.replace(settings, broker_url=RABBITMQ_URL)
+    client = outside_client(on_rabbitmq)
+    sender = sender_app("hub-test", **celeryconfig.broker_settings(on_rabbitmq))
+    queues = list(broker_queues(on_rabbitmq).values())
+    try:
+        with worker_process(client, queues, app="tasks", pool=settings.worker_pool,
+                            concurrency=WORKER_THREADS, env={"HUB_BROKER_URL": RABBITMQ_URL}) as proc:
+            yield HubOnBroker("rabbitmq", on_rabbitmq, client, sender, proc.hostname)
+    finally:
+        delete_rabbitmq_queues(sender, queues,
+                               [on_rabbitmq.queue("celery"), on_rabbitmq.queue("hub")])
+        client.close()
+        sender.close()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def on_broker(request) -> HubOnBroker:  # type: ignore[no-untyped-def]
+    """The hub's worker and clients on each broker: ``redis``, the session's embedded
+    worker; ``rabbitmq``, a worker process of the session on RabbitMQ."""
+    if request.param == "rabbitmq":
+        return request.getfixturevalue("rabbitmq_hub")
+    embedded = request.getfixturevalue("worker")
+    return HubOnBroker("redis", request.getfixturevalue("settings"),
+                       request.getfixturevalue("client_app"),
+                       request.getfixturevalue("celery_app"), embedded.hostname)

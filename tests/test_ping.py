@@ -1,12 +1,13 @@
-"""A service that knows only task names reaches a real worker and reads the result."""
+"""A service that knows only task names reaches a real worker and reads the result,
+on each broker."""
 
 from __future__ import annotations
 
 from sqlalchemy import text
 
 
-def test_ping_by_name_from_outside_client(worker, client_app, sessions):
-    result = client_app.send_task("hub.ping")
+def test_ping_by_name_from_outside_client(on_broker, sessions):
+    result = on_broker.client.send_task("hub.ping")
 
     assert result.get(timeout=30)["pong"] == "ok"
     with sessions() as session:

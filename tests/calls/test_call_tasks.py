@@ -1,5 +1,6 @@
 """hub.call and hub.<adapter>.<operation> through a real worker, sent by name by a
-client that imports nothing from the hub."""
+client that imports nothing from the hub. The tests taking ``on_broker`` run on each
+broker (Redis, RabbitMQ)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import timedelta
 
 import pytest
@@ -31,11 +33,10 @@ def _wait(predicate, what, timeout=TIMEOUT):  # type: ignore[no-untyped-def]
     return wait_for(predicate, what, timeout)
 
 
-def test_call_returns_the_success_envelope(worker, client_app, tenant, provider,
-                                           make_integration):
+def test_call_returns_the_success_envelope(on_broker, tenant, provider, make_integration):
     make_integration("crm")
-    result = _call(client_app, tenant, "crm", "post", {"path": "/v1/tickets",
-                                                       "json": {"subject": "hi"}})
+    result = _call(on_broker.client, tenant, "crm", "post", {"path": "/v1/tickets",
+                                                             "json": {"subject": "hi"}})
     envelope = result.get(timeout=TIMEOUT)
     assert envelope["ok"] is True and envelope["status_code"] == 200
     assert envelope["data"]["json"] == {"subject": "hi"}
@@ -112,6 +113,39 @@ def test_short_backoff_retries_by_countdown(worker, client_app, tenant, provider
     assert provider.hits("/v1/flaky") == 3
 
 
+def _held_by_worker(on_broker, task_id: str) -> bool | None:  # type: ignore[no-untyped-def]
+    """Whether the worker holds ``task_id`` for its countdown (None: it did not answer)."""
+    answer = on_broker.client.control.inspect(destination=[on_broker.worker],
+                                              timeout=1).scheduled()
+    if not answer:
+        return None
+    return any(entry["request"]["id"] == task_id for entry in answer[on_broker.worker])
+
+
+def test_a_retry_waits_its_countdown_in_the_broker_then_succeeds(on_broker, tenant, provider,
+                                                                make_integration):
+    make_integration("crm")
+    provider.script("/v1/busy", Reply(503, headers={"Retry-After": "4"}))
+    sent = time.monotonic()
+    result = _call(on_broker.client, tenant, "crm", "post", {"path": "/v1/busy"})
+    _wait(lambda: result.state == "RETRY", "state RETRY")
+
+    if on_broker.name == "redis":
+        # A Redis broker hands the retry out at once: the worker holds it until due.
+        _wait(lambda: _held_by_worker(on_broker, result.id), "the worker holding the retry")
+    else:
+        # RabbitMQ keeps it in its delay queues (Celery's native delayed delivery).
+        held = None
+        while held is None and time.monotonic() - sent < 3:
+            held = _held_by_worker(on_broker, result.id)
+        assert held is False, "the worker held the retry (or never answered in time)"
+
+    envelope = result.get(timeout=TIMEOUT)
+    assert time.monotonic() - sent >= 3.5  # not before its countdown
+    assert envelope["ok"] and envelope["attempts"] == 2
+    assert provider.hits("/v1/busy") == 2
+
+
 def test_long_backoff_lives_in_postgresql_and_runs_once(worker, celery_app, client_app,
                                                        sessions, tenant, provider,
                                                        make_integration):
@@ -145,10 +179,11 @@ def test_long_backoff_lives_in_postgresql_and_runs_once(worker, celery_app, clie
     assert provider.hits("/v1/later") == 2
 
 
-def test_exhausted_call_is_dead_lettered_then_replayed(worker, celery_app, client_app,
-                                                      sessions, redis_client, tenant,
-                                                      provider, make_integration, settings):
+def test_exhausted_call_is_dead_lettered_then_replayed(on_broker, sessions, redis_client,
+                                                      tenant, provider, make_integration):
     from celerydispatch import CeleryDispatcher
+
+    client_app, settings = on_broker.client, on_broker.settings
 
     make_integration("crm", config={"retry": {"base": 0.01, "cap": 0.02, "max_attempts": 2}})
     provider.script("/v1/down", Reply(500), Reply(500))
@@ -186,7 +221,7 @@ def test_exhausted_call_is_dead_lettered_then_replayed(worker, celery_app, clien
 
     # The provider recovered (its script is used up): replay the tenant's letters.
     filters = dlq.Filters(tenant=tenant, include_replayed=False)
-    dispatcher = CeleryDispatcher(celery_app)
+    dispatcher = CeleryDispatcher(on_broker.sender)
     dry = dlq.replay(sessions, dispatcher, filters, queue=settings.queue("replay"),
                      dry_run=True)
     assert [d["id"] for d in dry] == [str(row.id)] and provider.hits("/v1/down") == 2
