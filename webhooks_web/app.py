@@ -30,9 +30,13 @@ METRICS = (metrics.WEBHOOKS_RECEIVED, metrics.WEBHOOK_INGEST_SECONDS,
 
 
 def _sender(settings: Settings) -> Celery:
+    import celeryconfig
+
+    # The broker of ``settings`` with its own queue layout (a RabbitMQ broker's quorum
+    # queues and topic exchanges), not only its URL over the environment's layout.
     # No "task-sent" monitoring event: it is a second publish per webhook on the hot path,
     # and Flower still sees the task when a worker receives it.
-    return sender_app("hub-web", broker_url=settings.effective_broker_url,
+    return sender_app("hub-web", **celeryconfig.broker_settings(settings),
                       broker_connection_timeout=2,
                       task_publish_retry_policy=PUBLISH_RETRY_POLICY,
                       task_send_sent_event=False)

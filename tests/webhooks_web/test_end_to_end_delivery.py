@@ -1,4 +1,5 @@
-"""A provider's signed POST reaches a subscriber, signed again, through a real worker."""
+"""A provider's signed POST reaches a subscriber, signed again, through a real worker,
+on each broker."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from tests.webhooks_web.conftest import close_app
 from webhooks_web import create_app
 
 
-def test_github_event_is_processed_once_and_delivered_signed(worker, settings, tenant):
-    from tasks.app import services as worker_services
-
-    svc = worker_services()
-    app = create_app(settings)  # the worker's broker: the session worker takes the message
+def test_github_event_is_processed_once_and_delivered_signed(on_broker, services, tenant):
+    svc, settings = services, on_broker.settings
+    # The worker's broker: the web app's publisher is one LPUSH on Redis, send_task on
+    # RabbitMQ; the worker processes the event and delivers it.
+    app = create_app(settings)
     try:
         with subscriber() as receiver:
             with svc.sessions() as session, session.begin():
