@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -25,7 +26,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+import psycopg
 import requests
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from hub import adapters
@@ -256,14 +259,59 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
     except HubError as exc:
         return CallOutcome("failed", error=exc, attempt=attempt)
     except Exception as exc:  # noqa: BLE001 - a bug or an outage below us must not lose the call
+        if database_unavailable(exc):
+            return _database_down(services, request, exc, attempt, task_id)
         return _unexpected(request, exc, attempt, task_id)
+
+
+#: PostgreSQL down, unreachable, restarting, or a statement or lock bound hit
+#: (HUB_DB_STATEMENT_TIMEOUT, HUB_DB_LOCK_TIMEOUT): the server's state, not the call's.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+    psycopg.OperationalError, psycopg.InterfaceError)
+#: First wait of a call that met a PostgreSQL outage; doubled per attempt, each wait at
+#: most HUB_MAX_COUNTDOWN (a Celery countdown: the call waits in the broker, since
+#: PostgreSQL, where longer waits are kept, is what is down). With the default 5
+#: attempts and 60 s: 10, 20, 40, 60 s, so an outage of about 2 minutes is ridden out.
+DATABASE_RETRY_BASE = 10.0
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says PostgreSQL cannot take work now (see DATABASE_UNAVAILABLE)."""
+    return isinstance(exc, DATABASE_UNAVAILABLE)
+
+
+def _database_down(services: Services, request: CallRequest, exc: Exception, attempt: int,
+                   task_id: str | None) -> CallOutcome:
+    """PostgreSQL failed this attempt (the integration could not even be read, or an
+    audit row or claim could not be written). Retried with waits long enough to ride
+    out a restart, each a Celery countdown (nothing written to PostgreSQL), bounded by
+    the usual attempts; then dead-lettered like any exhausted call. A write never
+    leaves before its ``sending`` row is committed, so an outage before that means
+    nothing was sent; after it, the idempotency claim decides as for a lost worker."""
+    policy = RetryPolicy()
+    error = RetryableError(f"database unavailable ({type(exc).__name__})",
+                           details={"internal": True})
+    if policy.exhausted(attempt):
+        log.error("call %s/%s.%s (task %s): PostgreSQL unavailable (%s) at attempt %d, "
+                  "the last", request.tenant, request.integration, request.operation,
+                  task_id, type(exc).__name__, attempt)
+        return CallOutcome("exhausted", error=error, attempt=attempt)
+    ceiling = min(DATABASE_RETRY_BASE * 2 ** (attempt - 1),
+                  float(services.settings.max_countdown))
+    delay = ceiling * (0.8 + 0.2 * random.random())
+    log.warning("call %s/%s.%s (task %s): PostgreSQL unavailable (%s); attempt %d again "
+                "in %.0fs", request.tenant, request.integration, request.operation, task_id,
+                type(exc).__name__, attempt + 1, delay)
+    return CallOutcome("retry", error=error, delay=delay, attempt=attempt + 1,
+                       reason="database_unavailable")
 
 
 def _unexpected(request: CallRequest, exc: Exception, attempt: int,
                 task_id: str | None) -> CallOutcome:
-    """An error the pipeline did not foresee (database down, a bug): retried like a
-    network error, then dead-lettered. Logged by type only: its text or traceback may
-    carry a URL or header we have not redacted."""
+    """An error the pipeline did not foresee (a bug): retried like a network error,
+    then dead-lettered. Logged by type only: its text or traceback may carry a URL or
+    header we have not redacted."""
     log.error("call %s/%s.%s (task %s) failed unexpectedly: %s", request.tenant,
               request.integration, request.operation, task_id, type(exc).__name__)
     error = RetryableError(f"internal error ({type(exc).__name__})",

@@ -1,0 +1,121 @@
+"""A ``hub.call`` made while PostgreSQL is down is not lost: the worker cannot even
+resolve the integration, nothing has gone to the provider, so the call waits in the
+broker (Celery countdowns, nothing written to PostgreSQL) and runs once PostgreSQL
+is back; the caller gets the result. Real processes: a PostgreSQL cluster and a
+redis-server of the test's own (the cluster is killed and started again by PID), a
+threads-pool worker as deployed."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from cryptography.fernet import Fernet
+
+from hub.calls import integrations
+from hub.calls.integrations import IntegrationSpec
+from hub.dev.embedded import create_database, with_database
+from hub.platform import migrate
+from hub.platform.config import Settings, load_settings
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.services import Services
+from tests.calls.fake_provider import FakeProvider, fake_provider
+from tests.calls.processes import worker_process
+from tests.faults.servers import (
+    PostgresCluster,
+    RedisServer,
+    postgres_cluster,
+    redis_server,
+)
+
+pytestmark = pytest.mark.slow
+
+TENANT = "acme"
+#: Longer than every wait of the old retry schedule together (1 + 2 + 4 + 8 s at most,
+#: full jitter), after which the call was given up and its failure could not be stored.
+OUTAGE = 20.0
+
+
+@dataclass
+class OwnHub:
+    pg: PostgresCluster
+    redis: RedisServer
+    env: dict[str, str]
+    settings: Settings
+    client: Celery
+
+
+@pytest.fixture
+def own_hub() -> Iterator[OwnHub]:
+    with postgres_cluster() as pg, redis_server() as broker:
+        create_database(pg.url, "hub")
+        env = {"HUB_DATABASE_URL": with_database(pg.url, "hub"), "HUB_REDIS_URL": broker.url,
+               "HUB_BROKER_URL": broker.url, "HUB_QUEUE_PREFIX": "", "HUB_REDIS_PREFIX": "hub:",
+               "HUB_RESULT_BACKEND": "", "HUB_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+               "HUB_ALLOW_PRIVATE_NETWORKS": "1", "HUB_LOG_FORMAT": "text"}
+        settings = load_settings({**os.environ, **env})
+        migrate.upgrade(settings)
+        client = Celery("outside-service", broker=broker.url,
+                        backend=settings.effective_result_backend)
+        client.conf.update(task_serializer="json", result_extended=True)
+        client.backend  # noqa: B018 - its tables are made while PostgreSQL is up
+        try:
+            yield OwnHub(pg, broker, env, settings, client)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def api() -> Iterator[FakeProvider]:
+    with fake_provider() as p:
+        yield p
+
+
+def _add_integration(hub: OwnHub, provider: FakeProvider) -> None:
+    services = Services(hub.settings, RecordingDispatcher())
+    try:
+        with services.sessions() as session, session.begin():
+            integrations.create(session, IntegrationSpec(
+                tenant_id=TENANT, name="crm", adapter="rest", base_url=provider.url,
+                auth_type="api_key"))
+            integrations.set_credentials(session, services.vault, TENANT, "crm",
+                                         {"api_key": provider.api_key})
+    finally:
+        services.close()
+
+
+def _wait_for_log(path: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not in the worker log within {timeout}s:\n"
+                         f"{path.read_text(errors='replace')[-3000:]}")
+
+
+def test_a_call_made_while_postgresql_is_down_runs_once_it_is_back(own_hub, api):
+    _add_integration(own_hub, api)
+    with worker_process(own_hub.client, ["calls"], pool="threads", concurrency=4,
+                        app="tasks", env=own_hub.env) as worker:
+        own_hub.pg.crash()
+        result = own_hub.client.send_task("hub.call", queue="calls", kwargs={
+            "tenant": TENANT, "integration": "crm", "operation": "get",
+            "params": {"path": "/v1/contacts/42"}, "cache": False})
+        # The worker met the outage (it could not read the integration)...
+        _wait_for_log(Path(worker.log_path), "OperationalError", 60)
+        started = time.monotonic()
+        assert api.hits("/v1/contacts/42") == 0
+        # ...which lasts longer than the old retries did (the fault's length, not a wait
+        # for something to happen).
+        time.sleep(OUTAGE)
+        own_hub.pg.start()
+        envelope = result.get(timeout=120)
+        print(f"answered {time.monotonic() - started:.1f}s after the worker met the outage")
+    assert envelope["status_code"] == 200
+    assert api.hits("/v1/contacts/42") == 1
