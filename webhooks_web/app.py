@@ -13,6 +13,7 @@ from hub.platform.config import Settings, load_settings
 from hub.platform.services import Services
 from hub.webhooks.intake import Intake
 from webhooks_web import errors, views
+from webhooks_web.body import body_timeout
 from webhooks_web.publisher import RedisTaskPublisher
 from webhooks_web.state import WebState
 
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # from a longer one cut there, and stored the cut one (issue 9, item 10). With one
     # byte more to read, the intake's length check sees it and answers 413.
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body + 1
+    # The whole body must arrive within this many seconds (gevent workers): webhooks_web/body.py.
+    app.config["WEB_BODY_TIMEOUT"] = body_timeout()
     celery = _sender(settings)
     services = Services(settings, RedisTaskPublisher(celery))
     services.vault  # noqa: B018 - no encryption key must stop start-up, not the first webhook

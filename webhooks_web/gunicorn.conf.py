@@ -14,8 +14,10 @@ Why gevent (issue 9, item 11): a threaded worker hands each new connection to a
 thread, which then blocks reading it; 30 clients sending a byte a second held every
 thread and /health timed out. A greenlet per connection costs a few kB, so a slow
 client holds no thread; gunicorn gives a request's line and headers ``keepalive``
-seconds to arrive and then closes the connection, and a slow body holds only its own
-greenlet. Measured in docs/benchmarks.md ("Slow clients"): with 200 and 400 slow
+seconds to arrive and then closes the connection, and the app gives its whole body
+WEB_BODY_TIMEOUT seconds (default 30; 0 disables it): past that the request is
+answered 408, nothing is stored and the connection is closed (webhooks_web/body.py,
+a gevent.Timeout around the read). Measured in docs/benchmarks.md ("Slow clients"): with 200 and 400 slow
 connections /health and signed webhooks were answered at the no-attack rate, where
 gthread answered nothing. So no buffering proxy is needed in front for slow clients,
 up to WEB_CONCURRENCY x WEB_CONNECTIONS open connections per host; past that gunicorn
@@ -24,8 +26,9 @@ client address at the load balancer.
 psycopg (>= 3.1.14) detects gevent's patching and waits cooperatively.
 
 WEB_WORKER_CLASS=gthread (WEB_THREADS threads, default 16) or sync gives each
-connection a thread or a process while it is read: run those only behind a proxy
-that buffers whole requests (nginx's default ``proxy_request_buffering on``).
+connection a thread or a process while it is read, without the WEB_BODY_TIMEOUT
+deadline: run those only behind a proxy that buffers whole requests (nginx's default
+``proxy_request_buffering on``).
 Each process holds its own SQLAlchemy pools; the intake uses one connection per
 process at a time, the endpoint lookups a few more.
 """

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from hub.calls.auth import connect
 from hub.ops import health
 from hub.platform import metrics
 from webhooks_web import oauthpage
+from webhooks_web.body import read_body
 from webhooks_web.state import state
 
 bp = Blueprint("webhooks", __name__)
@@ -19,8 +20,9 @@ bp = Blueprint("webhooks", __name__)
 @bp.post("/api/v1/webhooks/<source>/<endpoint_token>")
 def receive(source: str, endpoint_token: str) -> tuple[dict[str, Any], int]:
     """Verify, record and enqueue one provider event; 202 once it is committed."""
-    receipt = state().intake.receive(source, endpoint_token, request.get_data(cache=False),
-                                     request.headers, request.remote_addr)
+    body = read_body(request, current_app.config["WEB_BODY_TIMEOUT"])
+    receipt = state().intake.receive(source, endpoint_token, body, request.headers,
+                                     request.remote_addr)
     if receipt.reply is not None:
         return receipt.reply, 200
     answer: dict[str, Any] = {"id": str(receipt.id) if receipt.id else None,
