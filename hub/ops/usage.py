@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from hub.calls.integrations import monthly_budget
 from hub.platform import events
-from hub.platform.db import on_commit
+from hub.platform.db import allow_long_statements, on_commit
 from hub.platform.errors import ValidationError
 from hub.platform.models import BudgetAlert, Integration, Usage
 from hub.platform.services import Services
@@ -109,6 +109,8 @@ def rollup(services: Services) -> RollupResult:
     """Add every audit row written since the last run to ``usage``, exactly once, and
     announce budgets crossed. Returns how many usage rows changed and alerts raised."""
     with services.sessions() as session, session.begin():
+        # A roll-up after a long pause adds up many rows: maintenance gets the larger bound.
+        allow_long_statements(session, services.settings.db_maintenance_statement_timeout)
         low, legacy_counted = session.execute(_POSITION).one()
         high = session.scalar(_HORIZON)
         touched = session.execute(_ADD_UP, {"low": low, "high": high,

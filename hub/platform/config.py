@@ -257,6 +257,21 @@ class Settings:
         "(its state is single use).")
     log_retention_days: int = _env(
         "HUB_LOG_RETENTION_DAYS", _int, 90, "Days integration_logs rows are kept.")
+    db_statement_timeout: float = _env(
+        "HUB_DB_STATEMENT_TIMEOUT", _float, 30.0,
+        "Longest one statement of the hub's own PostgreSQL pool may run, seconds (then it "
+        "fails: a call retries it as a database outage); 0: no bound.")
+    db_lock_timeout: float = _env(
+        "HUB_DB_LOCK_TIMEOUT", _float, 10.0,
+        "Longest a statement of that pool waits for a lock, seconds; 0: no bound.")
+    db_connect_timeout: float = _env(
+        "HUB_DB_CONNECT_TIMEOUT", _float, 5.0,
+        "Longest a new PostgreSQL connection of the hub may take, seconds; 0: no bound.")
+    db_maintenance_statement_timeout: float = _env(
+        "HUB_DB_MAINTENANCE_STATEMENT_TIMEOUT", _float, 600.0,
+        "The statement bound of the maintenance work that legitimately runs long "
+        "(retention deletes, usage roll-up), seconds; 0: no bound. Migrations (`hub db "
+        "upgrade`) run on a connection of their own, unbounded.")
     log_level: str = _env("HUB_LOG_LEVEL", str, "INFO", "Log level of every process.")
     log_format: str = _env(
         "HUB_LOG_FORMAT", _log_format, "json",

@@ -6,6 +6,7 @@ CLI) and passed down; nothing here is a module-level singleton.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,17 +21,48 @@ from hub.platform.config import Settings
 T = TypeVar("T")
 
 
+def bounded(*, statement_timeout: float, lock_timeout: float, connect_timeout: float,
+            **connect_args: object) -> dict[str, object]:
+    """``connect_args`` that bound every statement of an engine's connections, in
+    seconds (0: no bound): PostgreSQL's ``statement_timeout`` and ``lock_timeout``
+    set for the session at connect, and libpq's ``connect_timeout``. A statement over
+    its bound fails (``QueryCanceled``, ``LockNotAvailable``: OperationalError)."""
+    options = " ".join(f"-c {name}={round(seconds * 1000)}" for name, seconds in (
+        ("statement_timeout", statement_timeout), ("lock_timeout", lock_timeout))
+        if seconds > 0)
+    args: dict[str, object] = dict(connect_args)
+    if options:
+        args["options"] = options
+    if connect_timeout > 0:
+        args["connect_timeout"] = max(1, math.ceil(connect_timeout))
+    return args
+
+
 def make_engine(settings: Settings, **kwargs: object) -> Engine:
     """A pooled engine for ``settings.database_url``.
 
     ``pool_pre_ping`` lets a process survive a PostgreSQL restart: a dead pooled
-    connection is replaced instead of failing the next task.
+    connection is replaced instead of failing the next task. Statements, lock waits
+    and connects are bounded by HUB_DB_STATEMENT_TIMEOUT, HUB_DB_LOCK_TIMEOUT and
+    HUB_DB_CONNECT_TIMEOUT (:func:`bounded`) unless the caller passes its own
+    ``connect_args``; work that legitimately runs longer raises its own bound for its
+    transaction (:func:`allow_long_statements`).
     """
     options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
     if "poolclass" in kwargs:  # sizes belong to the default QueuePool only
         options = {"pool_pre_ping": True}
+    options["connect_args"] = bounded(statement_timeout=settings.db_statement_timeout,
+                                      lock_timeout=settings.db_lock_timeout,
+                                      connect_timeout=settings.db_connect_timeout)
     options.update(kwargs)
     return create_engine(settings.database_url, **options)
+
+
+def allow_long_statements(session: Session, seconds: float) -> None:
+    """Raise the statement bound of ``session``'s current transaction only (0: none),
+    for maintenance work that legitimately runs long (retention, usage roll-up)."""
+    session.execute(text("SELECT set_config('statement_timeout', :ms, true)"),
+                    {"ms": str(round(seconds * 1000))})
 
 
 def make_async_commit_engine(settings: Settings, **kwargs: object) -> Engine:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from hub.platform.config import Settings
-from hub.platform.db import make_engine
+from hub.platform.db import bounded, make_engine
 
 #: PostgreSQL application_name of the intake's connections (pg_stat_activity).
 INTAKE_APPLICATION_NAME = "hub-webhook-intake"
@@ -98,11 +98,12 @@ def make_intake_engine(settings: Settings, *, lock_timeout_ms: int = LOCK_TIMEOU
                        **options: Any) -> Engine:
     """Autocommit, no pre-ping (a connection killed under us is replaced by
     :meth:`EventStore.add`), and timeouts so a stall answers 503 instead of hanging."""
-    timeouts = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={lock_timeout_ms}"
+    connect_args = bounded(statement_timeout=STATEMENT_TIMEOUT_MS / 1000,
+                           lock_timeout=lock_timeout_ms / 1000,
+                           connect_timeout=CONNECT_TIMEOUT_S,
+                           application_name=INTAKE_APPLICATION_NAME)
     return make_engine(settings, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
-                       connect_args={"application_name": INTAKE_APPLICATION_NAME,
-                                     "connect_timeout": CONNECT_TIMEOUT_S,
-                                     "options": timeouts}, **options)
+                       connect_args=connect_args, **options)
 
 
 class ConnectionLost(psycopg.OperationalError):
