@@ -4,8 +4,10 @@ Two parts, against fake providers (tests/bench/fake_api.py, a separate asyncio
 process: HTTP/1.1 keep-alive, one write per answer, TCP_NODELAY, api-key checked):
 
 1. in-process: the same POST sent N times by a pooled ``requests.Session`` and by
-   ``hub.calls.pipeline.execute_call`` (cache off, api_key auth, quota, breaker,
-   audit row, events), one at a time; the difference is the pipeline's overhead.
+   ``hub.calls.pipeline.execute_call`` after ``hub.calls.preflight.read`` (as the task
+   runs them: cache off, api_key auth, quota, breaker, audit rows, events), one at a
+   time; the difference is the pipeline's overhead. Wall clock and this process's
+   CPU time (``time.process_time``: what the load of other processes does not change).
    Then a cacheable GET served from the cache.
 2. end to end, through the worker exactly as the Procfile's ``worker:`` line starts
    it (pool, concurrency and queues from the Procfile and celeryconfig): N messages
@@ -25,6 +27,9 @@ process: HTTP/1.1 keep-alive, one write per answer, TCP_NODELAY, api-key checked
 
 ``--soak N`` instead sends N ``hub.call`` to the instant provider through one
 worker and prints the worker's RSS every N/10 calls (memory growth per call).
+``--cpu N`` instead measures the worker's CPU per call (all its processes, user +
+system) over ``--cpu-window`` seconds of a drain of N queued calls, plain task and
+hub.call alternately, twice (HUB_WORKER_PROCESSES=1 for one process).
 Uses its own database (hub_bench_calls, or $HUB_BENCH_CALLS_DB) and Redis db 11 (or
 $HUB_BENCH_CALLS_REDIS_URL); needs local PostgreSQL and Redis.
 """
@@ -54,7 +59,7 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hub.calls import integrations
+from hub.calls import integrations, preflight
 from hub.calls.integrations import IntegrationSpec
 from hub.calls.pipeline import CallRequest, execute_call
 from hub.dev.embedded import create_database, drop_database, with_database
@@ -119,13 +124,23 @@ def start_worker(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the worker command and wait until every process of it is gone (the shell
+    may exit before the workers: a worker of one phase must not take messages of the
+    next)."""
     if proc.poll() is None:
+        try:
+            procs = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            procs = []
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+        _gone, alive = psutil.wait_procs(procs, timeout=90)
+        for left in alive:
+            left.kill()
 
 
 def worker_processes(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
@@ -239,12 +254,16 @@ def paced_latencies(svc: Services, send: Sender, rate: float, count: int) -> lis
 
 # --- in-process overhead ----------------------------------------------------------------
 
+CPU_MS: dict[str, list[float]] = {}
+
+
 def _timed(func: Callable[[], None], n: int) -> list[float]:
-    samples = []
+    samples, cpu = [], CPU_MS.setdefault(func.__name__, [])
     for _ in range(n):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         func()
         samples.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
     return samples
 
 
@@ -265,7 +284,9 @@ def in_process(svc: Services, tenant: str, calls: int) -> None:
         response.json()
 
     def hub_call() -> None:
-        outcome = execute_call(svc, post)
+        # As the task runs it: the pre-call reads in one round trip, then the pipeline.
+        read = preflight.read(svc, tenant, "instant")
+        outcome = execute_call(svc, post, preflight=read)
         assert outcome.status == "success", outcome
 
     def cached() -> None:
@@ -274,6 +295,7 @@ def in_process(svc: Services, tenant: str, calls: int) -> None:
 
     for warm in (raw, hub_call):
         _timed(warm, 50)  # warm-up: pools, sessions, prepared statements
+    CPU_MS.clear()
     assert execute_call(svc, get).status == "success"
     rounds = [(_timed(raw, calls // 2), _timed(hub_call, calls // 2)) for _ in range(2)]
     direct_ms = rounds[0][0] + rounds[1][0]
@@ -286,7 +308,12 @@ def in_process(svc: Services, tenant: str, calls: int) -> None:
     print(_row("hub execute_call GET served from cache", cached_ms))
     print(f"\noverhead of the pipeline per call: mean "
           f"{statistics.mean(hub_ms) - statistics.mean(direct_ms):.2f} ms, p50 "
-          f"{_pct(hub_ms, 50) - _pct(direct_ms, 50):.2f} ms\n", flush=True)
+          f"{_pct(hub_ms, 50) - _pct(direct_ms, 50):.2f} ms")
+    print(f"this process's CPU per call (time.process_time, mean): direct "
+          f"{statistics.mean(CPU_MS['raw']):.2f} ms, hub "
+          f"{statistics.mean(CPU_MS['hub_call']):.2f} ms, overhead "
+          f"{statistics.mean(CPU_MS['hub_call']) - statistics.mean(CPU_MS['raw']):.2f} ms\n",
+          flush=True)
 
 
 # --- main -------------------------------------------------------------------------------
@@ -347,6 +374,41 @@ def soak(svc: Services, client: Celery, tenant: str, args: argparse.Namespace,
         stop_worker(worker)
 
 
+def cpu_per_call(svc: Services, client: Celery, tenant: str, args: argparse.Namespace,
+                 env: dict[str, str]) -> None:
+    """Worker CPU per call (user + system of every worker process, psutil) over a
+    window of a drain of ``--cpu`` queued calls to the instant provider, plain task and
+    hub.call alternately, twice: what the machine's load changes least."""
+    command = procfile_worker("tests.bench.ref_tasks", args.pool, args.c)
+    print(f"worker: `{command}` (HUB_WORKER_PROCESSES={env.get('HUB_WORKER_PROCESSES', '')})"
+          "\n\n| target | calls in window | calls/s | worker CPU ms per call | load avg |"
+          "\n|---|---|---|---|---|")
+    for target in ("plain task", "hub.call") * 2:
+        send = senders(client, tenant, "instant")[target]
+        ids = [send() for _ in range(args.cpu)]
+        worker = start_worker(command, env)
+        try:
+            deadline = time.monotonic() + 120
+            while stored(svc, ids[:100])[0] < 50:  # warmed up: pools open, caches filled
+                if time.monotonic() > deadline:
+                    raise SystemExit("the worker never started storing results")
+                time.sleep(0.2)
+            procs = worker_processes(worker)
+            cpu0 = sum(sum(p.cpu_times()[:2]) for p in procs)
+            done0, started = stored(svc, ids)[0], time.monotonic()
+            time.sleep(args.cpu_window)
+            cpu1 = sum(sum(p.cpu_times()[:2]) for p in procs)
+            done1, elapsed = stored(svc, ids)[0], time.monotonic() - started
+            if done1 >= len(ids):
+                raise SystemExit("the drain ended inside the window: raise --cpu")
+        finally:
+            stop_worker(worker)
+        calls = done1 - done0
+        print(f"| {target} | {calls:,} | {calls / elapsed:,.0f} | "
+              f"{1000 * (cpu1 - cpu0) / max(calls, 1):.2f} | {os.getloadavg()[0]:.1f} |",
+              flush=True)
+
+
 def main() -> None:
     global INSTANT_URL, SLOW_URL
     parser = argparse.ArgumentParser()
@@ -359,6 +421,9 @@ def main() -> None:
     parser.add_argument("-c", type=int, help="worker concurrency (default: the hub's)")
     parser.add_argument("--soak", type=int, default=0)
     parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--cpu", type=int, default=0,
+                        help="instead: worker CPU per call over a drain of this many calls")
+    parser.add_argument("--cpu-window", type=float, default=10.0)
     args = parser.parse_args()
     env = _env({"HUB_WORKER_POOL": args.pool} if args.pool else {})
     os.environ.update(env)
@@ -375,6 +440,9 @@ def main() -> None:
         tenant = _setup(svc)
         if args.soak:
             soak(svc, client, tenant, args, env)
+            return
+        if args.cpu:
+            cpu_per_call(svc, client, tenant, args, env)
             return
         if not args.skip_in_process:
             in_process(svc, tenant, args.calls)
