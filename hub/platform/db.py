@@ -93,10 +93,15 @@ def make_autocommit_engine(settings: Settings, **kwargs: object) -> Engine:
     on its own (autocommit: one round trip, no BEGIN or COMMIT), synchronously as
     PostgreSQL's default is. No pre-ping (a round trip per use): a connection that
     died is discarded on its first error, and callers retry once (:func:`retry_once`).
+    Bounded like :func:`make_engine`'s (HUB_DB_*_TIMEOUT): a write waits for no lock
+    or overloaded server longer than that before it is sent.
     """
     # Sized as make_async_commit_engine's, for the same reasons.
-    options: dict[str, object] = {"pool_size": 4, "max_overflow": 2,
-                                  "isolation_level": "AUTOCOMMIT"}
+    options: dict[str, object] = {
+        "pool_size": 4, "max_overflow": 2, "isolation_level": "AUTOCOMMIT",
+        "connect_args": bounded(statement_timeout=settings.db_statement_timeout,
+                                lock_timeout=settings.db_lock_timeout,
+                                connect_timeout=settings.db_connect_timeout)}
     options.update(kwargs)
     return create_engine(settings.database_url, **options)
 
