@@ -23,17 +23,27 @@ may instantiate the backend, the web process included (DESIGN §2).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from celery import states
 from celery.backends.database import DatabaseBackend
+from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import ensure_bytes
 from sqlalchemy import Engine, create_engine
+from sqlalchemy import exc as sa_exc
 
 from hub.platform.groupcommit import GroupCommit
+
+log = logging.getLogger(__name__)
+
+#: A result write that failed because PostgreSQL is unavailable.
+UNAVAILABLE = (BackendStoreError, sa_exc.OperationalError, sa_exc.InterfaceError,
+               sa_exc.TimeoutError, psycopg.OperationalError)
 
 #: Results written by one statement at most.
 MAX_BATCH = 64
@@ -65,6 +75,22 @@ class HubDatabaseBackend(DatabaseBackend):
         self._pid: int | None = None
 
     # --- the write path -------------------------------------------------------------
+
+    def mark_as_retry(self, task_id: str, exc: Any, traceback: Any = None,
+                      request: Any = None, store_result: bool = True,
+                      state: str = states.RETRY) -> Any:
+        """Store RETRY, or log that PostgreSQL could not take it. The retry itself is
+        already sent; RETRY only informs a caller who looks. Raising here (a PostgreSQL
+        outage) made Celery's tracer fail the task's run outside its body: under the
+        threads pool the message was then never acknowledged, held a prefetch slot for
+        the life of the worker, and was run again when the worker restarted."""
+        try:
+            return super().mark_as_retry(task_id, exc, traceback=traceback, request=request,
+                                         store_result=store_result, state=state)
+        except UNAVAILABLE as error:
+            log.warning("task %s: RETRY not stored, PostgreSQL unavailable (%s)", task_id,
+                        type(error).__name__)
+            return None
 
     def _store_result(self, task_id: str, result: Any, state: str, traceback: Any = None,
                       request: Any = None, **kwargs: Any) -> None:

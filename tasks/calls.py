@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any, NoReturn
 
-from celery.exceptions import Retry
+from celery.exceptions import Ignore, Retry
 
 from hub import adapters
 from hub.calls import pipeline, preflight
@@ -34,6 +34,11 @@ def _finish(task: Any, outcome: CallOutcome, kwargs: dict[str, Any]) -> dict[str
     if outcome.status == "exhausted":
         error = pipeline.dead_letter(svc, task_name=task.name, kwargs=kwargs, outcome=outcome,
                                      task_id=task.request.id)
+        if outcome.reason == "database_unavailable":
+            # PostgreSQL cannot take the FAILURE now: the dead letter's recorder stores
+            # it once PostgreSQL is back. Acknowledged without a result write, which
+            # would fail and leave the message unacknowledged in the worker.
+            raise Ignore()
     raise CallFailed(error.envelope())
 
 

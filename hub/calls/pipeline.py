@@ -296,7 +296,8 @@ def _database_down(services: Services, request: CallRequest, exc: Exception, att
         log.error("call %s/%s.%s (task %s): PostgreSQL unavailable (%s) at attempt %d, "
                   "the last", request.tenant, request.integration, request.operation,
                   task_id, type(exc).__name__, attempt)
-        return CallOutcome("exhausted", error=error, attempt=attempt)
+        return CallOutcome("exhausted", error=error, attempt=attempt,
+                           reason="database_unavailable")
     ceiling = min(DATABASE_RETRY_BASE * 2 ** (attempt - 1),
                   float(services.settings.max_countdown))
     delay = ceiling * (0.8 + 0.2 * random.random())
@@ -1173,15 +1174,22 @@ def dead_letter(services: Services, *, task_name: str, kwargs: dict[str, Any],
                               "error": last.message if last else None,
                               "attempts": outcome.attempt, "task_id": task_id,
                               "alert": outcome.alert}
+    error = DeadLettered(
+        f"{task_name} gave up after {outcome.attempt} attempt(s): "
+        f"{last.message if last else 'unknown error'}",
+        details={"attempts": outcome.attempt, "last_error": last.envelope()["error"]
+                 if last else None})
+    message = dict(fields)
+    if outcome.reason == "database_unavailable" and task_id is not None:
+        # Given up during a PostgreSQL outage: the task's own failure cannot be stored
+        # (the result backend is PostgreSQL), so the recorder, which waits for
+        # PostgreSQL in the broker, stores it with the letter (tasks/deadletter.py).
+        message["caller_failure"] = error.envelope()
     try:
-        services.dispatcher.send("hub.dead_letter.record", fields,
+        services.dispatcher.send("hub.dead_letter.record", message,
                                  queue=services.settings.queue("dead_letter"))
     except Exception:  # any broker failure: keep the dead letter anyway
         log.warning("dead_letter queue unavailable; recording %s directly", task_id,
                     exc_info=True)
         deadletters.record_and_announce(services, **fields)
-    return DeadLettered(
-        f"{task_name} gave up after {outcome.attempt} attempt(s): "
-        f"{last.message if last else 'unknown error'}",
-        details={"attempts": outcome.attempt, "last_error": last.envelope()["error"]
-                 if last else None})
+    return error

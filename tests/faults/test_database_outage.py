@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 from cryptography.fernet import Fernet
+from sqlalchemy import select
 
 from hub.calls import integrations
 from hub.calls.integrations import IntegrationSpec
@@ -23,6 +24,7 @@ from hub.dev.embedded import create_database, with_database
 from hub.platform import migrate
 from hub.platform.config import Settings, load_settings
 from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.models import DeadLetter
 from hub.platform.services import Services
 from tests.calls.fake_provider import FakeProvider, fake_provider
 from tests.calls.processes import worker_process
@@ -99,6 +101,19 @@ def _wait_for_log(path: Path, text: str, timeout: float) -> None:
                          f"{path.read_text(errors='replace')[-3000:]}")
 
 
+def _nothing_left_unacknowledged(hub: OwnHub, timeout: float = 15) -> None:
+    """Every message the worker took is acknowledged: none is held (a prefetch slot
+    lost for the worker's life) to run again when the worker restarts."""
+    client = hub.redis.client()
+    deadline = time.monotonic() + timeout
+    try:
+        while client.hlen("unacked") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.hlen("unacked") == 0, client.hkeys("unacked")
+    finally:
+        client.close()
+
+
 def test_a_call_made_while_postgresql_is_down_runs_once_it_is_back(own_hub, api):
     _add_integration(own_hub, api)
     with worker_process(own_hub.client, ["calls"], pool="threads", concurrency=4,
@@ -117,5 +132,38 @@ def test_a_call_made_while_postgresql_is_down_runs_once_it_is_back(own_hub, api)
         own_hub.pg.start()
         envelope = result.get(timeout=120)
         print(f"answered {time.monotonic() - started:.1f}s after the worker met the outage")
+        _nothing_left_unacknowledged(own_hub)
     assert envelope["status_code"] == 200
     assert api.hits("/v1/contacts/42") == 1
+
+
+def test_an_outage_past_the_attempts_ends_dead_lettered_and_the_caller_is_told(own_hub, api):
+    """Waits of at most 2 s (HUB_MAX_COUNTDOWN caps them) give up within ~8 s, well
+    inside the outage: the call is dead-lettered, the letter waits in the broker until
+    PostgreSQL is back, and its recorder stores the call's failure, which the worker
+    could not: the caller gets DEAD_LETTERED instead of PENDING for ever."""
+    _add_integration(own_hub, api)
+    env = {**own_hub.env, "HUB_MAX_COUNTDOWN": "2"}
+    with worker_process(own_hub.client, ["calls", "dead_letter"], pool="threads",
+                        concurrency=4, app="tasks", env=env) as worker:
+        own_hub.pg.crash()
+        result = own_hub.client.send_task("hub.call", queue="calls", kwargs={
+            "tenant": TENANT, "integration": "crm", "operation": "get",
+            "params": {"path": "/v1/contacts/7"}, "cache": False})
+        _wait_for_log(Path(worker.log_path), "at attempt 5, the last", 60)
+        time.sleep(OUTAGE)  # the outage goes on past the attempts (its length, not a wait)
+        own_hub.pg.start()
+        with pytest.raises(Exception) as failed:
+            result.get(timeout=120)
+        _nothing_left_unacknowledged(own_hub)
+    envelope = failed.value.args[0]
+    assert envelope["error"]["code"] == "DEAD_LETTERED"
+    assert api.hits("/v1/contacts/7") == 0
+    services = Services(own_hub.settings, RecordingDispatcher())
+    try:
+        with services.sessions() as session:
+            letters = session.scalars(select(DeadLetter).where(
+                DeadLetter.task_id == result.id)).all()
+    finally:
+        services.close()
+    assert len(letters) == 1 and letters[0].attempts == 5
