@@ -19,15 +19,17 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextmanager
 def worker_process(client_app, queues: list[str], *, concurrency: int = 1,  # type: ignore[no-untyped-def]
                    app: str = "tests.calls.worker_app", env: dict[str, str] | None = None,
-                   ready_timeout: float = 60, pool: str = "prefork") -> Iterator[subprocess.Popen]:
+                   ready_timeout: float = 60, pool: str = "prefork",
+                   loglevel: str = "INFO") -> Iterator[subprocess.Popen]:
     """Start ``celery -A app worker --pool POOL`` on ``queues``; wait until it answers a
     ping; stop it (TERM, then KILL) on exit. Its log is at ``proc.log_path``.
 
-    prefork by default: the fault tests kill pool children."""
+    prefork by default: the fault tests kill pool children. ``loglevel`` DEBUG adds
+    Celery's "Task ... received" lines (INFO shows one line per task, its outcome)."""
     name = f"w{uuid.uuid4().hex[:8]}@test"
     log = Path(tempfile.mkstemp(prefix="hub-worker-", suffix=".log")[1])
     cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", pool,
-           "-c", str(concurrency), "-Q", ",".join(queues), "-n", name, "-l", "INFO",
+           "-c", str(concurrency), "-Q", ",".join(queues), "-n", name, "-l", loglevel,
            "--without-gossip", "--without-mingle"]
     with open(log, "wb") as out:
         # HUB_WORKER_POOL too: Celery takes a configured worker_pool over the

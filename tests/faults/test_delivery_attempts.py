@@ -111,7 +111,8 @@ def test_a_broker_blip_mid_post_lets_the_delivery_finish_once(services, settings
         broker = Broker("redis", broker_redis.url, broker_redis.url, settings)
         queue = broker.queue("blip")
         try:
-            with worker_process(broker.app, [queue], app="tasks",
+            # DEBUG: a run's "received" line too (at INFO a run is its outcome line).
+            with worker_process(broker.app, [queue], app="tasks", loglevel="DEBUG",
                                 env={**broker.env, **SCALED}) as worker:
                 broker.app.send_task("hub.deliveries.send",
                                      kwargs={"delivery_id": str(delivery_id)}, queue=queue)
