@@ -21,8 +21,11 @@ def test_old_audit_rows_go_in_batches_and_recent_ones_stay(services, sessions, t
                                        outcome="success", started_at=now - timedelta(days=age)))
         session.add(ScheduledTask(task_name="hub.ping", due_at=now, status="enqueued",
                                   tenant_id=tenant, created_at=now - timedelta(days=30)))
-        session.add(ScheduledTask(task_name="hub.ping", due_at=now, status="pending",
-                                  tenant_id=tenant, created_at=now - timedelta(days=30)))
+        # Due tomorrow: an old pending row is kept whenever it is due, and one due now
+        # would be sent by any other test's enqueue_due on this shared database.
+        session.add(ScheduledTask(task_name="hub.ping", due_at=now + timedelta(days=1),
+                                  status="pending", tenant_id=tenant,
+                                  created_at=now - timedelta(days=30)))
 
     deleted = retention.run(services, now=now, batch=3)
 
