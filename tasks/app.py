@@ -28,7 +28,9 @@ TASK_MODULES = [
 
 
 def _create_app() -> Celery:
-    celery_app = HubCelery("hub", include=TASK_MODULES)
+    # Every task's base: a retry the broker refuses takes the message back instead of
+    # dropping it, and a refused acknowledgement does not stop the worker (tasks/settle.py).
+    celery_app = HubCelery("hub", include=TASK_MODULES, task_cls="tasks.settle:RequeueTask")
     try:
         celery_app.config_from_object("celeryconfig")
         celery_app.conf.broker_url  # noqa: B018 - force the lazy config to load now

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
+from celery.exceptions import Reject
 
 from hub.calls.pipeline import CallFailed
 from hub.ops import guardrails
 from tasks.app import services
+from tasks.settle import RequeueTask
 
 
-class HubTask(Task):
+class HubTask(RequeueTask):
     """Counts receives before the body runs; dead-letters a message that keeps
-    killing its worker (see hub.ops.guardrails)."""
+    killing its worker, or whose retry the broker keeps refusing (see
+    hub.ops.guardrails, tasks.settle)."""
 
     abstract = True
 
@@ -33,7 +35,14 @@ class HubTask(Task):
                                   receives=self.count_receive(svc, task_id, kwargs))
         if poison is not None:
             raise CallFailed(poison.envelope())
+        finished = True
         try:
             return super().__call__(*args, **kwargs)
+        except Reject as exc:
+            # Requeued (its retry could not be sent): this receive stays counted, so a
+            # message whose retry the broker always refuses ends as poison, not a loop.
+            finished = not exc.requeue
+            raise
         finally:
-            guardrails.clear_receives(svc, task_id)
+            if finished:
+                guardrails.clear_receives(svc, task_id)

@@ -4,8 +4,9 @@ With ``acks_late`` + ``task_reject_on_worker_lost`` a message whose task kills
 its worker (segfault, OOM, ``os._exit``) is redelivered - forever, unless
 someone counts. Every run of a hub task increments a Redis counter keyed by its
 task id *before* the body starts, and clears it when the body ends in any way
-Python sees (success, failure, retry). Only deaths leave it incremented, so the
-counter is the number of consecutive receives that killed a worker; past
+Python sees (success, failure, retry). Only deaths, and runs whose retry the broker
+refused (their message requeued, tasks.settle), leave it incremented, so the counter
+is the number of consecutive receives that did not finish; past
 ``settings.max_receives`` the message is dead-lettered instead of run again.
 """
 
@@ -78,7 +79,8 @@ def dead_letter_poison(services: Services, *, task_name: str, task_id: str,
     """Record a poison message as a dead letter (origin ``poison``), announce it, and
     return the DEAD_LETTERED error the task fails with."""
     error = DeadLettered(
-        f"task {task_name} killed its worker {receives - 1} times; dead-lettered as poison",
+        f"task {task_name} did not finish {receives - 1} times (its worker killed, or its "
+        f"retry refused by the broker); dead-lettered as poison",
         details={"task_id": task_id, "receives": receives - 1})
     deadletters.record_and_announce(
         services, origin="poison", task_name=task_name, task_id=task_id, kwargs=kwargs,
