@@ -21,6 +21,11 @@ from typing import Any, TypeVar
 
 from werkzeug.wrappers import Request, Response
 
+from hub.calls import integrations
+from hub.calls.integrations import IntegrationSpec
+from hub.platform.config import Settings
+from hub.platform.dispatch import RecordingDispatcher
+from hub.platform.services import Services
 from tests.hub.fake_http import LocalServer, serve
 
 
@@ -179,3 +184,18 @@ def rate_limited(retry_after: str = "1") -> Reply:
 def fake_provider() -> Iterator[FakeProvider]:
     with serving(FakeProvider()) as provider:
         yield provider
+
+
+def register(settings: Settings, provider: FakeProvider, tenant: str, name: str = "crm") -> None:
+    """A ``rest`` integration of ``tenant`` pointing at ``provider`` with its API key, in
+    the hub these settings name (a fault test's own database and Redis)."""
+    services = Services(settings, RecordingDispatcher())
+    try:
+        with services.sessions() as session, session.begin():
+            integrations.create(session, IntegrationSpec(
+                tenant_id=tenant, name=name, adapter="rest", base_url=provider.url,
+                auth_type="api_key"))
+            integrations.set_credentials(session, services.vault, tenant, name,
+                                         {"api_key": provider.api_key})
+    finally:
+        services.close()

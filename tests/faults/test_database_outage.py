@@ -18,15 +18,13 @@ from celery import Celery
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
-from hub.calls import integrations
-from hub.calls.integrations import IntegrationSpec
 from hub.dev.embedded import create_database, with_database
 from hub.platform import migrate
 from hub.platform.config import Settings, load_settings
 from hub.platform.dispatch import RecordingDispatcher
 from hub.platform.models import DeadLetter
 from hub.platform.services import Services
-from tests.calls.fake_provider import FakeProvider, fake_provider
+from tests.calls.fake_provider import register
 from tests.calls.processes import worker_process
 from tests.faults.servers import (
     PostgresCluster,
@@ -72,25 +70,6 @@ def own_hub() -> Iterator[OwnHub]:
             client.close()
 
 
-@pytest.fixture
-def api() -> Iterator[FakeProvider]:
-    with fake_provider() as p:
-        yield p
-
-
-def _add_integration(hub: OwnHub, provider: FakeProvider) -> None:
-    services = Services(hub.settings, RecordingDispatcher())
-    try:
-        with services.sessions() as session, session.begin():
-            integrations.create(session, IntegrationSpec(
-                tenant_id=TENANT, name="crm", adapter="rest", base_url=provider.url,
-                auth_type="api_key"))
-            integrations.set_credentials(session, services.vault, TENANT, "crm",
-                                         {"api_key": provider.api_key})
-    finally:
-        services.close()
-
-
 def _wait_for_log(path: Path, text: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -115,7 +94,7 @@ def _nothing_left_unacknowledged(hub: OwnHub, timeout: float = 15) -> None:
 
 
 def test_a_call_made_while_postgresql_is_down_runs_once_it_is_back(own_hub, api):
-    _add_integration(own_hub, api)
+    register(own_hub.settings, api, TENANT)
     with worker_process(own_hub.client, ["calls"], pool="threads", concurrency=4,
                         app="tasks", env=own_hub.env) as worker:
         own_hub.pg.crash()
@@ -142,7 +121,7 @@ def test_an_outage_past_the_attempts_ends_dead_lettered_and_the_caller_is_told(o
     inside the outage: the call is dead-lettered, the letter waits in the broker until
     PostgreSQL is back, and its recorder stores the call's failure, which the worker
     could not: the caller gets DEAD_LETTERED instead of PENDING for ever."""
-    _add_integration(own_hub, api)
+    register(own_hub.settings, api, TENANT)
     env = {**own_hub.env, "HUB_MAX_COUNTDOWN": "2"}
     with worker_process(own_hub.client, ["calls", "dead_letter"], pool="threads",
                         concurrency=4, app="tasks", env=env) as worker:

@@ -27,14 +27,12 @@ from celery import Celery
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from hub.calls import integrations
-from hub.calls.integrations import IntegrationSpec
 from hub.dev.embedded import create_database, with_database
 from hub.platform import migrate
 from hub.platform.config import Settings, load_settings
 from hub.platform.dispatch import RecordingDispatcher
 from hub.platform.services import Services
-from tests.calls.fake_provider import FakeProvider, Reply, fake_provider
+from tests.calls.fake_provider import Reply, register
 from tests.calls.processes import worker_process
 from tests.faults.beat import wait_for
 from tests.faults.servers import RedisServer, postgres_cluster, redis_server
@@ -80,25 +78,6 @@ def own_hub() -> Iterator[OwnHub]:
             client.close()
 
 
-@pytest.fixture
-def api() -> Iterator[FakeProvider]:
-    with fake_provider() as p:
-        yield p
-
-
-def _add_integration(hub: OwnHub, provider: FakeProvider) -> None:
-    services = Services(hub.settings, RecordingDispatcher())
-    try:
-        with services.sessions() as session, session.begin():
-            integrations.create(session, IntegrationSpec(
-                tenant_id=TENANT, name="crm", adapter="rest", base_url=provider.url,
-                auth_type="api_key"))
-            integrations.set_credentials(session, services.vault, TENANT, "crm",
-                                         {"api_key": provider.api_key})
-    finally:
-        services.close()
-
-
 def _dead_letters(hub: OwnHub, origin: str | None = None) -> int:
     services = Services(hub.settings, RecordingDispatcher())
     try:
@@ -127,7 +106,7 @@ def _publish_refused(broker: redis.Redis) -> Callable[[], None]:
 
 @pytest.mark.parametrize("fault", [_full, _publish_refused], ids=["full", "publish-refused"])
 def test_a_retry_the_broker_refuses_is_not_lost(own_hub, api, fault):
-    _add_integration(own_hub, api)
+    register(own_hub.settings, api, TENANT)
     answer = threading.Event()
     # The first attempt is held at the provider, then answered 503; the second gets 200.
     api.script(PATH, Reply(503, headers={"Retry-After": "1"}, hold=answer))
@@ -167,7 +146,7 @@ def test_a_retry_the_broker_always_refuses_ends_as_a_dead_letter(own_hub, api):
     # The loop the requeue could make (run, retry refused, back in the queue, run...) is
     # bounded by the poison-message guardrail: past HUB_MAX_RECEIVES (3) unfinished runs
     # the call is dead-lettered, and its caller gets the DEAD_LETTERED envelope.
-    _add_integration(own_hub, api)
+    register(own_hub.settings, api, TENANT)
     answer = threading.Event()
     api.script(PATH, Reply(503, hold=answer), *[Reply(503) for _ in range(10)])
     broker = own_hub.redis.client()
