@@ -13,12 +13,17 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import redis
+from celery import Celery
+from cryptography.fernet import Fernet
 
-from hub.dev.embedded import free_port
+from hub.dev.embedded import create_database, free_port, with_database
+from hub.platform import migrate
+from hub.platform.config import Settings, load_settings
 
 
 def _wait(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -171,3 +176,38 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+@dataclass
+class OwnHub:
+    """A hub of a fault test's own: a PostgreSQL cluster and a redis-server (broker and
+    state) it may crash, the HUB_* settings its processes get, and an outside client
+    that knows only task names."""
+
+    pg: PostgresCluster
+    redis: RedisServer
+    env: dict[str, str]
+    settings: Settings
+    client: Celery
+
+
+@contextmanager
+def own_hub(extra_env: dict[str, str] | None = None) -> Iterator[OwnHub]:
+    """Start :class:`OwnHub`'s servers, migrate its database, make its client; stop all."""
+    with postgres_cluster() as pg, redis_server() as broker:
+        create_database(pg.url, "hub")
+        env = {"HUB_DATABASE_URL": with_database(pg.url, "hub"), "HUB_REDIS_URL": broker.url,
+               "HUB_BROKER_URL": broker.url, "HUB_QUEUE_PREFIX": "", "HUB_REDIS_PREFIX": "hub:",
+               "HUB_RESULT_BACKEND": "", "HUB_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+               "HUB_ALLOW_PRIVATE_NETWORKS": "1", "HUB_LOG_FORMAT": "text",
+               **(extra_env or {})}
+        settings = load_settings({**os.environ, **env})
+        migrate.upgrade(settings)
+        client = Celery("outside-service", broker=broker.url,
+                        backend=settings.effective_result_backend)
+        client.conf.update(task_serializer="json", result_extended=True)
+        client.backend  # noqa: B018 - its tables are made while PostgreSQL is up
+        try:
+            yield OwnHub(pg, broker, env, settings, client)
+        finally:
+            client.close()

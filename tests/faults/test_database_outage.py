@@ -7,31 +7,20 @@ threads-pool worker as deployed."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from celery import Celery
-from cryptography.fernet import Fernet
 from sqlalchemy import select
 
-from hub.dev.embedded import create_database, with_database
-from hub.platform import migrate
-from hub.platform.config import Settings, load_settings
 from hub.platform.dispatch import RecordingDispatcher
 from hub.platform.models import DeadLetter
 from hub.platform.services import Services
 from tests.calls.fake_provider import register
 from tests.calls.processes import worker_process
-from tests.faults.servers import (
-    PostgresCluster,
-    RedisServer,
-    postgres_cluster,
-    redis_server,
-)
+from tests.faults.servers import OwnHub
+from tests.faults.servers import own_hub as start_own_hub
 
 pytestmark = pytest.mark.slow
 
@@ -42,33 +31,10 @@ OUTAGE = 20.0
 AFTER_THE_LAST_ATTEMPT = 3.0
 
 
-@dataclass
-class OwnHub:
-    pg: PostgresCluster
-    redis: RedisServer
-    env: dict[str, str]
-    settings: Settings
-    client: Celery
-
-
 @pytest.fixture
 def own_hub() -> Iterator[OwnHub]:
-    with postgres_cluster() as pg, redis_server() as broker:
-        create_database(pg.url, "hub")
-        env = {"HUB_DATABASE_URL": with_database(pg.url, "hub"), "HUB_REDIS_URL": broker.url,
-               "HUB_BROKER_URL": broker.url, "HUB_QUEUE_PREFIX": "", "HUB_REDIS_PREFIX": "hub:",
-               "HUB_RESULT_BACKEND": "", "HUB_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-               "HUB_ALLOW_PRIVATE_NETWORKS": "1", "HUB_LOG_FORMAT": "text"}
-        settings = load_settings({**os.environ, **env})
-        migrate.upgrade(settings)
-        client = Celery("outside-service", broker=broker.url,
-                        backend=settings.effective_result_backend)
-        client.conf.update(task_serializer="json", result_extended=True)
-        client.backend  # noqa: B018 - its tables are made while PostgreSQL is up
-        try:
-            yield OwnHub(pg, broker, env, settings, client)
-        finally:
-            client.close()
+    with start_own_hub() as hub:
+        yield hub
 
 
 def _wait_for_log(path: Path, text: str, timeout: float) -> None:

@@ -14,28 +14,22 @@ in success. Real processes: a PostgreSQL cluster and a redis-server of the test'
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-from celery import Celery
-from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from hub.dev.embedded import create_database, with_database
-from hub.platform import migrate
-from hub.platform.config import Settings, load_settings
 from hub.platform.dispatch import RecordingDispatcher
 from hub.platform.services import Services
 from tests.calls.fake_provider import Reply, register
 from tests.calls.processes import worker_process
 from tests.faults.beat import wait_for
-from tests.faults.servers import RedisServer, postgres_cluster, redis_server
+from tests.faults.servers import OwnHub
+from tests.faults.servers import own_hub as start_own_hub
 
 pytestmark = pytest.mark.slow
 
@@ -51,31 +45,10 @@ SCALED = {"HUB_VISIBILITY_TIMEOUT": str(VISIBILITY), "HUB_MAX_COUNTDOWN": "3",
 FAULT = 2.0
 
 
-@dataclass
-class OwnHub:
-    redis: RedisServer
-    env: dict[str, str]
-    settings: Settings
-    client: Celery
-
-
 @pytest.fixture
 def own_hub() -> Iterator[OwnHub]:
-    with postgres_cluster() as pg, redis_server() as broker:
-        create_database(pg.url, "hub")
-        env = {"HUB_DATABASE_URL": with_database(pg.url, "hub"), "HUB_REDIS_URL": broker.url,
-               "HUB_BROKER_URL": broker.url, "HUB_QUEUE_PREFIX": "", "HUB_REDIS_PREFIX": "hub:",
-               "HUB_RESULT_BACKEND": "", "HUB_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-               "HUB_ALLOW_PRIVATE_NETWORKS": "1", "HUB_LOG_FORMAT": "text", **SCALED}
-        settings = load_settings({**os.environ, **env})
-        migrate.upgrade(settings)
-        client = Celery("outside-service", broker=broker.url,
-                        backend=settings.effective_result_backend)
-        client.conf.update(task_serializer="json", result_extended=True)
-        try:
-            yield OwnHub(broker, env, settings, client)
-        finally:
-            client.close()
+    with start_own_hub(SCALED) as hub:
+        yield hub
 
 
 def _dead_letters(hub: OwnHub, origin: str | None = None) -> int:
