@@ -186,7 +186,8 @@ def fake_provider() -> Iterator[FakeProvider]:
         yield provider
 
 
-def register(settings: Settings, provider: FakeProvider, tenant: str, name: str = "crm") -> None:
+def register(settings: Settings, provider: FakeProvider, tenant: str, name: str = "crm",
+             config: dict[str, Any] | None = None) -> None:
     """A ``rest`` integration of ``tenant`` pointing at ``provider`` with its API key, in
     the hub these settings name (a fault test's own database and Redis)."""
     services = Services(settings, RecordingDispatcher())
@@ -194,7 +195,7 @@ def register(settings: Settings, provider: FakeProvider, tenant: str, name: str 
         with services.sessions() as session, session.begin():
             integrations.create(session, IntegrationSpec(
                 tenant_id=tenant, name=name, adapter="rest", base_url=provider.url,
-                auth_type="api_key"))
+                auth_type="api_key", config=config or {}))
             integrations.set_credentials(session, services.vault, tenant, name,
                                          {"api_key": provider.api_key})
     finally:

@@ -119,7 +119,9 @@ def test_a_retry_the_broker_always_refuses_ends_as_a_dead_letter(own_hub, api):
     # The loop the requeue could make (run, retry refused, back in the queue, run...) is
     # bounded by the poison-message guardrail: past HUB_MAX_RECEIVES (3) unfinished runs
     # the call is dead-lettered, and its caller gets the DEAD_LETTERED envelope.
-    register(own_hub.settings, api, TENANT)
+    # Backoffs under HUB_MAX_COUNTDOWN (3 s here), so every retry is a broker message:
+    # a longer one is kept in PostgreSQL for beat, which this test does not run.
+    register(own_hub.settings, api, TENANT, config={"retry": {"base": 0.2, "cap": 1}})
     answer = threading.Event()
     api.script(PATH, Reply(503, hold=answer), *[Reply(503) for _ in range(10)])
     broker = own_hub.redis.client()
