@@ -27,6 +27,16 @@ from tests.hub.inbox import add_event
 pytestmark = pytest.mark.slow
 
 
+def _one_delivery_to(services, tenant: str, url: str):  # type: ignore[no-untyped-def]
+    """A subscription to ``url`` and an event processed for it: its one delivery's id."""
+    with services.sessions() as session, session.begin():
+        subscriptions.add(session, services.vault, services.settings, tenant=tenant, url=url)
+    event_id = add_event(services.sessions, tenant)
+    assert processing.process_event(services, event_id).status == "processed"
+    with services.sessions() as session:
+        return session.scalars(select(Delivery.id).where(Delivery.event_id == event_id)).one()
+
+
 def test_worker_killed_mid_post_leaves_the_attempt_logged(client_app, services, settings,
                                                           tenant):
     arrived, release = threading.Event(), threading.Event()
@@ -40,14 +50,7 @@ def test_worker_killed_mid_post_leaves_the_attempt_logged(client_app, services, 
         return Response("ok", status=200)
 
     with serve(receiver) as server:
-        with services.sessions() as session, session.begin():
-            subscriptions.add(session, services.vault, services.settings, tenant=tenant,
-                              url=server.url + "/hooks")
-        event_id = add_event(services.sessions, tenant)
-        assert processing.process_event(services, event_id).status == "processed"
-        with services.sessions() as session:
-            delivery_id = session.scalars(select(Delivery.id)
-                                          .where(Delivery.event_id == event_id)).one()
+        delivery_id = _one_delivery_to(services, tenant, server.url + "/hooks")
         queue = settings.queue(f"deliver-{uuid.uuid4().hex[:6]}")
         with worker_process(client_app, [queue], app="tasks") as worker:
             client_app.send_task("hub.deliveries.send", kwargs={"delivery_id": str(delivery_id)},
@@ -100,14 +103,7 @@ def test_a_broker_blip_mid_post_lets_the_delivery_finish_once(services, settings
         return Response("ok", status=200)
 
     with serve(receiver) as server, redis_server() as broker_redis:
-        with services.sessions() as session, session.begin():
-            subscriptions.add(session, services.vault, services.settings, tenant=tenant,
-                              url=server.url + "/hooks")
-        event_id = add_event(services.sessions, tenant)
-        assert processing.process_event(services, event_id).status == "processed"
-        with services.sessions() as session:
-            delivery_id = session.scalars(select(Delivery.id)
-                                          .where(Delivery.event_id == event_id)).one()
+        delivery_id = _one_delivery_to(services, tenant, server.url + "/hooks")
         broker = Broker("redis", broker_redis.url, broker_redis.url, settings)
         queue = broker.queue("blip")
         try:

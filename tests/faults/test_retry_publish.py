@@ -14,18 +14,21 @@ in success. Real processes: a PostgreSQL cluster and a redis-server of the test'
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
+from celery.result import AsyncResult
 from sqlalchemy import text
 
 from hub.platform.dispatch import RecordingDispatcher
 from hub.platform.services import Services
-from tests.calls.fake_provider import Reply, register
+from tests.calls.fake_provider import FakeProvider, Reply, register
 from tests.calls.processes import worker_process
 from tests.faults.beat import wait_for
 from tests.faults.servers import OwnHub
@@ -77,6 +80,20 @@ def _publish_refused(broker: redis.Redis) -> Callable[[], None]:
     return lambda: broker.execute_command("ACL", "SETUSER", "default", "+lpush")
 
 
+@contextmanager
+def _first_attempt_at_the_provider(own_hub: OwnHub, api: FakeProvider) -> Iterator[
+        tuple[subprocess.Popen, Path, AsyncResult]]:
+    """A threads worker of the test's own hub, and a call it runs whose first attempt is
+    now held at the provider: (the worker, its log, the caller's result)."""
+    with worker_process(own_hub.client, ["calls"], pool="threads", concurrency=2,
+                        app="tasks", env=own_hub.env) as worker:
+        result = own_hub.client.send_task("hub.call", queue="calls", kwargs={
+            "tenant": TENANT, "integration": "crm", "operation": "get",
+            "params": {"path": PATH}, "cache": False})
+        wait_for(lambda: api.in_flight == 1, 30, "the first attempt reaches the provider")
+        yield worker, Path(worker.log_path), result
+
+
 @pytest.mark.parametrize("fault", [_full, _publish_refused], ids=["full", "publish-refused"])
 def test_a_retry_the_broker_refuses_is_not_lost(own_hub, api, fault):
     register(own_hub.settings, api, TENANT)
@@ -84,13 +101,7 @@ def test_a_retry_the_broker_refuses_is_not_lost(own_hub, api, fault):
     # The first attempt is held at the provider, then answered 503; the second gets 200.
     api.script(PATH, Reply(503, headers={"Retry-After": "1"}, hold=answer))
     broker = own_hub.redis.client()
-    with worker_process(own_hub.client, ["calls"], pool="threads", concurrency=2,
-                        app="tasks", env=own_hub.env) as worker:
-        log = Path(worker.log_path)
-        result = own_hub.client.send_task("hub.call", queue="calls", kwargs={
-            "tenant": TENANT, "integration": "crm", "operation": "get",
-            "params": {"path": PATH}, "cache": False})
-        wait_for(lambda: api.in_flight == 1, 30, "the first attempt reaches the provider")
+    with _first_attempt_at_the_provider(own_hub, api) as (worker, log, result):
         end_fault = fault(broker)
         try:
             answer.set()  # 503: the worker now sends the retry, which Redis refuses
@@ -125,13 +136,7 @@ def test_a_retry_the_broker_always_refuses_ends_as_a_dead_letter(own_hub, api):
     answer = threading.Event()
     api.script(PATH, Reply(503, hold=answer), *[Reply(503) for _ in range(10)])
     broker = own_hub.redis.client()
-    with worker_process(own_hub.client, ["calls"], pool="threads", concurrency=2,
-                        app="tasks", env=own_hub.env) as worker:
-        log = Path(worker.log_path)
-        result = own_hub.client.send_task("hub.call", queue="calls", kwargs={
-            "tenant": TENANT, "integration": "crm", "operation": "get",
-            "params": {"path": PATH}, "cache": False})
-        wait_for(lambda: api.in_flight == 1, 30, "the first attempt reaches the provider")
+    with _first_attempt_at_the_provider(own_hub, api) as (worker, log, result):
         end_fault = _publish_refused(broker)  # for the rest of the test
         try:
             answer.set()
