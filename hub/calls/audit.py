@@ -15,27 +15,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    Insert,
-    Integer,
-    Table,
-    bindparam,
-    func,
-    insert,
-    select,
-    update,
-)
+import psycopg
+from psycopg.types.json import Jsonb
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from hub.platform import redaction
-from hub.platform.db import filter_clauses, retry_once
+from hub.platform.db import filter_clauses, on_driver_connection
 from hub.platform.models import LOG_OUTCOMES, Integration, IntegrationLog
 
 BODY_LIMIT = 4096
 ERROR_LIMIT = 2000
 #: Outcomes that reached (or may have reached) the provider and therefore cost money.
 BILLED_OUTCOMES = frozenset({"success", "failed", "dead_lettered", "outcome_unknown"})
+_TABLE = IntegrationLog.__tablename__
 
 
 @dataclass
@@ -76,8 +69,6 @@ def values(attempt: Attempt, *, cost_per_call: Decimal = Decimal(0)) -> dict[str
 
     Raises ValueError for an outcome outside :data:`hub.platform.models.LOG_OUTCOMES`.
     """
-    if attempt.outcome not in LOG_OUTCOMES:
-        raise ValueError(f"unknown outcome {attempt.outcome!r}")
     secrets = list(attempt.secrets)
     return {
         "id": uuid.uuid4(), "tenant_id": attempt.tenant_id,
@@ -85,14 +76,29 @@ def values(attempt: Attempt, *, cost_per_call: Decimal = Decimal(0)) -> dict[str
         "method": attempt.method, "url": redaction.redact_url(attempt.url, secrets),
         "request_headers": _headers(attempt.request_headers, secrets),
         "request_body": _body(attempt.request_body, attempt, secrets),
+        "attempt": attempt.attempt, "task_id": attempt.task_id,
+        "idempotency_key": attempt.idempotency_key, "started_at": attempt.started_at,
+        "failover_from": attempt.failover_from,
+        "failover_reason": _error(attempt.failover_reason, secrets),
+        **answer_values(attempt, cost_per_call=cost_per_call, secrets=secrets),
+    }
+
+
+def answer_values(attempt: Attempt, *, cost_per_call: Decimal = Decimal(0),
+                  secrets: list[str] | None = None) -> dict[str, Any]:
+    """Of :func:`values`, the columns an attempt's outcome sets: what the provider
+    answered, the outcome, its error, duration and cost.
+
+    Raises ValueError for an outcome outside :data:`hub.platform.models.LOG_OUTCOMES`.
+    """
+    if attempt.outcome not in LOG_OUTCOMES:
+        raise ValueError(f"unknown outcome {attempt.outcome!r}")
+    secrets = list(attempt.secrets) if secrets is None else secrets
+    return {
         "response_headers": _headers(attempt.response_headers, secrets),
         "response_body": _body(attempt.response_body, attempt, secrets),
         "status_code": attempt.status_code, "outcome": attempt.outcome,
-        "error": _error(attempt.error, secrets), "attempt": attempt.attempt,
-        "task_id": attempt.task_id, "idempotency_key": attempt.idempotency_key,
-        "duration_ms": attempt.duration_ms, "started_at": attempt.started_at,
-        "failover_from": attempt.failover_from,
-        "failover_reason": _error(attempt.failover_reason, secrets),
+        "error": _error(attempt.error, secrets), "duration_ms": attempt.duration_ms,
         "estimated_cost": estimated_cost(attempt.outcome, attempt.reached_provider,
                                          cost_per_call),
     }
@@ -126,31 +132,18 @@ def finish(session: Session, log_id: uuid.UUID, attempt: Attempt, *,
 def finish_committing(engine: Engine, log_id: uuid.UUID, attempt: Attempt, *,
                       cost_per_call: Decimal = Decimal(0)) -> None:
     """:func:`finish` in one statement on ``engine`` (the asynchronously committed audit
-    engine): the row was committed durably as ``sending`` before the request left."""
-    columns = {k: v for k, v in values(attempt, cost_per_call=cost_per_call).items()
-               if k != "id"}
-    statement = _finishing_statement(tuple(columns))
-    params = {"finished_id": log_id, **{"v_" + k: v for k, v in columns.items()}}
+    engine): the row was committed durably as ``sending`` before the request left,
+    with the request's columns, so only the answer's are set (:func:`answer_values`);
+    a new whole row when it is gone."""
+    answer = answer_values(attempt, cost_per_call=cost_per_call)
+    params = {**_parameters(answer), "finished_id": log_id}
 
-    def run() -> None:
-        with engine.connect() as conn:
-            if not conn.execute(statement, params).rowcount:
-                conn.execute(insert(IntegrationLog)
-                             .values(values(attempt, cost_per_call=cost_per_call)))
+    def run(conn: psycopg.Connection[Any]) -> None:
+        if not conn.execute(_finishing_sql(tuple(answer)), params, prepare=True).rowcount:
+            row = values(attempt, cost_per_call=cost_per_call)
+            conn.execute(_insert_sql(tuple(row)), _parameters(row), prepare=True)
 
-    retry_once(run)
-
-
-@functools.cache
-def _finishing_statement(columns: tuple[str, ...]) -> Any:
-    """:func:`_finishing` built once, with parameters (SQLAlchemy reuses its compiled
-    form instead of building and hashing a new statement per call)."""
-    table = IntegrationLog.__table__
-    assert isinstance(table, Table)
-    assignments: dict[str, Any] = {name: bindparam("v_" + name, type_=table.c[name].type)
-                                   for name in columns}
-    return (update(table).where(table.c.id == bindparam("finished_id"))
-            .values(**assignments, txid=func.pg_current_xact_id()))
+    on_driver_connection(engine, run)
 
 
 def _finishing(log_id: uuid.UUID, attempt: Attempt, cost_per_call: Decimal) -> Any:
@@ -205,16 +198,7 @@ def insert_counting_attempts(engine: Engine, row: dict[str, Any], *,
     itself: a retry resent from PostgreSQL under its task id keeps counting without
     a query of its own. Raises what the database raises.
     """
-    counting = tuple(counted) if row["task_id"] is not None else ()
-    params = ({**row, "attempt_floor": row["attempt"], "task_id_counted": row["task_id"]}
-              if counting else row)
-    statement = _insert(counting)
-
-    def run() -> int:
-        with engine.connect() as conn:
-            return int(conn.execute(statement, params).scalar_one())
-
-    return retry_once(run)
+    return _insert_returning_attempt(engine, row, counted=counted)
 
 
 def insert_sending(engine: Engine, row: dict[str, Any], *, counted: Sequence[str] = (),
@@ -229,60 +213,71 @@ def insert_sending(engine: Engine, row: dict[str, Any], *, counted: Sequence[str
     more than the task's rows with ``counted`` outcomes, those included. One round
     trip instead of a transaction of three. Raises what the database raises.
     """
-    counting = tuple(counted) if row["task_id"] is not None else ()
+    return _insert_returning_attempt(engine, row, counted=counted, orphaned=orphaned)
+
+
+def _insert_returning_attempt(engine: Engine, row: dict[str, Any], *,
+                              counted: Sequence[str], orphaned: str | None = None) -> int:
+    # Straight through psycopg, prepared: SQLAlchemy's execution of a 21-column row
+    # cost more CPU than the round trip (docs/benchmarks.md, issue 10 round 3).
+    counting = bool(counted) and row["task_id"] is not None
+    statement = _insert_sql(tuple(row), counting=counting,
+                            orphaning=counting and orphaned is not None)
+    params = _parameters(row)
     if counting:
-        # Parameters named after no column: SQLAlchemy would also apply those to the
-        # CTE's UPDATE.
-        params = {**{"v_" + k: v for k, v in row.items() if k != "attempt"},
-                  "attempt_floor": row["attempt"], "task_id_counted": row["task_id"],
-                  "orphaned_error": orphaned}
-        statement = _insert_sending(counting, tuple(k for k in row if k != "attempt"))
-    else:
-        params, statement = row, _insert(())
+        # The task id again under a name of its own: PostgreSQL deduces one type per
+        # parameter, and the column's (varchar) differs from a comparison's (text).
+        params.update(counted=list(counted), counted_task=row["task_id"],
+                      orphaned_error=orphaned)
 
-    def run() -> int:
-        with engine.connect() as conn:
-            return int(conn.execute(statement, params).scalar_one())
+    def run(conn: psycopg.Connection[Any]) -> int:
+        found = conn.execute(statement, params, prepare=True).fetchone()
+        assert found is not None  # RETURNING of a one-row INSERT
+        return int(found[0])
 
-    return retry_once(run)
+    return on_driver_connection(engine, run)
 
 
-@functools.cache
-def _insert_sending(counted: tuple[str, ...], columns: tuple[str, ...]) -> Insert:
-    table = IntegrationLog.__table__
-    assert isinstance(table, Table)
-    assignments: dict[str, Any] = {name: bindparam("v_" + name, type_=table.c[name].type)
-                                   for name in columns}
-    task: Any = bindparam("task_id_counted")
-    stuck = (update(table).where(table.c.task_id == task, table.c.outcome == "sending")
-             .values(outcome="outcome_unknown", error=bindparam("orphaned_error"),
-                     txid=func.pg_current_xact_id())
-             .returning(table.c.id).cte("orphaned"))
-    # The subquery sees the rows as they were before the CTE's UPDATE: add its count.
-    prior = (select(func.count()).select_from(table)
-             .where(table.c.task_id == task, table.c.outcome.in_(counted))
-             .scalar_subquery())
-    lost = select(func.count()).select_from(stuck).scalar_subquery()
-    statement = insert(table).add_cte(stuck).values(
-        **assignments, attempt=func.greatest(bindparam("attempt_floor", type_=Integer), prior + lost + 1))
-    return statement.returning(table.c.attempt)
+def _parameters(row: dict[str, Any]) -> dict[str, Any]:
+    # Only the JSON columns take dicts (the header maps).
+    return {k: Jsonb(v) if isinstance(v, dict) else v for k, v in row.items()}
 
 
 @functools.cache
-def _insert(counted: tuple[str, ...]) -> Insert:
-    """The INSERT of one audit row, built once (SQLAlchemy then reuses its compiled
-    form): every column from the parameters, ``attempt`` counted when asked."""
-    table = IntegrationLog.__table__
-    assert isinstance(table, Table)
-    statement = insert(table)
-    if counted:
-        prior = (select(func.count()).select_from(table)
-                 .where(table.c.task_id == bindparam("task_id_counted"),
-                        table.c.outcome.in_(counted))
-                 .scalar_subquery())
-        statement = statement.values(
-            attempt=func.greatest(bindparam("attempt_floor", type_=Integer), prior + 1))
-    return statement.returning(table.c.attempt)
+def _insert_sql(columns: tuple[str, ...], *, counting: bool = False,
+                orphaning: bool = False) -> str:
+    """The INSERT of one audit row of ``columns`` (named parameters), returning its
+    attempt number; ``counting``: the number is at least one more than the task's
+    rows (parameter ``counted_task``) with the outcomes of parameter ``counted``;
+    ``orphaning``: the task's rows
+    still ``sending`` first become ``outcome_unknown`` (error ``orphaned_error``), and
+    count."""
+    names = [c for c in columns if c != "attempt"] if counting else list(columns)
+    placeholders = [f"%({c})s" for c in names]
+    head = ""
+    if counting:
+        prior = (f"(SELECT count(*) FROM {_TABLE} WHERE task_id = %(counted_task)s"
+                 " AND outcome = ANY(%(counted)s))")
+        lost = " + (SELECT count(*) FROM orphaned)" if orphaning else ""
+        names.append("attempt")
+        placeholders.append(f"greatest(%(attempt)s, {prior}{lost} + 1)")
+    if orphaning:
+        # The subquery above sees the rows as they were before this UPDATE: its own
+        # count is added.
+        head = (f"WITH orphaned AS (UPDATE {_TABLE} SET outcome = 'outcome_unknown',"
+                " error = %(orphaned_error)s, txid = pg_current_xact_id()"
+                " WHERE task_id = %(counted_task)s AND outcome = 'sending' RETURNING id) ")
+    return (f"{head}INSERT INTO {_TABLE} ({', '.join(names)}) "
+            f"VALUES ({', '.join(placeholders)}) RETURNING attempt")
+
+
+@functools.cache
+def _finishing_sql(columns: tuple[str, ...]) -> str:
+    # Stamped with this transaction: the usage roll-up skips `sending` rows and counts
+    # each row by the transaction that gave it its outcome (hub.ops.usage).
+    assignments = ", ".join(f"{c} = %({c})s" for c in columns)
+    return (f"UPDATE {_TABLE} SET {assignments}, txid = pg_current_xact_id() "
+            "WHERE id = %(finished_id)s")
 
 
 def _headers(headers: Mapping[str, Any] | None, secrets: list[str]) -> dict[str, str] | None:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from hub.platform.config import Settings
-from hub.platform.db import bounded, make_engine
+from hub.platform.db import bounded, make_engine, on_driver_connection
 
 #: PostgreSQL application_name of the intake's connections (pg_stat_activity).
 INTAKE_APPLICATION_NAME = "hub-webhook-intake"
@@ -106,10 +106,6 @@ def make_intake_engine(settings: Settings, *, lock_timeout_ms: int = LOCK_TIMEOU
                        connect_args=connect_args, **options)
 
 
-class ConnectionLost(psycopg.OperationalError):
-    """The pooled connection died (PostgreSQL restarted); it has been discarded."""
-
-
 class EventStore:
     """Stores events in webhook_events, once per (endpoint, provider event id). Thread-safe."""
 
@@ -122,28 +118,11 @@ class EventStore:
         Returns one :class:`Stored` per event, in order; of two events with the same
         key in one call, the second is the first's duplicate. Raises one of
         :data:`DATABASE_DOWN` when PostgreSQL cannot take them; nothing is written then.
+        A pooled connection killed by a PostgreSQL restart is replaced and the INSERT,
+        idempotent (ON CONFLICT DO NOTHING), runs once more.
         """
-        try:
-            return self._add_once(events)
-        except ConnectionLost:
-            # Optimistic disconnect handling instead of a pre-ping round trip per
-            # request: a pooled connection killed by a PostgreSQL restart is replaced,
-            # and the idempotent INSERT (ON CONFLICT DO NOTHING) runs once more.
-            return self._add_once(events)
-
-    def _add_once(self, events: Sequence[NewEvent]) -> list[Stored]:
-        pooled = self._engine.raw_connection()
-        try:
-            conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
-            try:
-                return self._insert_or_find(conn, events)
-            except psycopg.OperationalError as exc:
-                if not conn.closed:
-                    raise
-                pooled.invalidate(exc)
-                raise ConnectionLost(str(exc)) from exc
-        finally:
-            pooled.close()
+        return on_driver_connection(self._engine,
+                                    lambda conn: self._insert_or_find(conn, events))
 
     @staticmethod
     def _insert_or_find(conn: psycopg.Connection[Any],
