@@ -29,7 +29,8 @@ process: HTTP/1.1 keep-alive, one write per answer, TCP_NODELAY, api-key checked
 worker and prints the worker's RSS every N/10 calls (memory growth per call).
 ``--cpu N`` instead measures the worker's CPU per call (all its processes, user +
 system) over ``--cpu-window`` seconds of a drain of N queued calls, plain task and
-hub.call alternately, twice (HUB_WORKER_PROCESSES=1 for one process).
+hub.call alternately, twice (HUB_WORKER_PROCESSES=1 for one process); ``--profile PREFIX``
+adds py-spy's samples of one worker process per window (collapsed stacks, to files).
 Uses its own database (hub_bench_calls, or $HUB_BENCH_CALLS_DB) and Redis db 11 (or
 $HUB_BENCH_CALLS_REDIS_URL); needs local PostgreSQL and Redis.
 """
@@ -394,11 +395,14 @@ def cpu_per_call(svc: Services, client: Celery, tenant: str, args: argparse.Name
                     raise SystemExit("the worker never started storing results")
                 time.sleep(0.2)
             procs = worker_processes(worker)
+            spy = _profile(procs, args, target)
             cpu0 = sum(sum(p.cpu_times()[:2]) for p in procs)
             done0, started = stored(svc, ids)[0], time.monotonic()
             time.sleep(args.cpu_window)
             cpu1 = sum(sum(p.cpu_times()[:2]) for p in procs)
             done1, elapsed = stored(svc, ids)[0], time.monotonic() - started
+            if spy is not None:
+                spy.wait()
             if done1 >= len(ids):
                 raise SystemExit("the drain ended inside the window: raise --cpu")
         finally:
@@ -407,6 +411,19 @@ def cpu_per_call(svc: Services, client: Celery, tenant: str, args: argparse.Name
         print(f"| {target} | {calls:,} | {calls / elapsed:,.0f} | "
               f"{1000 * (cpu1 - cpu0) / max(calls, 1):.2f} | {os.getloadavg()[0]:.1f} |",
               flush=True)
+
+
+def _profile(procs: list[psutil.Process], args: argparse.Namespace,
+             target: str) -> subprocess.Popen[bytes] | None:
+    """With ``--profile PREFIX``: py-spy samples the first worker process over the
+    window (raw collapsed stacks, PREFIX-<target>-<pid>.txt)."""
+    if not args.profile or not procs:
+        return None
+    out = f"{args.profile}-{target.replace(' ', '_')}-{procs[0].pid}.txt"
+    return subprocess.Popen(["py-spy", "record", "--nonblocking", "--format", "raw",
+                             "-r", "250", "-d", str(int(args.cpu_window)), "-o", out,
+                             "-p", str(procs[0].pid)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def main() -> None:
@@ -424,6 +441,8 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=0,
                         help="instead: worker CPU per call over a drain of this many calls")
     parser.add_argument("--cpu-window", type=float, default=10.0)
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="with --cpu: py-spy's samples of a worker process per window")
     args = parser.parse_args()
     env = _env({"HUB_WORKER_POOL": args.pool} if args.pool else {})
     os.environ.update(env)
