@@ -12,6 +12,7 @@ from typing import Any
 from kombu import Exchange, Queue
 
 from hub.platform.config import BEAT_TICK, QUEUE_NAMES, Settings, load_settings
+from hub.platform.db import bounded
 
 settings = load_settings()
 
@@ -22,7 +23,14 @@ if result_backend.startswith("db+postgresql"):
     # celeryresults.py.
     database_url = result_backend[len("db+"):]
     result_backend = "celeryresults:HubDatabaseBackend"
-database_engine_options = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4}
+# Bounded as the hub's own pool (HUB_DB_*_TIMEOUT): a result write or read stuck
+# behind a lock or a hung server fails (the writer then logs PostgreSQL unavailable)
+# instead of holding a worker thread for ever.
+database_engine_options = {
+    "pool_pre_ping": True, "pool_size": 2, "max_overflow": 4,
+    "connect_args": bounded(statement_timeout=settings.db_statement_timeout,
+                            lock_timeout=settings.db_lock_timeout,
+                            connect_timeout=settings.db_connect_timeout)}
 database_short_lived_sessions = False
 result_expires = 24 * 3600
 result_extended = True

@@ -136,7 +136,10 @@ class HubDatabaseBackend(DatabaseBackend):
             if self._engine is None or self._pid != os.getpid():
                 # The stock session creates the tables (and added columns) on first use.
                 self.ResultSession().close()
-                self._engine = create_engine(self.url, pool_pre_ping=True,
-                                             pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+                # Its own sizes; the configured bounds (celeryconfig's connect_args).
+                self._engine = create_engine(
+                    self.url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                    max_overflow=POOL_OVERFLOW,
+                    connect_args=self.engine_options.get("connect_args", {}))
                 self._pid = os.getpid()
             return self._engine

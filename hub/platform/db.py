@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.platform.config import Settings
@@ -32,8 +31,8 @@ def bounded(*, statement_timeout: float, lock_timeout: float, connect_timeout: f
         ("statement_timeout", statement_timeout), ("lock_timeout", lock_timeout))
         if seconds > 0)
     args: dict[str, object] = dict(connect_args)
-    if options:
-        args["options"] = options
+    if options:  # after the caller's own ``options``, if any
+        args["options"] = " ".join(o for o in (str(args.get("options", "")), options) if o)
     if connect_timeout > 0:
         args["connect_timeout"] = max(1, math.ceil(connect_timeout))
     return args
@@ -76,14 +75,19 @@ def make_async_commit_engine(settings: Settings, **kwargs: object) -> Engine:
     server. A crash of the server loses at most the rows of that last fraction of a
     second, and none that precede a synchronous commit of the same server, since the
     WAL is flushed in order. No pre-ping either: a connection that died is
-    discarded on its first error, and callers retry once (:func:`retry_once`).
+    discarded on its first error, and callers run once more
+    (:func:`on_driver_connection`). Bounded like :func:`make_engine`'s
+    (HUB_DB_*_TIMEOUT).
     """
     options: dict[str, object] = {
         # One short statement per use: a few connections serve a whole worker. Kept
         # open (no overflow to open and close per burst: a connection costs PostgreSQL
         # a process); a thread finding them all busy waits a statement's time.
         "pool_size": 4, "max_overflow": 2, "isolation_level": "AUTOCOMMIT",
-        "connect_args": {"options": "-c synchronous_commit=off"}}
+        "connect_args": bounded(statement_timeout=settings.db_statement_timeout,
+                                lock_timeout=settings.db_lock_timeout,
+                                connect_timeout=settings.db_connect_timeout,
+                                options="-c synchronous_commit=off")}
     options.update(kwargs)
     return create_engine(settings.database_url, **options)
 
@@ -93,7 +97,8 @@ def make_autocommit_engine(settings: Settings, **kwargs: object) -> Engine:
     ``sending`` audit row committed before a write leaves): each statement commits
     on its own (autocommit: one round trip, no BEGIN or COMMIT), synchronously as
     PostgreSQL's default is. No pre-ping (a round trip per use): a connection that
-    died is discarded on its first error, and callers retry once (:func:`retry_once`).
+    died is discarded on its first error, and callers run once more
+    (:func:`on_driver_connection`).
     Bounded like :func:`make_engine`'s (HUB_DB_*_TIMEOUT): a write waits for no lock
     or overloaded server longer than that before it is sent.
     """
@@ -105,17 +110,6 @@ def make_autocommit_engine(settings: Settings, **kwargs: object) -> Engine:
                                 connect_timeout=settings.db_connect_timeout)}
     options.update(kwargs)
     return create_engine(settings.database_url, **options)
-
-
-def retry_once(func: Callable[[], T]) -> T:
-    """``func()``, run again once if its connection turned out to be dead (a
-    PostgreSQL restart since the pooled connection was opened)."""
-    try:
-        return func()
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-    return func()
 
 
 class ConnectionLost(psycopg.OperationalError):

@@ -12,6 +12,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import states
+from sqlalchemy import text
 
 from celeryresults import HubDatabaseBackend
 from hub.calls import integrations
@@ -78,3 +79,12 @@ def test_results_written_together_are_read_by_a_plain_client(celery_app, client_
     # As with Celery's own backend, a stored SUCCESS is never overwritten.
     backend.store_result(ids[0], ValueError("late"), states.FAILURE)
     assert client_app.AsyncResult(ids[0]).get(timeout=TIMEOUT) == {"n": 0}
+
+
+def test_the_result_writer_is_bounded_like_the_hubs_pool(celery_app):
+    # A result write stuck behind a lock or a hung server fails within the bound (and is
+    # then handled as PostgreSQL unavailable) instead of holding its thread for ever.
+    with celery_app.backend._writer().connect() as conn:
+        shown = [conn.execute(text(f"SHOW {name}")).scalar_one()
+                 for name in ("statement_timeout", "lock_timeout")]
+    assert shown == ["30s", "10s"]

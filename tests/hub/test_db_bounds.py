@@ -105,3 +105,14 @@ def test_the_defaults_bound_every_engine_of_the_pool(settings):
     finally:
         engine.dispose()
     assert shown == {"statement_timeout": "30s", "lock_timeout": "10s"}
+
+
+def test_the_audit_engines_are_bounded_too(bounded):
+    # A call's audit rows go through these (hub.calls.audit): a row blocked behind a
+    # lock must fail within the bound, not hold the call's thread.
+    for engine, commit in ((bounded.autocommit_engine, "on"), (bounded.async_engine, "off")):
+        with engine.connect() as conn:
+            shown = {name: conn.execute(text(f"SHOW {name}")).scalar_one()
+                     for name in ("statement_timeout", "lock_timeout", "synchronous_commit")}
+        assert shown == {"statement_timeout": "2s", "lock_timeout": "500ms",
+                         "synchronous_commit": commit}, engine
