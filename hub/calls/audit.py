@@ -249,9 +249,8 @@ def _insert_sql(columns: tuple[str, ...], *, counting: bool = False,
     """The INSERT of one audit row of ``columns`` (named parameters), returning its
     attempt number; ``counting``: the number is at least one more than the task's
     rows (parameter ``counted_task``) with the outcomes of parameter ``counted``;
-    ``orphaning``: the task's rows
-    still ``sending`` first become ``outcome_unknown`` (error ``orphaned_error``), and
-    count."""
+    ``orphaning``: the task's rows still ``sending`` first become ``outcome_unknown``
+    (error ``orphaned_error``), and count."""
     names = [c for c in columns if c != "attempt"] if counting else list(columns)
     placeholders = [f"%({c})s" for c in names]
     head = ""
