@@ -12,7 +12,7 @@ from typing import Any
 from kombu import Exchange, Queue
 
 from hub.platform.config import BEAT_TICK, QUEUE_NAMES, Settings, load_settings
-from hub.platform.db import bounded
+from hub.platform.db import hub_bounds
 
 settings = load_settings()
 
@@ -28,9 +28,7 @@ if result_backend.startswith("db+postgresql"):
 # instead of holding a worker thread for ever.
 database_engine_options = {
     "pool_pre_ping": True, "pool_size": 2, "max_overflow": 4,
-    "connect_args": bounded(statement_timeout=settings.db_statement_timeout,
-                            lock_timeout=settings.db_lock_timeout,
-                            connect_timeout=settings.db_connect_timeout)}
+    "connect_args": hub_bounds(settings)}
 database_short_lived_sessions = False
 result_expires = 24 * 3600
 result_extended = True

@@ -149,10 +149,11 @@ def finish_committing(engine: Engine, log_id: uuid.UUID, attempt: Attempt, *,
 def _finishing(log_id: uuid.UUID, attempt: Attempt, cost_per_call: Decimal) -> Any:
     # Stamped with this transaction: the usage roll-up skips `sending` rows and counts
     # each row by the transaction that gave it its outcome (hub.ops.usage).
-    columns = {k: v for k, v in values(attempt, cost_per_call=cost_per_call).items()
-               if k != "id"}
+    # Only the answer's columns, as finish_committing sets them: the request's went in
+    # with the `sending` row.
     return (update(IntegrationLog).where(IntegrationLog.id == log_id)
-            .values(**columns, txid=func.pg_current_xact_id()))
+            .values(**answer_values(attempt, cost_per_call=cost_per_call),
+                    txid=func.pg_current_xact_id()))
 
 
 def mark_unknown(session: Session, *, error: str, task_id: str | None = None,

@@ -44,18 +44,25 @@ def make_engine(settings: Settings, **kwargs: object) -> Engine:
     ``pool_pre_ping`` lets a process survive a PostgreSQL restart: a dead pooled
     connection is replaced instead of failing the next task. Statements, lock waits
     and connects are bounded by HUB_DB_STATEMENT_TIMEOUT, HUB_DB_LOCK_TIMEOUT and
-    HUB_DB_CONNECT_TIMEOUT (:func:`bounded`) unless the caller passes its own
+    HUB_DB_CONNECT_TIMEOUT (:func:`hub_bounds`) unless the caller passes its own
     ``connect_args``; work that legitimately runs longer raises its own bound for its
     transaction (:func:`allow_long_statements`).
     """
     options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
     if "poolclass" in kwargs:  # sizes belong to the default QueuePool only
         options = {"pool_pre_ping": True}
-    options["connect_args"] = bounded(statement_timeout=settings.db_statement_timeout,
-                                      lock_timeout=settings.db_lock_timeout,
-                                      connect_timeout=settings.db_connect_timeout)
+    options["connect_args"] = hub_bounds(settings)
     options.update(kwargs)
     return create_engine(settings.database_url, **options)
+
+
+def hub_bounds(settings: Settings, **connect_args: object) -> dict[str, object]:
+    """:func:`bounded` by the hub's own settings (HUB_DB_STATEMENT_TIMEOUT,
+    HUB_DB_LOCK_TIMEOUT, HUB_DB_CONNECT_TIMEOUT): every pool of the hub's but the
+    webhook intake's, which keeps tighter bounds of its own."""
+    return bounded(statement_timeout=settings.db_statement_timeout,
+                   lock_timeout=settings.db_lock_timeout,
+                   connect_timeout=settings.db_connect_timeout, **connect_args)
 
 
 def allow_long_statements(session: Session, seconds: float) -> None:
@@ -79,17 +86,7 @@ def make_async_commit_engine(settings: Settings, **kwargs: object) -> Engine:
     (:func:`on_driver_connection`). Bounded like :func:`make_engine`'s
     (HUB_DB_*_TIMEOUT).
     """
-    options: dict[str, object] = {
-        # One short statement per use: a few connections serve a whole worker. Kept
-        # open (no overflow to open and close per burst: a connection costs PostgreSQL
-        # a process); a thread finding them all busy waits a statement's time.
-        "pool_size": 4, "max_overflow": 2, "isolation_level": "AUTOCOMMIT",
-        "connect_args": bounded(statement_timeout=settings.db_statement_timeout,
-                                lock_timeout=settings.db_lock_timeout,
-                                connect_timeout=settings.db_connect_timeout,
-                                options="-c synchronous_commit=off")}
-    options.update(kwargs)
-    return create_engine(settings.database_url, **options)
+    return _statement_engine(settings, kwargs, options="-c synchronous_commit=off")
 
 
 def make_autocommit_engine(settings: Settings, **kwargs: object) -> Engine:
@@ -102,12 +99,18 @@ def make_autocommit_engine(settings: Settings, **kwargs: object) -> Engine:
     Bounded like :func:`make_engine`'s (HUB_DB_*_TIMEOUT): a write waits for no lock
     or overloaded server longer than that before it is sent.
     """
-    # Sized as make_async_commit_engine's, for the same reasons.
+    return _statement_engine(settings, kwargs)
+
+
+def _statement_engine(settings: Settings, kwargs: dict[str, object],
+                      **connect_args: object) -> Engine:
+    """The pool of :func:`make_autocommit_engine` and :func:`make_async_commit_engine`."""
     options: dict[str, object] = {
+        # One short statement per use: a few connections serve a whole worker. Kept
+        # open (no overflow to open and close per burst: a connection costs PostgreSQL
+        # a process); a thread finding them all busy waits a statement's time.
         "pool_size": 4, "max_overflow": 2, "isolation_level": "AUTOCOMMIT",
-        "connect_args": bounded(statement_timeout=settings.db_statement_timeout,
-                                lock_timeout=settings.db_lock_timeout,
-                                connect_timeout=settings.db_connect_timeout)}
+        "connect_args": hub_bounds(settings, **connect_args)}
     options.update(kwargs)
     return create_engine(settings.database_url, **options)
 
