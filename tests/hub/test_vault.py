@@ -4,12 +4,22 @@ import logging
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from hub.calls import integrations
 from hub.platform.errors import VaultError
 from hub.platform.models import Integration
 from hub.platform.vault import Secret, Vault, generate_key, rotate_all
+
+
+@pytest.fixture
+def foreign_keys(sessions, tenant):
+    """The test writes its tenant's credentials under keys of its own: they are deleted
+    after it, since `hub keys rotate` (tests/cli/test_keys_cli.py) exits 1 on any secret
+    the session's key cannot open in the shared database, whichever test left it."""
+    yield
+    with sessions() as session, session.begin():
+        session.execute(delete(Integration).where(Integration.tenant_id == tenant))
 
 
 def _add(session, vault, tenant, name, secret):
@@ -38,7 +48,7 @@ def test_secret_never_shows_in_repr_str_or_logs(caplog):
     assert secret.reveal() == {"api_key": "sk_live_123"}
 
 
-def test_wrong_key_names_the_integration_not_the_secret(sessions, tenant):
+def test_wrong_key_names_the_integration_not_the_secret(sessions, tenant, foreign_keys):
     writer = Vault([generate_key()])
     reader = Vault([generate_key()])
     with sessions() as session, session.begin():
@@ -58,7 +68,7 @@ def test_missing_key_is_a_clear_error():
         Vault([])
 
 
-def test_rotation_across_two_keys_with_live_rows(sessions, tenant):
+def test_rotation_across_two_keys_with_live_rows(sessions, tenant, foreign_keys):
     old_key, new_key = generate_key(), generate_key()
     with sessions() as session, session.begin():
         for n in range(5):
@@ -80,7 +90,7 @@ def test_rotation_across_two_keys_with_live_rows(sessions, tenant):
             Fernet(old_key).decrypt(row.credentials.encode())
 
 
-def test_rotation_reports_rows_no_key_opens(sessions, tenant):
+def test_rotation_reports_rows_no_key_opens(sessions, tenant, foreign_keys):
     stray_key, current = generate_key(), generate_key()
     with sessions() as session, session.begin():
         _add(session, Vault([stray_key]), tenant, "orphan", "sk_orphan")
