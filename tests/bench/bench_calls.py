@@ -416,11 +416,12 @@ def cpu_per_call(svc: Services, client: Celery, tenant: str, args: argparse.Name
 def _profile(procs: list[psutil.Process], args: argparse.Namespace,
              target: str) -> subprocess.Popen[bytes] | None:
     """With ``--profile PREFIX``: py-spy samples the first worker process over the
-    window (raw collapsed stacks, PREFIX-<target>-<pid>.txt)."""
+    window (raw collapsed stacks, PREFIX-<target>-<pid>.txt), only the thread holding
+    the GIL (``--gil``): where the CPU goes, not where 64 threads wait for it."""
     if not args.profile or not procs:
         return None
     out = f"{args.profile}-{target.replace(' ', '_')}-{procs[0].pid}.txt"
-    return subprocess.Popen(["py-spy", "record", "--nonblocking", "--format", "raw",
+    return subprocess.Popen(["py-spy", "record", "--nonblocking", "--gil", "--format", "raw",
                              "-r", "250", "-d", str(int(args.cpu_window)), "-o", out,
                              "-p", str(procs[0].pid)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
