@@ -25,6 +25,11 @@ class HubTask(RequeueTask):
         trip (the call tasks)."""
         return None
 
+    def receives_forgotten(self, task_id: str) -> bool:
+        """Whether the body deleted this run's receive counter itself (a call task
+        does, in the round trip of its events), so it need not be cleared again."""
+        return False
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         task_id = self.request.id
         if not task_id or self.request.is_eager:
@@ -44,5 +49,5 @@ class HubTask(RequeueTask):
             finished = not exc.requeue
             raise
         finally:
-            if finished:
+            if finished and not self.receives_forgotten(task_id):
                 guardrails.clear_receives(svc, task_id)

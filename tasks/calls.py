@@ -55,7 +55,8 @@ def _retry(task: Any, svc: Any, outcome: CallOutcome, kwargs: dict[str, Any]) ->
 class CallTask(HubTask):
     """A call task: its receive is counted in the round trip that reads what the call
     needs from Redis (:mod:`hub.calls.preflight`), kept for the body in this thread
-    (not on the request: Celery copies the request's attributes into a retry message)."""
+    (not on the request: Celery copies the request's attributes into a retry message),
+    and forgotten in the round trip of the call's events when its run ends."""
 
     abstract = True
 
@@ -68,8 +69,22 @@ class CallTask(HubTask):
             return None
         return 0 if read.counter is None else read.counter  # 0: fail open, as counting does
 
+    def receives_forgotten(self, task_id: str) -> bool:
+        forgotten = getattr(_read_ahead, "forgotten", None)
+        _read_ahead.forgotten = None
+        return forgotten == task_id
+
 
 _read_ahead = threading.local()
+
+
+def _execute(task: Any, request: pipeline.CallRequest) -> CallOutcome:
+    outcome = pipeline.execute_call(services(), request, attempt=task.request.retries + 1,
+                                    task_id=task.request.id, replay_of=_replay_of(task),
+                                    preflight=_preflight(task))
+    if outcome.counter_forgotten:
+        _read_ahead.forgotten = task.request.id
+    return outcome
 
 
 def _preflight(task: Any) -> preflight.Preflight | None:
@@ -102,10 +117,7 @@ def call(self: Any, tenant: str | None = None, integration: str | None = None,
     kwargs = {"tenant": tenant, "integration": integration, "operation": operation,
               "params": params, "idempotency_key": idempotency_key, "cache": cache,
               "timeout": timeout, "on_rate_limit": on_rate_limit}
-    outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
-                                    task_id=self.request.id, replay_of=_replay_of(self),
-                                    preflight=_preflight(self))
-    return _finish(self, outcome, kwargs)
+    return _finish(self, _execute(self, request), kwargs)
 
 
 def _operation_task(name: str, operation: str) -> Any:
@@ -116,9 +128,7 @@ def _operation_task(name: str, operation: str) -> Any:
                                            idempotency_key)
         except HubError as exc:
             raise CallFailed(exc.envelope()) from None
-        outcome = pipeline.execute_call(services(), request, attempt=self.request.retries + 1,
-                                        task_id=self.request.id, replay_of=_replay_of(self),
-                                        preflight=_preflight(self))
+        outcome = _execute(self, request)
         key = {"idempotency_key": idempotency_key} if idempotency_key else {}
         return _finish(self, outcome, {"tenant": tenant, "integration": integration,
                                        **params, **key})

@@ -154,6 +154,9 @@ class CallOutcome:
     reason: str | None = None
     #: An exhausted call whose operation asks for a supervisor alert when dead-lettered.
     alert: bool = False
+    #: The receive counter the pre-reads incremented was deleted with the call's
+    #: events (the run ended with this outcome, which is not a retry).
+    counter_forgotten: bool = False
 
     def failure(self) -> HubError:
         """The error a ``failed``/``exhausted`` outcome ends with (INTERNAL_ERROR if
@@ -240,7 +243,10 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
     The task's audited attempts are counted where this attempt is audited (the
     INSERT of a success counts them itself), not by a query before it.
     ``preflight``: what the task read from Redis for this call before it ran
-    (:func:`hub.calls.preflight.read`); without it each step reads its own.
+    (:func:`hub.calls.preflight.read`); without it each step reads its own. The
+    counter it incremented (the task's receives) is deleted in the round trip that
+    publishes the call's events when the outcome is final (not ``retry``: a retry
+    the broker refuses must stay counted); ``counter_forgotten`` says it was.
     """
     if preflight is not None and (preflight.tenant, preflight.integration) != (
             request.tenant, request.integration):
@@ -253,9 +259,15 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
                       1 if task_id is not None else attempt, task_id, replay_of=replay_of,
                       preflight=preflight)
         try:
-            return _run(services, run)
-        finally:
+            outcome = _run(services, run)
+        except BaseException:
             run.outbox.flush(services.events)
+            raise
+        forget = None if preflight is None or outcome.status == "retry" \
+            else preflight.counter_key
+        if run.outbox.flush(services.events, forget=forget) >= 0 and forget is not None:
+            outcome = replace(outcome, counter_forgotten=True)
+        return outcome
     except HubError as exc:
         return CallOutcome("failed", error=exc, attempt=attempt)
     except Exception as exc:  # noqa: BLE001 - a bug or an outage below us must not lose the call

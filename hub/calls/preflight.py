@@ -41,7 +41,8 @@ class Preflight:
     ``generation``: of the tenant's integrations (None when never bumped,
     :data:`UNAVAILABLE` when Redis did not answer). ``row_id``: the integration the
     hold and breaker values are for (None: none were read). ``counter``: the value
-    of the counter the caller asked to increment (None: Redis did not answer).
+    of the counter the caller asked to increment (None: Redis did not answer),
+    ``counter_key`` its key (set only when it was incremented).
     """
 
     tenant: str
@@ -51,6 +52,7 @@ class Preflight:
     hold_ms: int | None = None
     breaker: tuple[Any, Any] | None = None
     counter: int | None = None
+    counter_key: str | None = None
 
     def for_row(self, row_id: Any) -> bool:
         """Whether the hold and breaker values were read for integration ``row_id``."""
@@ -85,16 +87,13 @@ def read(services: Services, tenant: Any, integration: Any, *,
         log.warning("call pre-reads unavailable for %s/%s (each step reads on its own)",
                     tenant, integration)
         return Preflight(tenant, integration, UNAVAILABLE)
-    count = None
+    counted: dict[str, Any] = {}
     if counter is not None:
         count, _expired, *values = values
+        counted = {"counter": int(count), "counter_key": counter[0]}
     generation = None if values[0] is None else str(values[0])
     if cached is None:
-        return Preflight(tenant, integration, generation, counter=_int(count))
+        return Preflight(tenant, integration, generation, **counted)
     ttl, state = values[1], values[2]
     return Preflight(tenant, integration, generation, row_id=str(cached.id),
-                     hold_ms=int(ttl), breaker=(state[0], state[1]), counter=_int(count))
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
+                     hold_ms=int(ttl), breaker=(state[0], state[1]), **counted)

@@ -88,16 +88,19 @@ class EventBus:
         event = make_event(event_type, tenant, data)
         return event if self.send([(event, extra_channels)]) else None
 
-    def send(self, items: list[tuple[dict[str, Any], tuple[str, ...]]]) -> int:
+    def send(self, items: list[tuple[dict[str, Any], tuple[str, ...]]], *,
+             forget: str | None = None) -> int:
         """Publish events already made (:func:`make_event`), each with its extra
         channels, all in one round trip; return how many went out (0 when dropped:
-        logged and counted, never raised)."""
-        if not items:
+        logged and counted, never raised). ``forget``: a key of the bus's Redis to
+        delete in the same round trip (see :meth:`Batch.flush`); -1 when it was
+        not (Redis failed or is suspended), whatever the events."""
+        if not items and forget is None:
             return 0
         if time.monotonic() < self._suspended_until:
             for event, _extra in items:
                 metrics.record_event_dropped(event["type"])
-            return 0
+            return -1 if forget is not None else 0
         try:
             pipe = self.client.pipeline(transaction=False)
             for event, extra_channels in items:
@@ -106,13 +109,15 @@ class EventBus:
                     pipe.publish(channel, message)
                 pipe.xadd(self.stream, stream_fields(event, message),  # type: ignore[arg-type]
                           maxlen=self.maxlen, approximate=True)
+            if forget is not None:
+                pipe.delete(forget)
             pipe.execute()
         except (redis.RedisError, OSError, TypeError, ValueError):
             self._suspend()
             for event, _extra in items:
                 metrics.record_event_dropped(event["type"])
             log.warning("%d event(s) not published", len(items), exc_info=True)
-            return 0
+            return -1 if forget is not None else 0
         return len(items)
 
     def _suspend(self) -> None:
@@ -155,8 +160,10 @@ class Batch:
         for event, _extra in self._events:
             event["data"].update(fields)
 
-    def flush(self, bus: EventBus) -> int:
+    def flush(self, bus: EventBus, *, forget: str | None = None) -> int:
         """Publish every collected event through ``bus`` in one round trip; return how
-        many went out (0 when dropped: never raised)."""
+        many went out (0 when dropped: never raised). ``forget``: a key to delete in
+        that round trip (a call's receive counter, once its run has ended: one round
+        trip less per call); the result is then -1 when the key was not deleted."""
         items, self._events = self._events, []
-        return bus.send(items)
+        return bus.send(items, forget=forget)

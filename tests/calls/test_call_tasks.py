@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from hub.ops import dlq
+from hub.ops import dlq, guardrails
 from hub.platform import scheduler
 from hub.platform.models import DeadLetter, IntegrationLog, ScheduledTask
 from tests.calls.fake_provider import Reply
@@ -111,6 +111,28 @@ def test_short_backoff_retries_by_countdown(worker, client_app, tenant, provider
         .get(timeout=TIMEOUT)
     assert envelope["ok"] and envelope["attempts"] == 3
     assert provider.hits("/v1/flaky") == 3
+
+
+
+def test_retries_past_max_receives_are_no_poison_and_leave_no_counter(
+        worker, client_app, services, redis_client, tenant, provider, make_integration):
+    # Each run that ends (here: in a retry sent, then in a success or a failure) is no
+    # unfinished receive: more retries than HUB_MAX_RECEIVES do not dead-letter the call,
+    # and the receive counter is gone once the call has its final outcome (deleted in
+    # the round trip of the call's events).
+    make_integration("crm", config={"retry": {"base": 0.1, "cap": 0.2}})
+    runs = services.settings.max_receives + 2
+    provider.script("/v1/flaky", *[Reply(503) for _ in range(runs - 1)])
+    provider.script("/v1/gone", Reply(404))
+    succeeded = _call(client_app, tenant, "crm", "post", {"path": "/v1/flaky"})
+    failed = _call(client_app, tenant, "crm", "post", {"path": "/v1/gone"})
+    envelope = succeeded.get(timeout=TIMEOUT)
+    assert envelope["ok"] and envelope["attempts"] == runs
+    with pytest.raises(Exception) as caught:
+        failed.get(timeout=TIMEOUT)
+    assert caught.value.args[0]["error"]["code"] == "UPSTREAM_ERROR"
+    for result in (succeeded, failed):
+        assert not redis_client.exists(guardrails.receive_key(services, result.id))
 
 
 def _held_by_worker(on_broker, task_id: str) -> bool | None:  # type: ignore[no-untyped-def]

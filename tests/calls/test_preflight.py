@@ -19,20 +19,27 @@ def test_one_round_trip_counts_the_receive_and_reads_hold_and_breaker(
         services, redis_client, tenant, provider, make_integration):
     row = make_integration("crm")
     counter = (guardrails.receive_key(services, "task-1"), guardrails.RECEIVE_TTL)
+    assert preflight.read(services, tenant, "crm", counter=counter).counter == 1
     first = preflight.read(services, tenant, "crm", counter=counter)
     # Nothing resolved yet in this process: the generation and the counter only.
-    assert first is not None and first.counter == 1 and first.row_id is None
-    assert execute_call(services, _post(tenant), preflight=first).status == "success"
+    assert first is not None and first.counter == 2 and first.row_id is None
+    assert first.counter_key == counter[0]
+    done = execute_call(services, _post(tenant), preflight=first)
+    # A final outcome: the counter went with the call's events.
+    assert done.status == "success" and done.counter_forgotten
+    assert not redis_client.exists(counter[0])
 
     ProviderHold(redis_client, services.settings.redis_key("hold") + ":").hold(
         f"{tenant}:{row.id}", until=9e9)
     second = preflight.read(services, tenant, "crm", counter=counter)
-    assert second is not None and second.counter == 2 and second.for_row(row.id)
+    assert second is not None and second.counter == 1 and second.for_row(row.id)
     assert 0 < second.hold_ms <= 86_400_000  # MAX_HOLD_SECONDS
     assert 0 < redis_client.ttl(counter[0]) <= guardrails.RECEIVE_TTL
     held = execute_call(services, _post(tenant), preflight=second)
     assert held.status == "retry" and held.error.code == "RATE_LIMITED"
     assert provider.hits("/v1/p") == 1  # the hold read in the pipeline kept it home
+    # A retry keeps its receive counted (a retry the broker refuses requeues the message).
+    assert not held.counter_forgotten and redis_client.get(counter[0]) == "1"
 
 
 def test_an_open_circuit_read_ahead_fails_fast(services, tenant, provider, make_integration):
