@@ -49,5 +49,7 @@ class HubTask(RequeueTask):
             finished = not exc.requeue
             raise
         finally:
-            if finished and not self.receives_forgotten(task_id):
+            # Asked whatever the ending, so that a body's word never outlives its run.
+            forgotten = self.receives_forgotten(task_id)
+            if finished and not forgotten:
                 guardrails.clear_receives(svc, task_id)
