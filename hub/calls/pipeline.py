@@ -265,7 +265,7 @@ def execute_call(services: Services, request: CallRequest, attempt: int = 1,
             raise
         forget = None if preflight is None or outcome.status == "retry" \
             else preflight.counter_key
-        if run.outbox.flush(services.events, forget=forget) >= 0 and forget is not None:
+        if run.outbox.flush(services.events, forget=forget) and forget is not None:
             outcome = replace(outcome, counter_forgotten=True)
         return outcome
     except HubError as exc:

@@ -87,13 +87,14 @@ def read(services: Services, tenant: Any, integration: Any, *,
         log.warning("call pre-reads unavailable for %s/%s (each step reads on its own)",
                     tenant, integration)
         return Preflight(tenant, integration, UNAVAILABLE)
-    counted: dict[str, Any] = {}
+    count = key = None
     if counter is not None:
-        count, _expired, *values = values
-        counted = {"counter": int(count), "counter_key": counter[0]}
+        incremented, _expired, *values = values
+        count, key = int(incremented), counter[0]
     generation = None if values[0] is None else str(values[0])
     if cached is None:
-        return Preflight(tenant, integration, generation, **counted)
+        return Preflight(tenant, integration, generation, counter=count, counter_key=key)
     ttl, state = values[1], values[2]
     return Preflight(tenant, integration, generation, row_id=str(cached.id),
-                     hold_ms=int(ttl), breaker=(state[0], state[1]), **counted)
+                     hold_ms=int(ttl), breaker=(state[0], state[1]), counter=count,
+                     counter_key=key)

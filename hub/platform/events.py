@@ -89,18 +89,17 @@ class EventBus:
         return event if self.send([(event, extra_channels)]) else None
 
     def send(self, items: list[tuple[dict[str, Any], tuple[str, ...]]], *,
-             forget: str | None = None) -> int:
+             forget: str | None = None) -> bool:
         """Publish events already made (:func:`make_event`), each with its extra
-        channels, all in one round trip; return how many went out (0 when dropped:
-        logged and counted, never raised). ``forget``: a key of the bus's Redis to
-        delete in the same round trip (see :meth:`Batch.flush`); -1 when it was
-        not (Redis failed or is suspended), whatever the events."""
+        channels, all in one round trip, and delete the key ``forget`` (of the bus's
+        Redis) in it. False when that round trip was dropped (Redis unavailable or
+        just failed: logged and counted, never raised)."""
         if not items and forget is None:
-            return 0
+            return True
         if time.monotonic() < self._suspended_until:
             for event, _extra in items:
                 metrics.record_event_dropped(event["type"])
-            return -1 if forget is not None else 0
+            return False
         try:
             pipe = self.client.pipeline(transaction=False)
             for event, extra_channels in items:
@@ -117,8 +116,8 @@ class EventBus:
             for event, _extra in items:
                 metrics.record_event_dropped(event["type"])
             log.warning("%d event(s) not published", len(items), exc_info=True)
-            return -1 if forget is not None else 0
-        return len(items)
+            return False
+        return True
 
     def _suspend(self) -> None:
         with self._lock:
@@ -160,10 +159,10 @@ class Batch:
         for event, _extra in self._events:
             event["data"].update(fields)
 
-    def flush(self, bus: EventBus, *, forget: str | None = None) -> int:
-        """Publish every collected event through ``bus`` in one round trip; return how
-        many went out (0 when dropped: never raised). ``forget``: a key to delete in
-        that round trip (a call's receive counter, once its run has ended: one round
-        trip less per call); the result is then -1 when the key was not deleted."""
+    def flush(self, bus: EventBus, *, forget: str | None = None) -> bool:
+        """Publish every collected event through ``bus`` in one round trip; False when
+        it was dropped (never raised). ``forget``: a key to delete in that round trip
+        (a call's receive counter, once its run has ended: one round trip less per
+        call)."""
         items, self._events = self._events, []
         return bus.send(items, forget=forget)
