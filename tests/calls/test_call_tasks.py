@@ -113,13 +113,12 @@ def test_short_backoff_retries_by_countdown(worker, client_app, tenant, provider
     assert provider.hits("/v1/flaky") == 3
 
 
-
 def test_retries_past_max_receives_are_no_poison_and_leave_no_counter(
         worker, client_app, services, redis_client, tenant, provider, make_integration):
     # Each run that ends (here: in a retry sent, then in a success or a failure) is no
     # unfinished receive: more retries than HUB_MAX_RECEIVES do not dead-letter the call,
-    # and the receive counter is gone once the call has its final outcome (deleted in
-    # the round trip of the call's events).
+    # and the receive counter is gone once the call has its final outcome (that it goes
+    # with the call's events: tests/calls/test_preflight.py).
     make_integration("crm", config={"retry": {"base": 0.1, "cap": 0.2}})
     runs = services.settings.max_receives + 2
     provider.script("/v1/flaky", *[Reply(503) for _ in range(runs - 1)])

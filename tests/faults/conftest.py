@@ -15,6 +15,8 @@ import pytest
 
 from tests.calls.fake_provider import FakeProvider, fake_provider
 
+_HERE = Path(__file__).parent
+
 
 @pytest.fixture
 def api() -> Iterator[FakeProvider]:
@@ -26,6 +28,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.xdist_group("faults"))
-
-
-_HERE = Path(__file__).parent
