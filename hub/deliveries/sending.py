@@ -333,8 +333,7 @@ def throttled_wait(scheduled: float, retry_after: float | None) -> float:
 
 
 def _record_attempt(session: Session, claim: _Claim, response: _Response,
-                    delivery: Delivery) -> None:
-    row = session.get(DeliveryAttempt, claim.attempt_id)
+                    delivery: Delivery, row: DeliveryAttempt | None) -> None:
     if row is None:  # logged at the claim; gone only if an operator deleted it meanwhile
         row = DeliveryAttempt(id=claim.attempt_id, delivery_id=claim.delivery_id,
                               attempt=claim.attempt)
@@ -426,13 +425,15 @@ def _finish(services: Services, claims: Sequence[_Claim],
         rows = {d.id: d for d in session.scalars(
             select(Delivery).where(Delivery.id.in_([c.delivery_id for c in claims]))
             .order_by(Delivery.id).with_for_update())}
-        # The attempt rows logged at the claim, in one query (then from the session).
-        session.scalars(select(DeliveryAttempt).where(
-            DeliveryAttempt.id.in_([c.attempt_id for c in claims]))).all()
+        # The attempt rows logged at the claim, in one query. Held here: the session's
+        # identity map keeps only weak references, so rows nobody holds are dropped and
+        # looking them up again is one SELECT each.
+        attempts = {a.id: a for a in session.scalars(select(DeliveryAttempt).where(
+            DeliveryAttempt.id.in_([c.attempt_id for c in claims])))}
         delivered: set[uuid.UUID] = set()
         for claim, response in zip(claims, responses):
             delivery = rows[claim.delivery_id]  # a claimed row is not deleted
-            _record_attempt(session, claim, response, delivery)
+            _record_attempt(session, claim, response, delivery, attempts.get(claim.attempt_id))
             if response.status_code is not None and 200 <= response.status_code < 300:
                 _succeeded(delivery)
                 delivered.add(claim.subscription_id)
