@@ -25,6 +25,14 @@ class HubTask(RequeueTask):
         trip (the call tasks)."""
         return None
 
+    def nothing_to_do(self, svc: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Any | None:
+        """The result of a message known to have nothing to do, found before its receive
+        is counted, or None to count it and run the body. A run that only says "skipped"
+        cannot kill its worker, so it needs no counter (nor a round trip to clear one):
+        the webhook messages whose event another message's batch processed."""
+        return None
+
     def receives_forgotten(self, task_id: str) -> bool:
         """Whether the body deleted this run's receive counter itself (a call task
         does, in the round trip of its events), so it need not be cleared again."""
@@ -35,6 +43,9 @@ class HubTask(RequeueTask):
         if not task_id or self.request.is_eager:
             return super().__call__(*args, **kwargs)
         svc = services()
+        done = self.nothing_to_do(svc, args, kwargs)
+        if done is not None:
+            return done
         poison = guardrails.admit(svc, task_name=self.name, task_id=task_id,
                                   kwargs=dict(kwargs), args=list(args),
                                   receives=self.count_receive(svc, task_id, kwargs))

@@ -11,7 +11,19 @@ from tasks.app import app, services
 from tasks.base import HubTask
 
 
-@app.task(name="hub.webhooks.process", base=HubTask, ignore_result=True, acks_late=True)
+class ProcessTask(HubTask):
+    """Drops, before counting its receive, a message whose event a batch processed."""
+
+    abstract = True
+
+    def nothing_to_do(self, svc: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        event_id = kwargs.get("event_id", args[0] if args else None)
+        skipped = None if event_id is None else processing.skip_if_done(svc, event_id)
+        return None if skipped is None else dataclasses.asdict(skipped)
+
+
+@app.task(name="hub.webhooks.process", base=ProcessTask, ignore_result=True, acks_late=True)
 def process(event_id: str) -> dict[str, Any]:
     """Process one recorded webhook event (a no-op if it is done or claimed)."""
     return dataclasses.asdict(processing.process_event(services(), event_id))

@@ -180,9 +180,9 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
     sweeper retries them).
     """
     key = _event_key(event_id)
-    if _known_done(services, key):
-        metrics.record_event_processed("unknown", "skipped")
-        return ProcessOutcome(str(key), "skipped")
+    skipped = skip_if_done(services, key)
+    if skipped is not None:
+        return skipped
     try:
         done, failed = _process_batch(services, key, handlers, batch_size)
     except Exception as exc:  # noqa: BLE001 - the batch rolled back: fail this event alone
@@ -200,6 +200,19 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
         return ProcessOutcome(str(key), "processed", deliveries=mine.created, batch=len(done))
     if key in failed:
         return replace(failed[key].outcome, batch=len(done))
+    metrics.record_event_processed("unknown", "skipped")
+    return ProcessOutcome(str(key), "skipped")
+
+
+def skip_if_done(services: Services, event_id: str | uuid.UUID) -> ProcessOutcome | None:
+    """The ``skipped`` outcome of a message whose event a batch processed lately (one
+    Redis read, no PostgreSQL); None when the message has to look (unsure, malformed)."""
+    try:
+        key = _event_key(event_id)
+    except ValidationError:
+        return None
+    if not _known_done(services, key):
+        return None
     metrics.record_event_processed("unknown", "skipped")
     return ProcessOutcome(str(key), "skipped")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import func, select, update
 
 from hub.calls import cache, integrations
 from hub.deliveries import sending, subscriptions
+from hub.ops import guardrails
 from hub.platform.config import load_settings
 from hub.platform.dispatch import RecordingDispatcher
 from hub.platform.models import DeadLetter, Delivery, WebhookEvent
@@ -120,6 +122,28 @@ def test_redelivered_message_is_processed_once_by_the_worker(
         wait_for(lambda: _deliveries(sessions, event_id)[0].status == "succeeded")
     assert len(_deliveries(sessions, event_id)) == 1
     assert receiver.count() == 1
+
+
+def test_a_message_whose_event_a_batch_processed_is_dropped_without_counting_its_receive(
+        celery_app, worker_services, sessions, tenant, redis_client):
+    event_id = add_event(sessions, tenant)
+    assert processing.process_event(worker_services, event_id).status == "processed"
+    # Its own message comes now. Counting its receive (and clearing the count) would be
+    # two Redis round trips for a message with nothing to do: a count already past the
+    # poison limit shows it is not counted (counted, it would be dead-lettered).
+    task_id = f"late-{uuid.uuid4().hex}"
+    counter = guardrails.receive_key(worker_services, task_id)
+    poisoned = worker_services.settings.max_receives + 1
+    redis_client.set(counter, poisoned)
+
+    result = celery_app.send_task("hub.webhooks.process", kwargs={"event_id": str(event_id)},
+                                  task_id=task_id, ignore_result=False)
+
+    assert result.get(timeout=30)["status"] == "skipped"
+    assert int(redis_client.get(counter)) == poisoned
+    with sessions() as session:
+        assert session.scalars(select(DeadLetter).where(DeadLetter.task_id == task_id)) \
+            .first() is None
 
 
 def test_fan_out_signed_delivery_and_events(worker_services, sessions, tenant, redis_client):
