@@ -103,6 +103,15 @@ def create_for_event(session: Session, services: Services, event: WebhookEvent) 
     return create_for_events(session, services, [event]).get(event.id, 0)
 
 
+# Parameters given to execute (an executemany, sent as multi-row VALUES by SQLAlchemy's
+# insertmanyvalues): the statement compiles once per process. Rows written into the
+# statement with .values() compiled it anew for every batch (a quarter of a batch's cost).
+# Core's table, not the ORM entity: nothing here needs the ORM's bulk machinery.
+_INSERT_NEW = (insert(Delivery.__table__)
+               .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
+               .returning(Delivery.__table__.c.id, Delivery.__table__.c.event_id))
+
+
 def create_for_events(session: Session, services: Services,
                       rows: Sequence[WebhookEvent]) -> dict[uuid.UUID, int]:
     """:func:`create_for_event` for many events: one INSERT, and after ``session``
@@ -123,10 +132,7 @@ def create_for_events(session: Session, services: Services,
                    for sub in subs]
     if not values:
         return {}
-    created = session.execute(
-        insert(Delivery).values(values)
-        .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
-        .returning(Delivery.id, Delivery.event_id)).all()
+    created = session.execute(_INSERT_NEW, values).all()
     enqueue_batches(session, services, [row.id for row in created])
     counts: dict[uuid.UUID, int] = {}
     for row in created:
