@@ -42,10 +42,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, cast
 
 import requests
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -107,9 +107,10 @@ def create_for_event(session: Session, services: Services, event: WebhookEvent) 
 # insertmanyvalues): the statement compiles once per process. Rows written into the
 # statement with .values() compiled it anew for every batch (a quarter of a batch's cost).
 # Core's table, not the ORM entity: nothing here needs the ORM's bulk machinery.
-_INSERT_NEW = (insert(Delivery.__table__)
+_DELIVERIES = cast(Table, Delivery.__table__)
+_INSERT_NEW = (insert(_DELIVERIES)
                .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
-               .returning(Delivery.__table__.c.id, Delivery.__table__.c.event_id))
+               .returning(_DELIVERIES.c.id, _DELIVERIES.c.event_id))
 
 
 def create_for_events(session: Session, services: Services,
@@ -338,20 +339,58 @@ def throttled_wait(scheduled: float, retry_after: float | None) -> float:
     return max(wait, THROTTLE_MIN_WAIT)
 
 
-def _record_attempt(session: Session, claim: _Claim, response: _Response,
-                    delivery: Delivery, row: DeliveryAttempt | None) -> None:
-    if row is None:  # logged at the claim; gone only if an operator deleted it meanwhile
-        row = DeliveryAttempt(id=claim.attempt_id, delivery_id=claim.delivery_id,
-                              attempt=claim.attempt)
-        session.add(row)
-    row.status_code, row.response_excerpt = response.status_code, response.excerpt
-    row.error, row.duration_ms = response.error, response.duration_ms
-    delivery.last_status_code = response.status_code
-    delivery.last_response_excerpt = response.excerpt
-    delivery.last_error = response.error or (
-        None if response.status_code is None or 200 <= response.status_code < 300
-        else f"receiver answered {response.status_code}")
-    delivery.last_duration_ms = response.duration_ms
+def _last_error(response: _Response) -> str | None:
+    code = response.status_code
+    return response.error or (None if code is None or 200 <= code < 300
+                              else f"receiver answered {code}")
+
+
+def _ok(response: _Response) -> bool:
+    return response.status_code is not None and 200 <= response.status_code < 300
+
+
+# A batch's answers in two statements whatever its size (issue 10): parameters are
+# arrays, so each statement is prepared once per connection. The ORM wrote them as a
+# flush of two UPDATEs per delivery, the largest part of recording a batch.
+# Each attempt row logged at the claim gets its answer; one an operator deleted meanwhile
+# is written again.
+_RECORD_ATTEMPTS = text("""
+    INSERT INTO delivery_attempts AS a
+        (id, delivery_id, attempt, status_code, response_excerpt, error, duration_ms)
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:deliveries AS uuid[]),
+                         CAST(:attempts AS integer[]), CAST(:codes AS integer[]),
+                         CAST(:excerpts AS text[]), CAST(:errors AS text[]),
+                         CAST(:durations AS integer[]))
+    ON CONFLICT (id) DO UPDATE SET status_code = excluded.status_code,
+        response_excerpt = excluded.response_excerpt, error = excluded.error,
+        duration_ms = excluded.duration_ms""")
+# Each delivery's last answer; a 2xx also makes it succeeded (failures go on in the ORM).
+_RECORD_ANSWERS = text("""
+    UPDATE deliveries AS d
+    SET last_status_code = v.code, last_response_excerpt = v.excerpt, last_error = v.error,
+        last_duration_ms = v.duration, updated_at = now(),
+        status = CASE WHEN v.ok THEN 'succeeded' ELSE d.status END,
+        delivered_at = CASE WHEN v.ok THEN CAST(:now AS timestamptz) ELSE d.delivered_at END,
+        next_attempt_at = CASE WHEN v.ok THEN NULL ELSE d.next_attempt_at END
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:codes AS integer[]), CAST(:excerpts AS text[]),
+                CAST(:errors AS text[]), CAST(:durations AS integer[]),
+                CAST(:ok AS boolean[])) AS v(id, code, excerpt, error, duration, ok)
+    WHERE d.id = v.id""")
+
+
+def _record_answers(session: Session, claims: Sequence[_Claim],
+                    responses: Sequence[_Response]) -> None:
+    codes = [r.status_code for r in responses]
+    excerpts = [r.excerpt for r in responses]
+    durations = [r.duration_ms for r in responses]
+    session.execute(_RECORD_ATTEMPTS, {
+        "ids": [c.attempt_id for c in claims], "deliveries": [c.delivery_id for c in claims],
+        "attempts": [c.attempt for c in claims], "codes": codes, "excerpts": excerpts,
+        "errors": [r.error for r in responses], "durations": durations})
+    session.execute(_RECORD_ANSWERS, {
+        "ids": [c.delivery_id for c in claims], "codes": codes, "excerpts": excerpts,
+        "errors": [_last_error(r) for r in responses], "durations": durations,
+        "ok": [_ok(r) for r in responses], "now": utcnow()})
 
 
 def _disable(session: Session, sub: Subscription, delivery: Delivery, reason: str) -> None:
@@ -386,10 +425,6 @@ def _retry_or_bury(session: Session, services: Services, claim: _Claim,
         send_after_commit(session, services.dispatcher, SEND_TASK,
                           {"delivery_id": str(claim.delivery_id)}, countdown=wait)
     return wait
-
-
-def _succeeded(delivery: Delivery) -> None:
-    delivery.status, delivery.delivered_at, delivery.next_attempt_at = "succeeded", utcnow(), None
 
 
 def _clear_failures(session: Session, subscription_ids: set[uuid.UUID]) -> None:
@@ -428,28 +463,29 @@ def _finish(services: Services, claims: Sequence[_Claim],
     """Record every attempt and what follows, in one transaction."""
     outcomes, disabled = [], events.Batch()
     with services.sessions() as session, session.begin():
+        # Locked in one order, so that two transactions on the same rows wait, not deadlock.
+        session.execute(select(Delivery.id).where(Delivery.id.in_([c.delivery_id for c in claims]))
+                        .order_by(Delivery.id).with_for_update())
+        _record_answers(session, claims, responses)
+        failed = {c.delivery_id for c, r in zip(claims, responses) if not _ok(r)}
+        # Held here: the identity map keeps only weak references (a row nobody holds is
+        # loaded again, one SELECT each).
         rows = {d.id: d for d in session.scalars(
-            select(Delivery).where(Delivery.id.in_([c.delivery_id for c in claims]))
-            .order_by(Delivery.id).with_for_update())}
-        # The attempt rows logged at the claim, in one query. Held here: the session's
-        # identity map keeps only weak references, so rows nobody holds are dropped and
-        # looking them up again is one SELECT each.
-        attempts = {a.id: a for a in session.scalars(select(DeliveryAttempt).where(
-            DeliveryAttempt.id.in_([c.attempt_id for c in claims])))}
+            select(Delivery).where(Delivery.id.in_(failed)))} if failed else {}
         delivered: set[uuid.UUID] = set()
         for claim, response in zip(claims, responses):
-            delivery = rows[claim.delivery_id]  # a claimed row is not deleted
-            _record_attempt(session, claim, response, delivery, attempts.get(claim.attempt_id))
-            if response.status_code is not None and 200 <= response.status_code < 300:
-                _succeeded(delivery)
+            if _ok(response):
                 delivered.add(claim.subscription_id)
-            else:
-                sub = session.get(Subscription, claim.subscription_id, with_for_update=True)
-                assert sub is not None
-                reason = _failed(session, services, claim, response, delivery, sub)
-                if reason:
-                    disabled.add("subscription.disabled", claim.tenant, {
-                        "subscription_id": str(claim.subscription_id), "reason": reason})
+                outcomes.append(DeliveryOutcome(str(claim.delivery_id), "succeeded",
+                                                claim.attempt, response.status_code))
+                continue
+            delivery = rows[claim.delivery_id]  # a claimed row is not deleted
+            sub = session.get(Subscription, claim.subscription_id, with_for_update=True)
+            assert sub is not None
+            reason = _failed(session, services, claim, response, delivery, sub)
+            if reason:
+                disabled.add("subscription.disabled", claim.tenant, {
+                    "subscription_id": str(claim.subscription_id), "reason": reason})
             outcomes.append(DeliveryOutcome(str(delivery.id), delivery.status, claim.attempt,
                                             response.status_code, delivery.next_attempt_at))
         _clear_failures(session, delivered)

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from werkzeug.wrappers import Response
 
 from hub.deliveries import sending, subscriptions
@@ -81,6 +81,12 @@ def test_success_is_signed_and_recorded(svc, tenant):
                                      .where(DeliveryAttempt.delivery_id == delivery_id))
     assert (attempt.attempt, attempt.status_code) == (1, 200)
     assert attempt.duration_ms is not None and attempt.response_excerpt == "ok"
+    delivery = _get(svc, Delivery, delivery_id)
+    assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == ("succeeded", 1, None)
+    assert (delivery.last_status_code, delivery.last_response_excerpt, delivery.last_error) == \
+        (200, "ok", None)
+    assert delivery.last_duration_ms == attempt.duration_ms
+    assert delivery.delivered_at is not None
 
 
 def test_failing_subscriber_follows_its_schedule_then_dead_letters(svc, tenant):
@@ -427,6 +433,29 @@ def test_the_attempt_is_logged_before_the_post_leaves(svc, tenant):
             for a in shown["attempt_log"]] == [(1, 200, True)]
 
 
+def test_an_attempt_deleted_while_its_post_was_out_is_written_again_with_the_answer(
+        svc, tenant):
+    state: dict[str, object] = {}
+
+    def receiver(request):
+        with svc.sessions() as session, session.begin():  # an operator's clean-up, say
+            session.execute(delete(DeliveryAttempt)
+                            .where(DeliveryAttempt.delivery_id == state["id"]))
+        return Response("late", status=202)
+
+    with serve(receiver) as server:
+        _subscribe(svc, tenant, server.url + "/hooks")
+        (delivery_id,) = _deliver_event(svc, tenant)
+        state["id"] = delivery_id
+        outcome = sending.send_delivery(svc, str(delivery_id))
+
+    assert (outcome.status, outcome.status_code) == ("succeeded", 202)
+    with svc.sessions() as session:
+        (attempt,) = session.scalars(select(DeliveryAttempt)
+                                     .where(DeliveryAttempt.delivery_id == delivery_id))
+    assert (attempt.attempt, attempt.status_code, attempt.response_excerpt) == (1, 202, "late")
+
+
 def test_a_batch_is_posted_concurrently_and_each_delivery_keeps_its_own_fate(svc, tenant):
     with subscriber(delay=0.5) as slow, subscriber(default=(500, {})) as broken:
         slow_sub, secret = _subscribe(svc, tenant, slow.url, events=["stripe.invoice.*"])
@@ -440,6 +469,9 @@ def test_a_batch_is_posted_concurrently_and_each_delivery_keeps_its_own_fate(svc
     assert slow.count() == 4 and all(r.verified for r in slow.received)
     assert slow.max_in_flight >= 2  # posted at once, not one after the other
     failed = _get(svc, Delivery, ids[4])
-    assert (failed.attempts, failed.last_status_code) == (1, 500)
+    assert (failed.status, failed.attempts, failed.last_status_code) == ("failed", 1, 500)
+    assert failed.last_error == "receiver answered 500" and failed.delivered_at is None
     assert failed.next_attempt_at is not None
+    assert outcomes[4].next_attempt_at == failed.next_attempt_at
+    assert all(_get(svc, Delivery, i).delivered_at is not None for i in ids[:4])
     assert _get(svc, Subscription, slow_sub).consecutive_failures == 0
