@@ -11,7 +11,7 @@ stored, processed and delivered (delivery row ``succeeded``: the subscriber's 2x
    end-to-end rate (N / first accepted -> last delivered), the time to drain (last
    accepted -> last delivered), the largest backlog and per-event latency
    (received_at -> delivered_at).
-2. sustained: wrk paced to about ``--rate`` events/s for ``--duration`` s (64
+2. sustained: wrk paced to about ``--rate`` events/s for ``--duration`` s (128
    connections, each pausing between requests); reports the rates over the run and the
    backlog at its start and end (draining as fast as it fills keeps it flat).
 3. reference, same run: N ``bench.plain_post`` tasks (tests/bench/ref_tasks.py: a
@@ -68,7 +68,7 @@ WRK_THREADS, WRK_CONNECTIONS = 2, 16
 #: Connections of the paced run. wrk paces each connection (a pause after every answer),
 #: so the rate offered is connections / (pause + latency): with few connections the
 #: web app's latency under load, not the rate asked, set it (16 offered 250-300 of 350/s).
-PACED_CONNECTIONS = 64
+PACED_CONNECTIONS = 128
 
 
 def _env() -> dict[str, str]:
