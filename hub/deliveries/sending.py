@@ -103,10 +103,10 @@ def create_for_event(session: Session, services: Services, event: WebhookEvent) 
     return create_for_events(session, services, [event]).get(event.id, 0)
 
 
-# Parameters given to execute (an executemany, sent as multi-row VALUES by SQLAlchemy's
-# insertmanyvalues): the statement compiles once per process. Rows written into the
-# statement with .values() compiled it anew for every batch (a quarter of a batch's cost).
-# Core's table, not the ORM entity: nothing here needs the ORM's bulk machinery.
+# The rows go to execute as parameters (an executemany, which SQLAlchemy still sends as
+# one multi-row INSERT), so the statement compiles once per process; rows written into
+# it with .values() made it compile anew for every batch, most of what creating a
+# batch's deliveries cost. Core's table: nothing here needs the ORM's bulk machinery.
 _DELIVERIES = cast(Table, Delivery.__table__)
 _INSERT_NEW = (insert(_DELIVERIES)
                .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
@@ -349,13 +349,12 @@ def _ok(response: _Response) -> bool:
     return response.status_code is not None and 200 <= response.status_code < 300
 
 
-# A batch's answers in two statements whatever its size (issue 10): parameters are
-# arrays, so each statement is prepared once per connection. The ORM wrote them as a
-# flush of two UPDATEs per delivery, the largest part of recording a batch.
-# Each attempt row logged at the claim gets its answer; one an operator deleted meanwhile
-# is written again.
+# A batch's answers go in two statements whatever its size (issue 10), their parameters
+# arrays; the ORM flushed two UPDATEs per delivery, most of what recording a batch cost.
+# First each attempt row logged at the claim gets its answer (one an operator deleted
+# meanwhile is written again).
 _RECORD_ATTEMPTS = text("""
-    INSERT INTO delivery_attempts AS a
+    INSERT INTO delivery_attempts
         (id, delivery_id, attempt, status_code, response_excerpt, error, duration_ms)
     SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:deliveries AS uuid[]),
                          CAST(:attempts AS integer[]), CAST(:codes AS integer[]),
