@@ -20,6 +20,12 @@ stored, processed and delivered (delivery row ``succeeded``: the subscriber's 2x
 
     python tests/bench/bench_webhooks.py [--burst 10000] [--rate 350] [--duration 30]
 
+``--cpu N`` instead: N events accepted while no worker runs, then the worker started
+and its CPU per delivered event (user + system of its processes, psutil) measured over
+``--cpu-window`` seconds of the drain, with the machine's busy CPU beside it; with
+``--profile PREFIX`` py-spy samples one worker process meanwhile (``--gil``: where its
+CPU goes, not where its threads wait for the GIL; raw collapsed stacks to a file).
+
 Uses its own database (hub_bench_hooks) and Redis db 8; needs local PostgreSQL,
 Redis and wrk.
 """
@@ -38,6 +44,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 from celery import Celery
 from cryptography.fernet import Fernet
@@ -56,6 +63,7 @@ from tests.bench.bench_calls import (
     start_worker,
     stop_worker,
     wait_stored,
+    worker_processes,
     worker_rss_mib,
 )
 from tests.bench.bench_ingest import prepare, start_gunicorn, write_requests
@@ -190,6 +198,57 @@ def reference(svc: Services, settings: Settings, url: str, count: int) -> float:
 _env_now: dict[str, str] = {}
 
 
+def _busy_cores_seconds() -> float:
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - times.iowait
+
+
+def cpu_per_event(svc: Services, port: int, path: str, workdir: Path,
+                  args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Worker CPU per event delivered, over a window of the drain of ``--cpu`` events
+    accepted beforehand (the web app idle meanwhile, so the worker's CPU is all there
+    is to attribute)."""
+    lines = workdir / "cpu.txt"
+    write_requests(lines, args.cpu)
+    base = counts(svc)
+    load = wrk(port, path, lines, 0)
+    while counts(svc)[0] < base[0] + args.cpu:
+        time.sleep(0.3)
+    load.send_signal(signal.SIGINT)
+    load.wait(30)
+    worker = start_worker(procfile_worker("tasks", None, None), env)
+    try:
+        deadline = time.monotonic() + 120
+        while counts(svc)[2] < base[2] + 100:  # warmed up: pools open, caches filled
+            if time.monotonic() > deadline:
+                raise SystemExit("the worker never delivered")
+            time.sleep(0.2)
+        procs = worker_processes(worker)
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--nonblocking", "--gil", "--format", "raw", "-r", "250",
+                 "-d", str(int(args.cpu_window)), "-o", f"{args.profile}-{procs[0].pid}.txt",
+                 "-p", str(procs[0].pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu0, busy0 = sum(sum(p.cpu_times()[:2]) for p in procs), _busy_cores_seconds()
+        done0, started = counts(svc)[2], time.monotonic()
+        time.sleep(args.cpu_window)
+        cpu1, busy1 = sum(sum(p.cpu_times()[:2]) for p in procs), _busy_cores_seconds()
+        done1, elapsed = counts(svc)[2], time.monotonic() - started
+        if spy is not None:
+            spy.wait()
+        if done1 >= base[2] + args.cpu:
+            raise SystemExit("the drain ended inside the window: raise --cpu")
+    finally:
+        stop_worker(worker)
+    events = max(done1 - done0, 1)
+    print("| events in window | delivered /s | worker CPU ms per event | machine busy ms per "
+          "event (cores) | load avg |\n|---|---|---|---|---|")
+    print(f"| {events:,} | {events / elapsed:,.0f} | {1000 * (cpu1 - cpu0) / events:.2f} | "
+          f"{1000 * (busy1 - busy0) / events:.2f} ({(busy1 - busy0) / elapsed:.2f}) | "
+          f"{os.getloadavg()[0]:.1f} |", flush=True)
+
+
 def main() -> None:
     global _env_now
     parser = argparse.ArgumentParser()
@@ -197,6 +256,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=350.0)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--cpu", type=int, default=0,
+                        help="measure worker CPU per event over a drain of this many")
+    parser.add_argument("--cpu-window", type=float, default=15.0)
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="with --cpu: py-spy's samples of a worker process")
     args = parser.parse_args()
     env = _env_now = _env()
     os.environ.update(env)
@@ -215,6 +279,9 @@ def main() -> None:
     print(f"load average at start {os.getloadavg()[0]:.1f}; worker: "
           f"`{procfile_worker('tasks', None, None)}`\n", flush=True)
     try:
+        if args.cpu:
+            cpu_per_event(svc, port, path, workdir, args, env)
+            return
         for round_no in range(1, args.rounds + 1):
             worker = start_worker(procfile_worker("tasks", None, None), env)
             try:
