@@ -65,7 +65,7 @@ from hub.calls.integrations import IntegrationSpec
 from hub.calls.pipeline import CallRequest, execute_call
 from hub.dev.embedded import create_database, drop_database, with_database
 from hub.platform import migrate
-from hub.platform.config import load_settings
+from hub.platform.config import QUEUE_NAMES, load_settings
 from hub.platform.dispatch import RecordingDispatcher
 from hub.platform.services import Services
 
@@ -73,6 +73,12 @@ SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("HUB_BENCH_CALLS_REDIS_URL", "redis://127.0.0.1:6379/11")
 DB = os.environ.get("HUB_BENCH_CALLS_DB", "hub_bench_calls")
+#: The broker of the worker and the client: Redis (the default) or, to compare,
+#: RabbitMQ (``amqp://guest:guest@127.0.0.1:5672//``: the bench's quorum queues are
+#: named ``benchcalls-*`` and deleted at the end).
+BROKER = os.environ.get("HUB_BENCH_BROKER_URL", REDIS)
+QUEUE_PREFIX = "" if BROKER.startswith("redis") else "benchcalls-"
+CALLS_QUEUE = QUEUE_PREFIX + "calls"
 KEY = Fernet.generate_key().decode()
 API_KEY = "ak_bench_" + uuid.uuid4().hex
 BODY = {"n": 1, "note": "bench"}
@@ -80,7 +86,7 @@ BODY = {"n": 1, "note": "bench"}
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
     return dict(os.environ, HUB_DATABASE_URL=with_database(SERVER, DB), HUB_REDIS_URL=REDIS,
-                HUB_BROKER_URL=REDIS, HUB_ENCRYPTION_KEYS=KEY, HUB_REDIS_PREFIX="benchcalls:",
+                HUB_BROKER_URL=BROKER, HUB_QUEUE_PREFIX=QUEUE_PREFIX, HUB_ENCRYPTION_KEYS=KEY, HUB_REDIS_PREFIX="benchcalls:",
                 HUB_ALLOW_PRIVATE_NETWORKS="1", HUB_LOG_LEVEL="WARNING", **extra)
 
 
@@ -207,10 +213,10 @@ def senders(client: Celery, tenant: str, provider: str) -> dict[str, Sender]:
     def plain() -> str:
         return client.send_task("bench.plain_post", kwargs={
             "url": urls[provider] + "/v1/objects", "body": BODY, "api_key": API_KEY},
-            queue="calls").id
+            queue=CALLS_QUEUE).id
 
     def hub() -> str:
-        return client.send_task("hub.call", kwargs=hub_kwargs, queue="calls").id
+        return client.send_task("hub.call", kwargs=hub_kwargs, queue=CALLS_QUEUE).id
 
     return {"plain task": plain, "hub.call": hub}
 
@@ -454,8 +460,12 @@ def main() -> None:
     svc = Services(settings, RecordingDispatcher())
     fast, INSTANT_URL = start_fake(0.0)
     slow, SLOW_URL = start_fake(0.2)
-    client = Celery(broker=REDIS, backend="db+" + settings.database_url)
+    client = Celery(broker=BROKER, backend="db+" + settings.database_url)
     client.conf.task_serializer = "json"
+    if QUEUE_PREFIX:  # a client of a RabbitMQ hub, as README says
+        client.conf.task_default_queue_type = "quorum"
+        client.conf.task_create_missing_queue_type = "quorum"
+        client.conf.task_default_exchange_type = "topic"
     try:
         tenant = _setup(svc)
         if args.soak:
@@ -470,9 +480,25 @@ def main() -> None:
     finally:
         for proc in (fast, slow):
             proc.terminate()
+        if QUEUE_PREFIX:
+            _delete_queues(client)
         client.close()
         svc.close()
         drop_database(SERVER, DB)
+
+
+def _delete_queues(client: Celery) -> None:
+    """Delete the bench's queues and exchanges from RabbitMQ (they would outlive it)."""
+    with client.connection_for_write() as conn:
+        channel = conn.default_channel
+        deletions = [(channel.queue_delete, name) for name in (*QUEUE_NAMES, "celery")]
+        deletions += [(channel.exchange_delete, name) for name in (*QUEUE_NAMES, "celery", "hub")]
+        for delete, name in deletions:
+            try:
+                delete(QUEUE_PREFIX + name)
+            except Exception as exc:  # noqa: BLE001 - one missing must not stop the rest
+                print(f"{QUEUE_PREFIX + name} not deleted: {exc}", file=sys.stderr)
+                channel = conn.channel()
 
 
 if __name__ == "__main__":
