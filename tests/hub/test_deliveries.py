@@ -408,21 +408,27 @@ def test_bulk_replay_refuses_a_rate_that_is_not_positive(svc, tenant):
         sending.replay(svc, DeliveryFilter(tenant=tenant), rate=0)
 
 
-def test_the_attempt_is_logged_before_the_post_leaves(svc, tenant):
-    seen_at_receiver: list[list[tuple[int, int | None]]] = []
+def _send_one_to(svc, tenant, answer):
+    """Send one event's delivery to a local receiver that runs ``answer(delivery_id)``
+    for the POST (and answers what it returns); (delivery id, outcome)."""
     state: dict[str, object] = {}
-
-    def receiver(request):
-        with svc.sessions() as session:
-            seen_at_receiver.append([(a.attempt, a.status_code) for a in session.scalars(
-                select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == state["id"]))])
-        return Response("ok", status=200)
-
-    with serve(receiver) as server:
+    with serve(lambda request: answer(state["id"])) as server:
         _subscribe(svc, tenant, server.url + "/hooks")
         (delivery_id,) = _deliver_event(svc, tenant)
         state["id"] = delivery_id
-        outcome = sending.send_delivery(svc, str(delivery_id))
+        return delivery_id, sending.send_delivery(svc, str(delivery_id))
+
+
+def test_the_attempt_is_logged_before_the_post_leaves(svc, tenant):
+    seen_at_receiver: list[list[tuple[int, int | None]]] = []
+
+    def answer(delivery_id):
+        with svc.sessions() as session:
+            seen_at_receiver.append([(a.attempt, a.status_code) for a in session.scalars(
+                select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id))])
+        return Response("ok", status=200)
+
+    delivery_id, outcome = _send_one_to(svc, tenant, answer)
 
     assert outcome.status == "succeeded"
     # While the request was at the receiver, attempt 1 was already in the log, unanswered.
@@ -435,19 +441,13 @@ def test_the_attempt_is_logged_before_the_post_leaves(svc, tenant):
 
 def test_an_attempt_deleted_while_its_post_was_out_is_written_again_with_the_answer(
         svc, tenant):
-    state: dict[str, object] = {}
-
-    def receiver(request):
+    def answer(delivery_id):
         with svc.sessions() as session, session.begin():  # an operator's clean-up, say
             session.execute(delete(DeliveryAttempt)
-                            .where(DeliveryAttempt.delivery_id == state["id"]))
+                            .where(DeliveryAttempt.delivery_id == delivery_id))
         return Response("late", status=202)
 
-    with serve(receiver) as server:
-        _subscribe(svc, tenant, server.url + "/hooks")
-        (delivery_id,) = _deliver_event(svc, tenant)
-        state["id"] = delivery_id
-        outcome = sending.send_delivery(svc, str(delivery_id))
+    delivery_id, outcome = _send_one_to(svc, tenant, answer)
 
     assert (outcome.status, outcome.status_code) == ("succeeded", 202)
     with svc.sessions() as session:
