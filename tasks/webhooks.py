@@ -26,7 +26,9 @@ class ProcessTask(HubTask):
 @app.task(name="hub.webhooks.process", base=ProcessTask, ignore_result=True, acks_late=True)
 def process(event_id: str) -> dict[str, Any]:
     """Process one recorded webhook event (a no-op if it is done or claimed)."""
-    return dataclasses.asdict(processing.process_event(services(), event_id))
+    # A worker looked for the done mark before counting the receive (nothing_to_do);
+    # the claim in PostgreSQL decides either way.
+    return dataclasses.asdict(processing.process_batch(services(), event_id))
 
 
 @app.task(name="hub.maintenance.sweep_webhook_events", ignore_result=True)

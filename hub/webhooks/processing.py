@@ -178,13 +178,24 @@ def process_event(services: Services, event_id: str | uuid.UUID, *,
     and reported in the outcome, not raised. Raises ValidationError for a
     malformed id; database errors propagate (the rows stay as they were and the
     sweeper retries them).
+
+    Looks for the done mark a batch left first (:func:`skip_if_done`); a caller that
+    just did calls :func:`process_batch`.
     """
-    key = _event_key(event_id)
-    skipped = skip_if_done(services, key)
+    skipped = skip_if_done(services, event_id)
     if skipped is not None:
         return skipped
+    return process_batch(services, event_id, handlers=handlers, batch_size=batch_size)
+
+
+def process_batch(services: Services, event_id: str | uuid.UUID, *,
+                  handlers: HandlerRegistry = registry,
+                  batch_size: int = BATCH_SIZE) -> ProcessOutcome:
+    """:func:`process_event` without looking for the done mark: the claim in PostgreSQL
+    is what keeps an event from running twice, the mark only spares it."""
+    key = _event_key(event_id)
     try:
-        done, failed = _process_batch(services, key, handlers, batch_size)
+        done, failed = _run_batch(services, key, handlers, batch_size)
     except Exception as exc:  # noqa: BLE001 - the batch rolled back: fail this event alone
         return _record_failure(services, key, exc)
     _mark_done(services, [d.row.id for d in done])
@@ -224,7 +235,7 @@ class _Failed:
     outcome: ProcessOutcome
 
 
-def _process_batch(services: Services, key: uuid.UUID, handlers: HandlerRegistry,
+def _run_batch(services: Services, key: uuid.UUID, handlers: HandlerRegistry,
                    size: int) -> tuple[list[_Done], dict[uuid.UUID, _Failed]]:
     """Claim, run handlers, fan out and mark processed, in one transaction. When the
     handlers of the message's own event raise, it is marked failed (or dead) in the
