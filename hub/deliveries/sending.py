@@ -339,14 +339,16 @@ def throttled_wait(scheduled: float, retry_after: float | None) -> float:
     return max(wait, THROTTLE_MIN_WAIT)
 
 
-def _last_error(response: _Response) -> str | None:
-    code = response.status_code
-    return response.error or (None if code is None or 200 <= code < 300
-                              else f"receiver answered {code}")
-
-
 def _ok(response: _Response) -> bool:
     return response.status_code is not None and 200 <= response.status_code < 300
+
+
+def _last_error(response: _Response) -> str | None:
+    if response.error:
+        return response.error
+    if response.status_code is None or _ok(response):
+        return None
+    return f"receiver answered {response.status_code}"
 
 
 # A batch's answers go in two statements whatever its size (issue 10), their parameters
