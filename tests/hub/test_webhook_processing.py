@@ -398,6 +398,18 @@ def test_one_message_processes_its_tenants_backlog_in_one_batch(recording_servic
     assert all(_event(sessions, e).attempts == 1 for e in ids)
 
 
+def test_process_batch_leaves_the_done_mark_to_its_caller(recording_services, sessions,
+                                                          tenant, redis_client):
+    # A worker's message looked for the mark before counting its receive; its body does
+    # not read it again: the claim in PostgreSQL decides (a mark left over, here, too).
+    event_id = add_event(sessions, tenant)
+    redis_client.set(recording_services.settings.redis_key("webhook-done", str(event_id)), 1)
+
+    assert processing.process_event(recording_services, event_id).status == "skipped"
+    assert processing.process_batch(recording_services, event_id).status == "processed"
+    assert processing.process_batch(recording_services, event_id).status == "skipped"
+
+
 def test_a_failing_handler_fails_its_event_alone_in_a_batch(recording_services, sessions,
                                                             tenant):
     ids = [add_event(sessions, tenant, age=3 - n) for n in range(3)]
