@@ -159,6 +159,11 @@ def worker_processes(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
     return [p for p in procs if any(Path(a).name == "celery" for a in p.cmdline()[:3])]
 
 
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """CPU (user + system) the processes ``procs`` used so far, seconds."""
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
 def worker_rss_mib(proc: subprocess.Popen[bytes]) -> list[float]:
     """RSS of every Celery worker process (one per core under ``hub worker``)."""
     return [round(p.memory_info().rss / 2**20, 1) for p in worker_processes(proc)]
@@ -401,11 +406,11 @@ def cpu_per_call(svc: Services, client: Celery, tenant: str, args: argparse.Name
                     raise SystemExit("the worker never started storing results")
                 time.sleep(0.2)
             procs = worker_processes(worker)
-            spy = _profile(procs, args, target)
-            cpu0 = sum(sum(p.cpu_times()[:2]) for p in procs)
+            spy = profile_worker(procs, args, target)
+            cpu0 = cpu_seconds(procs)
             done0, started = stored(svc, ids)[0], time.monotonic()
             time.sleep(args.cpu_window)
-            cpu1 = sum(sum(p.cpu_times()[:2]) for p in procs)
+            cpu1 = cpu_seconds(procs)
             done1, elapsed = stored(svc, ids)[0], time.monotonic() - started
             if spy is not None:
                 spy.wait()
@@ -419,8 +424,8 @@ def cpu_per_call(svc: Services, client: Celery, tenant: str, args: argparse.Name
               flush=True)
 
 
-def _profile(procs: list[psutil.Process], args: argparse.Namespace,
-             target: str) -> subprocess.Popen[bytes] | None:
+def profile_worker(procs: list[psutil.Process], args: argparse.Namespace,
+                   target: str) -> subprocess.Popen[bytes] | None:
     """With ``--profile PREFIX``: py-spy samples the first worker process over the
     window (raw collapsed stacks, PREFIX-<target>-<pid>.txt), only the thread holding
     the GIL (``--gil``): where the CPU goes, not where 64 threads wait for it."""

@@ -160,12 +160,19 @@ def cpu_snapshot(proc: subprocess.Popen[bytes]) -> dict[str, float] | None:
             return 0.0
         return times.user + times.system
 
-    machine = psutil.cpu_times()
     postgres = {p.pid: used(p) for p in psutil.process_iter(["name"])
                 if p.info["name"] == "postgres"}
     return {"workers": sum(used(c) for c in psutil.Process(proc.pid).children()),
             "postgres": postgres,  # type: ignore[dict-item]
-            "machine": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)}
+            "machine": machine_busy_seconds()}
+
+
+def machine_busy_seconds() -> float:
+    """Busy time of all the machine's cores so far (not idle, not waiting for I/O)."""
+    import psutil
+
+    machine = psutil.cpu_times()
+    return float(sum(machine) - machine.idle - getattr(machine, "iowait", 0.0))
 
 
 def cpu_per_request(before: dict | None, after: dict | None, ok: int) -> dict[str, float | None]:

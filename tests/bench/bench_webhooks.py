@@ -44,7 +44,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
 import redis
 from celery import Celery
 from cryptography.fernet import Fernet
@@ -59,14 +58,21 @@ from hub.platform.config import Settings, load_settings
 from hub.platform.dispatch import RecordingDispatcher
 from hub.platform.services import Services
 from tests.bench.bench_calls import (
+    cpu_seconds,
     procfile_worker,
+    profile_worker,
     start_worker,
     stop_worker,
     wait_stored,
     worker_processes,
     worker_rss_mib,
 )
-from tests.bench.bench_ingest import prepare, start_gunicorn, write_requests
+from tests.bench.bench_ingest import (
+    machine_busy_seconds,
+    prepare,
+    start_gunicorn,
+    write_requests,
+)
 
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -198,11 +204,6 @@ def reference(svc: Services, settings: Settings, url: str, count: int) -> float:
 _env_now: dict[str, str] = {}
 
 
-def _busy_cores_seconds() -> float:
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - times.iowait
-
-
 def cpu_per_event(svc: Services, port: int, path: str, workdir: Path,
                   args: argparse.Namespace, env: dict[str, str]) -> None:
     """Worker CPU per event delivered, over a window of the drain of ``--cpu`` events
@@ -224,16 +225,11 @@ def cpu_per_event(svc: Services, port: int, path: str, workdir: Path,
                 raise SystemExit("the worker never delivered")
             time.sleep(0.2)
         procs = worker_processes(worker)
-        spy = None
-        if args.profile:
-            spy = subprocess.Popen(
-                ["py-spy", "record", "--nonblocking", "--gil", "--format", "raw", "-r", "250",
-                 "-d", str(int(args.cpu_window)), "-o", f"{args.profile}-{procs[0].pid}.txt",
-                 "-p", str(procs[0].pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0, busy0 = sum(sum(p.cpu_times()[:2]) for p in procs), _busy_cores_seconds()
+        spy = profile_worker(procs, args, "webhooks")
+        cpu0, busy0 = cpu_seconds(procs), machine_busy_seconds()
         done0, started = counts(svc)[2], time.monotonic()
         time.sleep(args.cpu_window)
-        cpu1, busy1 = sum(sum(p.cpu_times()[:2]) for p in procs), _busy_cores_seconds()
+        cpu1, busy1 = cpu_seconds(procs), machine_busy_seconds()
         done1, elapsed = counts(svc)[2], time.monotonic() - started
         if spy is not None:
             spy.wait()
