@@ -4,10 +4,10 @@ With ``acks_late`` + ``task_reject_on_worker_lost`` a message whose task kills
 its worker (segfault, OOM, ``os._exit``) is redelivered - forever, unless
 someone counts. Every run of a hub task increments a Redis counter keyed by its
 task id *before* the body starts (a message known to have nothing to do is dropped
-uncounted: ``tasks.base.HubTask.nothing_to_do``), and clears it when the body ends in any way
-Python sees (success, failure, retry). Only deaths, and runs whose retry the broker
-refused (their message requeued, tasks.settle), leave it incremented, so the counter
-is the number of consecutive receives that did not finish; past
+uncounted: ``tasks.base.HubTask.nothing_to_do``), and clears it when the body ends
+in any way Python sees (success, failure, retry). Only deaths, and runs whose retry
+the broker refused (their message requeued, tasks.settle), leave it incremented, so
+the counter is the number of consecutive receives that did not finish; past
 ``settings.max_receives`` the message is dead-lettered instead of run again.
 """
 
