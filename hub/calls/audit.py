@@ -15,14 +15,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from hub.platform import redaction
-from hub.platform.db import filter_clauses, on_driver_connection
+from hub.platform.db import filter_clauses
 from hub.platform.models import LOG_OUTCOMES, Integration, IntegrationLog
+from hub.platform.statementbatch import BatchedStatements
 
 BODY_LIMIT = 4096
 ERROR_LIMIT = 2000
@@ -129,21 +129,17 @@ def finish(session: Session, log_id: uuid.UUID, attempt: Attempt, *,
     return write(session, attempt, cost_per_call=cost_per_call).id
 
 
-def finish_committing(engine: Engine, log_id: uuid.UUID, attempt: Attempt, *,
+def finish_committing(writes: BatchedStatements, log_id: uuid.UUID, attempt: Attempt, *,
                       cost_per_call: Decimal = Decimal(0)) -> None:
-    """:func:`finish` in one statement on ``engine`` (the asynchronously committed audit
-    engine): the row was committed durably as ``sending`` before the request left,
-    with the request's columns, so only the answer's are set (:func:`answer_values`);
-    a new whole row when it is gone."""
+    """:func:`finish` as one statement of ``writes`` (the asynchronously committed
+    audit writes): the row was committed durably as ``sending`` before the request
+    left, with the request's columns, so only the answer's are set
+    (:func:`answer_values`); a new whole row when it is gone."""
     answer = answer_values(attempt, cost_per_call=cost_per_call)
-    params = {**_parameters(answer), "finished_id": log_id}
-
-    def run(conn: psycopg.Connection[Any]) -> None:
-        if not conn.execute(_finishing_sql(tuple(answer)), params, prepare=True).rowcount:
-            row = values(attempt, cost_per_call=cost_per_call)
-            conn.execute(_insert_sql(tuple(row)), _parameters(row), prepare=True)
-
-    on_driver_connection(engine, run)
+    if writes.execute(_finishing_sql(tuple(answer)),
+                      {**_parameters(answer), "finished_id": log_id}) is None:
+        row = values(attempt, cost_per_call=cost_per_call)
+        writes.execute(_insert_sql(tuple(row)), _parameters(row))
 
 
 def _finishing(log_id: uuid.UUID, attempt: Attempt, cost_per_call: Decimal) -> Any:
@@ -189,23 +185,23 @@ def count_attempts(session: Session, task_id: str, outcomes: Iterable[str], *,
     return int(session.scalar(total) or 0)
 
 
-def insert_counting_attempts(engine: Engine, row: dict[str, Any], *,
+def insert_counting_attempts(writes: BatchedStatements, row: dict[str, Any], *,
                              counted: Sequence[str] = ()) -> int:
-    """INSERT ``row`` (from :func:`values`) in one statement on ``engine`` (the
-    asynchronously committed audit engine) and return its attempt number.
+    """INSERT ``row`` (from :func:`values`) as one statement of ``writes`` (the
+    asynchronously committed audit writes) and return its attempt number.
 
     With ``counted`` outcomes and a ``task_id``, the number is at least one more than
     the task's rows already audited with those outcomes, computed by the INSERT
     itself: a retry resent from PostgreSQL under its task id keeps counting without
     a query of its own. Raises what the database raises.
     """
-    return _insert_returning_attempt(engine, row, counted=counted)
+    return _insert_returning_attempt(writes, row, counted=counted)
 
 
-def insert_sending(engine: Engine, row: dict[str, Any], *, counted: Sequence[str] = (),
-                   orphaned: str = "") -> int:
-    """INSERT the ``sending`` row ``row`` (from :func:`values`) in one statement on
-    ``engine`` (autocommit, synchronous: durable when this returns) and return its
+def insert_sending(writes: BatchedStatements, row: dict[str, Any], *,
+                   counted: Sequence[str] = (), orphaned: str = "") -> int:
+    """INSERT the ``sending`` row ``row`` (from :func:`values`) as one statement of
+    ``writes`` (committed synchronously: durable when this returns) and return its
     attempt number.
 
     With ``counted`` outcomes and a ``task_id``, the same statement does what
@@ -214,13 +210,13 @@ def insert_sending(engine: Engine, row: dict[str, Any], *, counted: Sequence[str
     more than the task's rows with ``counted`` outcomes, those included. One round
     trip instead of a transaction of three. Raises what the database raises.
     """
-    return _insert_returning_attempt(engine, row, counted=counted, orphaned=orphaned)
+    return _insert_returning_attempt(writes, row, counted=counted, orphaned=orphaned)
 
 
-def _insert_returning_attempt(engine: Engine, row: dict[str, Any], *,
+def _insert_returning_attempt(writes: BatchedStatements, row: dict[str, Any], *,
                               counted: Sequence[str], orphaned: str | None = None) -> int:
-    # Straight through psycopg, prepared: SQLAlchemy's execution of a 21-column row
-    # cost more CPU than the round trip (docs/benchmarks.md, issue 10 round 3).
+    # Straight through psycopg (hub.platform.statementbatch): SQLAlchemy's execution of
+    # a 21-column row cost more CPU than the round trip (docs/benchmarks.md, issue 10).
     counting = bool(counted) and row["task_id"] is not None
     statement = _insert_sql(tuple(row), counting=counting,
                             orphaning=counting and orphaned is not None)
@@ -230,13 +226,7 @@ def _insert_returning_attempt(engine: Engine, row: dict[str, Any], *,
         # parameter, and the column's (varchar) differs from a comparison's (text).
         params.update(counted=list(counted), counted_task=row["task_id"],
                       orphaned_error=orphaned)
-
-    def run(conn: psycopg.Connection[Any]) -> int:
-        found = conn.execute(statement, params, prepare=True).fetchone()
-        assert found is not None  # RETURNING of a one-row INSERT
-        return int(found[0])
-
-    return on_driver_connection(engine, run)
+    return int(writes.execute(statement, params))  # RETURNING of a one-row INSERT
 
 
 def _parameters(row: dict[str, Any]) -> dict[str, Any]:
@@ -277,7 +267,7 @@ def _finishing_sql(columns: tuple[str, ...]) -> str:
     # each row by the transaction that gave it its outcome (hub.ops.usage).
     assignments = ", ".join(f"{c} = %({c})s" for c in columns)
     return (f"UPDATE {_TABLE} SET {assignments}, txid = pg_current_xact_id() "
-            "WHERE id = %(finished_id)s")
+            "WHERE id = %(finished_id)s RETURNING id")
 
 
 def _headers(headers: Mapping[str, Any] | None, secrets: list[str]) -> dict[str, str] | None:

@@ -840,7 +840,7 @@ def _record_sending(services: Services, run: Attempt) -> None:
         # also counts the task's earlier attempts (its row carries the number).
         row = audit.values(_attempt_record(run, "sending"),
                            cost_per_call=run.target.row.cost_per_call or Decimal(0))
-        number = audit.insert_sending(services.autocommit_engine, row,
+        number = audit.insert_sending(services.durable_writes, row,
                                       counted=() if run.counted else ATTEMPT_OUTCOMES,
                                       orphaned=ORPHANED)
         run.counted = True
@@ -1051,11 +1051,11 @@ def _audit(services: Services, run: Attempt, outcome: str, **extra: Any) -> uuid
     if run.log_id is not None:  # a write without key: its `sending` row gets the outcome
         sending, run.log_id = run.log_id, None
         record = _attempt_record(run, outcome, **extra)
-        audit.finish_committing(services.async_engine, sending, record, cost_per_call=cost)
+        audit.finish_committing(services.async_writes, sending, record, cost_per_call=cost)
         _record_cost(run, audit.estimated_cost(outcome, record.reached_provider, cost))
         return sending
     row = audit.values(_attempt_record(run, outcome, **extra), cost_per_call=cost)
-    number = audit.insert_counting_attempts(services.async_engine, row,
+    number = audit.insert_counting_attempts(services.async_writes, row,
                                             counted=() if run.counted else ATTEMPT_OUTCOMES)
     if number != run.number:
         run.number = number

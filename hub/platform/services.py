@@ -29,6 +29,7 @@ from hub.platform.db import (
 )
 from hub.platform.dispatch import Dispatcher
 from hub.platform.events import EventBus
+from hub.platform.statementbatch import BatchedStatements
 from hub.platform.vault import Vault
 
 T = TypeVar("T")
@@ -91,6 +92,18 @@ class Services:
         return make_autocommit_engine(self.settings)
 
     @cached_property
+    def durable_writes(self) -> BatchedStatements:
+        """Single statements committed synchronously, concurrent threads' together
+        (the ``sending`` audit row); see :mod:`hub.platform.statementbatch`."""
+        return BatchedStatements(self.autocommit_engine)
+
+    @cached_property
+    def async_writes(self) -> BatchedStatements:
+        """Single statements committed asynchronously, concurrent threads' together
+        (audit rows); see :mod:`hub.platform.statementbatch`."""
+        return BatchedStatements(self.async_engine)
+
+    @cached_property
     def redis(self) -> Redis:
         """Text-mode client (``decode_responses=True``) for the hub's own keys."""
         return redis.Redis.from_url(self.settings.redis_url, decode_responses=True,
@@ -121,6 +134,8 @@ class Services:
 
     def close(self) -> None:
         self.engine.dispose()
+        for writes in ("durable_writes", "async_writes"):
+            self.__dict__.pop(writes, None)
         for engine in ("async_engine", "autocommit_engine"):
             if engine in self.__dict__:
                 self.__dict__.pop(engine).dispose()
