@@ -12,8 +12,10 @@ from :class:`celery.backends.database.DatabaseBackend` (issue 10):
 - the stock backend spends a SELECT, a locking SELECT, an INSERT and a COMMIT
   per result; here results of tasks finishing at the same moment share one
   ``INSERT ... ON CONFLICT (task_id) DO UPDATE`` batch and one commit (group
-  commit, :mod:`hub.platform.groupcommit`). The upsert keeps the stock rule that
-  a stored SUCCESS is never overwritten by a later write of the same task.
+  commit, :mod:`hub.platform.statementbatch`), a result written alone is one
+  autocommitted statement. The upsert keeps the stock rule that a stored SUCCESS is
+  never overwritten by a later write of the same task; two writes of one task in a
+  batch apply in order.
 
 A result is committed before ``store_result`` returns, so before the task's
 message is acknowledged (``acks_late``), as with the stock backend. Lives at the
@@ -26,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -34,10 +35,10 @@ from celery import states
 from celery.backends.database import DatabaseBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import ensure_bytes
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import create_engine
 from sqlalchemy import exc as sa_exc
 
-from hub.platform.groupcommit import GroupCommit
+from hub.platform.statementbatch import BatchedStatements
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,8 @@ class HubDatabaseBackend(DatabaseBackend):
         # writer is a pooled engine and a group commit, both thread-safe, and the
         # stock reading path opens a session per call.
         self.thread_safe = True
-        self._engine: Engine | None = None
-        self._engine_lock = threading.Lock()
-        self._batches: GroupCommit[dict[str, Any], None] = GroupCommit(
-            self._write, max_batch=MAX_BATCH)
+        self._statements: BatchedStatements | None = None
+        self._writer_lock = threading.Lock()
         self._pid: int | None = None
 
     # --- the write path -------------------------------------------------------------
@@ -94,7 +93,8 @@ class HubDatabaseBackend(DatabaseBackend):
 
     def _store_result(self, task_id: str, result: Any, state: str, traceback: Any = None,
                       request: Any = None, **kwargs: Any) -> None:
-        self._batches.submit(self._row(task_id, result, state, traceback, request))
+        self._writer().execute(self._upsert_sql(),
+                               self._row(task_id, result, state, traceback, request))
 
     def _row(self, task_id: str, result: Any, state: str, traceback: Any,
              request: Any) -> dict[str, Any]:
@@ -112,34 +112,30 @@ class HubDatabaseBackend(DatabaseBackend):
             "stamps": {h: meta.get(h) for h in stamped if h in meta}})) if stamped else None
         return row
 
-    def _write(self, rows: Sequence[dict[str, Any]]) -> list[None]:
-        # executemany: psycopg 3 pipelines the statements (one round trip), each its
-        # own upsert, so two writes of one task in a batch apply in order.
-        with self._writer().begin() as conn:
-            conn.exec_driver_sql(self._upsert_sql(),
-                                 [tuple(row[c] for c in _COLUMNS) for row in rows])
-        return [None] * len(rows)
-
     def _upsert_sql(self) -> str:
         table = self.task_cls.__table__
         name = f"{table.schema}.{table.name}" if table.schema else table.name
         sequence = f"{table.schema}.task_id_sequence" if table.schema else "task_id_sequence"
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "task_id")
+        values = ", ".join(f"%({c})s" for c in _COLUMNS)
         return (f"INSERT INTO {name} (id, {', '.join(_COLUMNS)}) "
-                f"VALUES (nextval('{sequence}'), {', '.join(['%s'] * len(_COLUMNS))}) "
+                f"VALUES (nextval('{sequence}'), {values}) "
                 f"ON CONFLICT (task_id) DO UPDATE SET {updates} "
-                f"WHERE {name}.status <> '{states.SUCCESS}'")
+                f"WHERE {name}.status <> '{states.SUCCESS}' RETURNING id")
 
-    def _writer(self) -> Engine:
-        """The pooled engine of this process (a new one after a fork)."""
-        with self._engine_lock:
-            if self._engine is None or self._pid != os.getpid():
+    def _writer(self) -> BatchedStatements:
+        """The batched writer of this process (a new one after a fork)."""
+        with self._writer_lock:
+            if self._statements is None or self._pid != os.getpid():
                 # The stock session creates the tables (and added columns) on first use.
                 self.ResultSession().close()
                 # Its own sizes; the configured bounds (celeryconfig's connect_args).
-                self._engine = create_engine(
-                    self.url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                # Autocommit and no pre-ping: BatchedStatements commits a batch in one
+                # transaction and runs it once more on a connection found dead.
+                engine = create_engine(
+                    self.url, isolation_level="AUTOCOMMIT", pool_size=POOL_SIZE,
                     max_overflow=POOL_OVERFLOW,
                     connect_args=self.engine_options.get("connect_args", {}))
+                self._statements = BatchedStatements(engine, max_batch=MAX_BATCH)
                 self._pid = os.getpid()
-            return self._engine
+            return self._statements

@@ -84,7 +84,7 @@ def test_results_written_together_are_read_by_a_plain_client(celery_app, client_
 def test_the_result_writer_is_bounded_like_the_hubs_pool(celery_app):
     # A result write stuck behind a lock or a hung server fails within the bound (and is
     # then handled as PostgreSQL unavailable) instead of holding its thread for ever.
-    with celery_app.backend._writer().connect() as conn:
+    with celery_app.backend._writer().engine.connect() as conn:
         shown = [conn.execute(text(f"SHOW {name}")).scalar_one()
                  for name in ("statement_timeout", "lock_timeout")]
     assert shown == ["30s", "10s"]
