@@ -105,6 +105,11 @@ def broker_settings(hub: Settings) -> dict[str, Any]:
             "unacked_restore_interval": hub.unacked_restore_interval,
             "unacked_restore_throttle": 1,
         }}
+    # For redis://, kombu's transport keeping one client object per channel
+    # (celerytransport.py); otherwise the URL's scheme chooses, also where these
+    # settings replace a redis:// broker's.
+    extra["broker_transport"] = ("celerytransport:Transport"
+                                 if hub.effective_broker_url.startswith("redis://") else None)
     default = hub.queue("celery")
     exchange = Exchange(hub.queue("hub"), type=kind)
     queues = [Queue(default, Exchange(default, type=kind), routing_key=default,
