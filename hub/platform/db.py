@@ -106,10 +106,10 @@ def _statement_engine(settings: Settings, kwargs: dict[str, object],
                       **connect_args: object) -> Engine:
     """The pool of :func:`make_autocommit_engine` and :func:`make_async_commit_engine`."""
     options: dict[str, object] = {
-        # One short statement per use: a few connections serve a whole worker. Kept
-        # open (no overflow to open and close per burst: a connection costs PostgreSQL
-        # a process); a thread finding them all busy waits a statement's time.
-        "pool_size": 4, "max_overflow": 2, "isolation_level": "AUTOCOMMIT",
+        # Written through hub.platform.statementbatch: one batch at a time, so one
+        # connection serves a whole worker process (the second stands in while a dead
+        # one is replaced). Kept open: a connection costs PostgreSQL a process.
+        "pool_size": 1, "max_overflow": 1, "isolation_level": "AUTOCOMMIT",
         "connect_args": hub_bounds(settings, **connect_args)}
     options.update(kwargs)
     return create_engine(settings.database_url, **options)
