@@ -208,9 +208,9 @@ def test_compose_web_is_checked_for_readiness_and_knows_its_public_url():
     assert ignored.returncode == 0  # its secrets are never committed
 
 
-def test_every_recipe_runs_one_worker_process_per_core_with_the_procfiles_command():
+def test_every_recipe_runs_a_worker_process_per_core_and_one_more_with_the_procfiles_command():
     argv = _argv(_procfile()["worker"])
-    assert argv[:2] == ["hub", "worker"]  # one celery worker process per core
+    assert argv[:2] == ["hub", "worker"]  # a celery worker process per core and one more
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     assert compose["services"]["worker"]["command"] == argv
     exec_start = _unit("hub-worker@.service")["Service"]["ExecStart"]
@@ -218,5 +218,5 @@ def test_every_recipe_runs_one_worker_process_per_core_with_the_procfiles_comman
     (main,) = _deployment("worker")["containers"]
     env = {item["name"]: item["value"] for item in main["env"]}
     # A container sees the node's CPUs: the pod says how many processes, one per core
-    # it requests.
-    assert env["HUB_WORKER_PROCESSES"] == str(main["resources"]["requests"]["cpu"])
+    # it requests and one more.
+    assert env["HUB_WORKER_PROCESSES"] == str(int(main["resources"]["requests"]["cpu"]) + 1)

@@ -1,4 +1,4 @@
-"""``hub worker``: the Procfile's worker, one Celery worker process per core."""
+"""``hub worker``: the Procfile's worker, one Celery worker process per core and one more."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hub.platform.config import load_settings
                                "help_option_names": ["--hub-help"]})
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
-    """Run HUB_WORKER_PROCESSES Celery workers (default: one per CPU), each
+    """Run HUB_WORKER_PROCESSES Celery workers (default: one per CPU and one more), each
     `celery -A tasks worker CELERY_ARGS` with a hostname of its own (worker1@%h,
     worker2@%h...; a --hostname name@host given becomes name1@host...). Signals
     are passed on to every worker (SIGTERM: soft shutdown); a worker that exits on

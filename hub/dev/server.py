@@ -107,7 +107,7 @@ def prepare(state_dir: Path, *, host: str = "127.0.0.1", web_port: int = 8000,
         "web": (f"PROMETHEUS_MULTIPROC_DIR={shlex.quote(str(metrics_dirs['web']))} "
                 f"{shlex.quote(sys.executable)} -m gunicorn -c webhooks_web/gunicorn.conf.py "
                 f"--bind {host}:{web_port} 'webhooks_web:create_app()'"),
-        # The Procfile's worker: one process per core (hub worker), threads pool
+        # The Procfile's worker: one process per core and one more (hub worker), threads pool
         # (HUB_WORKER_POOL), every queue.
         "worker": (f"PROMETHEUS_MULTIPROC_DIR={shlex.quote(str(metrics_dirs['worker']))} "
                    f"HUB_WORKER_METRICS_PORT={worker_metrics_port} "

@@ -1,8 +1,11 @@
-"""``hub worker``: one Celery worker process per core, supervised as one process.
+"""``hub worker``: one Celery worker process per core and one more, supervised as one process.
 
 A worker process runs its tasks in threads (README "Workers") and so uses at most one
-core (the GIL). ``hub worker`` starts ``HUB_WORKER_PROCESSES`` of them (default: one
-per CPU this process may run on), each ``celery -A tasks worker`` with the arguments
+core (the GIL), in practice less: its consumer thread waits for the GIL its task
+threads hold, so two processes kept 1.65 of two cores busy. ``hub worker`` starts
+``HUB_WORKER_PROCESSES`` of them (default: one per CPU this process may run on, and one
+more, which fills the rest: 10-15 % more calls and webhook deliveries per second on two
+cores, docs/benchmarks.md issue 10 round 6), each ``celery -A tasks worker`` with the arguments
 given and a hostname of its own (``worker1@host``, ``worker2@host``...), and stands for
 them towards whatever runs it (honcho, systemd, Kubernetes, compose):
 
@@ -50,11 +53,13 @@ HOSTNAME_OPTIONS = ("-n", "--hostname")
 
 
 def default_processes() -> int:
-    """One per CPU this process may run on (its affinity: a cpuset, taskset)."""
+    """One per CPU this process may run on (its affinity: a cpuset, taskset), and one
+    more."""
     try:
-        return max(len(os.sched_getaffinity(0)), 1)
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(os.cpu_count() or 1, 1)
+        cpus = os.cpu_count() or 1
+    return max(cpus, 1) + 1
 
 
 def with_hostname(args: Sequence[str], number: int) -> list[str]:

@@ -208,7 +208,8 @@ class Settings:
     worker_processes: int = _env(
         "HUB_WORKER_PROCESSES", _int, 0,
         "Worker processes `hub worker` starts (the Procfile's and every recipe's worker); "
-        "0: one per CPU it may run on. Each runs HUB_WORKER_CONCURRENCY tasks at once.")
+        "0: one per CPU it may run on, and one more. Each runs HUB_WORKER_CONCURRENCY tasks "
+        "at once.")
     worker_soft_shutdown_timeout: float = _env(
         "HUB_WORKER_SOFT_SHUTDOWN_TIMEOUT", _float, 30.0,
         "Seconds a stopping worker lets running tasks finish before requeueing them.")
