@@ -25,11 +25,15 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
-from hub.platform.db import ConnectionLost, on_driver_connection
+from hub.platform.db import on_driver_connection
 from hub.platform.groupcommit import GroupCommit
 
 #: One statement to run: its SQL (named parameters, ending in RETURNING) and values.
 Statement = tuple[str, Mapping[str, Any]]
+#: Errors of one statement of a batch (its values, or a deadlock between two batches):
+#: the others are run again without it.
+ONE_STATEMENTS_FAULT = (psycopg.IntegrityError, psycopg.DataError,
+                        psycopg.errors.TransactionRollback)
 
 
 class BatchedStatements:
@@ -52,11 +56,10 @@ class BatchedStatements:
             return [self._alone(batch[0])]
         try:
             return on_driver_connection(self.engine, lambda conn: _together(conn, batch))
-        except ConnectionLost:
-            raise
-        except psycopg.Error:
+        except ONE_STATEMENTS_FAULT:
             # Rolled back whole: each statement again on its own, so that only the
-            # failing one fails (a constraint, a deadlock between two batches).
+            # failing one fails. Any other error (PostgreSQL down, a statement or lock
+            # bound hit) is every statement's: raised to all, not tried 64 times over.
             outcomes: list[Any] = []
             for statement in batch:
                 try:

@@ -3,6 +3,7 @@ commit together in one transaction; each thread gets its own statement's row or 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from hub.platform.db import make_autocommit_engine, make_engine
-from hub.platform.statementbatch import BatchedStatements
+from hub.platform.statementbatch import BatchedStatements, Statement
 from tests.hub.test_groupcommit import DEADLINE, wait_until
 
 
@@ -43,17 +44,19 @@ def _rows(engine: Engine, table: str) -> dict[int, str]:
 
 
 def _behind_a_held_batch(writes: BatchedStatements, admin: Engine, table: str,
-                         ids: list[int]) -> tuple[Future, list[Future]]:
-    """Statement 0 is written first and held by a row lock; ``ids`` queue up behind it
-    and so form the next batch together."""
+                         ids: list[int], *, more: tuple[Statement, ...] = (),
+                         ) -> tuple[Future, list[Future]]:
+    """Statement 0 is written first and held by a row lock; the inserts of ``ids`` (and
+    ``more``) queue up behind it and so form the next batch together."""
     holder = admin.connect()
     holder.execute(text(f"INSERT INTO {table} VALUES (0, 'held')"))
-    pool = ThreadPoolExecutor(len(ids) + 1)
+    statements = [(_insert(table), {"id": i}) for i in ids] + list(more)
+    pool = ThreadPoolExecutor(len(statements) + 1)
     first = pool.submit(writes.execute, _insert(table), {"id": 0})
     # The first batch waits on the holder's row lock, in PostgreSQL.
     wait_until(lambda: _waiting_on_lock(admin, table), "the first statement to wait")
-    later = [pool.submit(writes.execute, _insert(table), {"id": i}) for i in ids]
-    wait_until(lambda: writes._batches.waiting == len(ids), "the others to queue")
+    later = [pool.submit(writes.execute, sql, params) for sql, params in statements]
+    wait_until(lambda: writes._batches.waiting == len(statements), "the others to queue")
     holder.rollback()
     holder.close()
     pool.shutdown(wait=False)
@@ -108,3 +111,22 @@ def test_a_batch_on_a_connection_that_died_runs_once_more(probe):
     assert writes.execute(_insert(table), {"id": 1})
     assert set(_rows(admin, table)) == {1}
     assert writes.execute("SELECT pg_backend_pid()", {}) != pid
+
+
+def test_an_error_of_the_whole_batch_reaches_each_statement_without_running_them_again(
+        probe, settings):
+    _, admin, table = probe
+    # A statement bound of 1 s, and a statement of the batch sleeping past it: the
+    # whole transaction is cancelled, and nothing is tried again statement by statement.
+    writes = BatchedStatements(make_autocommit_engine(
+        dataclasses.replace(settings, db_statement_timeout=1.0)))
+    try:
+        first, later = _behind_a_held_batch(
+            writes, admin, table, [1, 2], more=(("SELECT 1 FROM pg_sleep(3)", {}),))
+        assert first.result(timeout=DEADLINE)
+        for future in later:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                future.result(timeout=DEADLINE)
+        assert set(_rows(admin, table)) == {0}
+    finally:
+        writes.engine.dispose()
