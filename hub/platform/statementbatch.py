@@ -1,19 +1,21 @@
 """Many threads' single statements committed together (group commit, one level down).
 
-A call's audit rows are single statements, each committed on its own: the ``sending``
-row synchronously before the request leaves, the answer asynchronously after. Under
-load the 64 threads of a worker process write them at nearly the same moments, and a
-commit each costs the worker a pool checkout, a round trip and the GIL handed back
-and forth per statement, and PostgreSQL a transaction per row. :class:`BatchedStatements`
-runs whatever statements are waiting (:class:`hub.platform.groupcommit.GroupCommit`)
-in one pipelined transaction: four times less worker CPU per row when 64 threads
-write at once (docs/benchmarks.md, issue 10 round 6), and exactly the single
-statement of before when a thread writes alone.
+A call's audit rows and its result are single statements, each committed on its own:
+the ``sending`` row synchronously before the request leaves, the answer asynchronously
+after, the result synchronously before the message is acknowledged. Under load the
+64 threads of a worker process write them at nearly the same moments, and a commit
+each costs the worker a pool checkout, a round trip and the GIL handed back and forth
+per statement, and PostgreSQL a transaction per row. :class:`BatchedStatements` runs
+whatever statements are waiting (:class:`hub.platform.groupcommit.GroupCommit`) in one
+pipelined transaction: a third of the worker CPU per row when 64 threads write at
+once (tests/bench/bench_statementbatch.py, docs/benchmarks.md issue 10 round 6), and
+the single statement of before when a thread writes alone.
 
 A statement is durable when :meth:`BatchedStatements.execute` returns, as durable as
-its engine commits (synchronously, or ``synchronous_commit = off``). One failing
-statement does not fail the others: the batch is rolled back and each statement run
-on its own, so each thread gets its own result or error.
+its engine commits (synchronously, or ``synchronous_commit = off``). A statement's own
+fault (its values, a deadlock) does not fail the others: the batch is rolled back and
+each statement run on its own, so each thread gets its own result or error. Any other
+error (a bound hit, PostgreSQL gone) is every statement's.
 """
 
 from __future__ import annotations
