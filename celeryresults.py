@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from functools import cached_property
 from typing import Any
 
 import psycopg
@@ -93,7 +94,7 @@ class HubDatabaseBackend(DatabaseBackend):
 
     def _store_result(self, task_id: str, result: Any, state: str, traceback: Any = None,
                       request: Any = None, **kwargs: Any) -> None:
-        self._writer().execute(self._upsert_sql(),
+        self._writer().execute(self._upsert_sql,
                                self._row(task_id, result, state, traceback, request))
 
     def _row(self, task_id: str, result: Any, state: str, traceback: Any,
@@ -112,7 +113,9 @@ class HubDatabaseBackend(DatabaseBackend):
             "stamps": {h: meta.get(h) for h in stamped if h in meta}})) if stamped else None
         return row
 
+    @cached_property
     def _upsert_sql(self) -> str:
+        # Built once: it was rebuilt (a dozen joins) for every result stored.
         table = self.task_cls.__table__
         name = f"{table.schema}.{table.name}" if table.schema else table.name
         sequence = f"{table.schema}.task_id_sequence" if table.schema else "task_id_sequence"
