@@ -70,14 +70,19 @@ class BatchedStatements:
                     outcomes.append(exc)
             return outcomes
 
-    def _alone(self, statement: Statement) -> Any | None:
-        sql, params = statement
+    def _alone(self, statement: Statement) -> Any:
+        return execute_alone(self.engine, *statement)
 
-        def run(conn: psycopg.Connection[Any]) -> Any | None:
-            row = conn.execute(sql, params, prepare=True).fetchone()
-            return None if row is None else row[0]
 
-        return on_driver_connection(self.engine, run)
+def execute_alone(engine: Engine, sql: str, params: Mapping[str, Any]) -> Any:
+    """``sql`` as one autocommitted, prepared statement on a pooled connection of
+    ``engine``, batched with nothing; the first column of the row it returned, or None."""
+
+    def run(conn: psycopg.Connection[Any]) -> Any:
+        row = conn.execute(sql, params, prepare=True).fetchone()
+        return None if row is None else row[0]
+
+    return on_driver_connection(engine, run)
 
 
 def _together(conn: psycopg.Connection[Any], batch: Sequence[Statement]) -> list[Any]:

@@ -39,9 +39,9 @@ from hub.calls import audit
 from hub.dev.embedded import create_database, drop_database, with_database
 from hub.platform import migrate
 from hub.platform.config import load_settings
-from hub.platform.db import make_autocommit_engine, on_driver_connection
+from hub.platform.db import make_autocommit_engine
 from hub.platform.scheduler import utcnow
-from hub.platform.statementbatch import BatchedStatements
+from hub.platform.statementbatch import BatchedStatements, execute_alone
 
 SERVER = os.environ.get("HUB_BENCH_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -57,11 +57,7 @@ class Unbatched:
         self.engine = engine
 
     def execute(self, sql: str, params: Any) -> Any:
-        def one(conn: Any) -> Any:
-            row = conn.execute(sql, params, prepare=True).fetchone()
-            return None if row is None else row[0]
-
-        return on_driver_connection(self.engine, one)
+        return execute_alone(self.engine, sql, params)
 
 
 def sending_row() -> dict[str, Any]:
