@@ -75,8 +75,9 @@ def allow_long_statements(session: Session, seconds: float) -> None:
 def make_async_commit_engine(settings: Settings, **kwargs: object) -> Engine:
     """An engine for rows a crash of PostgreSQL itself may lose (audit rows).
 
-    Every statement commits on its own (autocommit: one round trip, no BEGIN or
-    COMMIT) and asynchronously (``synchronous_commit = off``: the commit returns
+    Autocommit: a statement alone commits by itself (one round trip, no BEGIN or
+    COMMIT), those of a batch together (:mod:`hub.platform.statementbatch`), and
+    asynchronously (``synchronous_commit = off``: the commit returns
     before the WAL is flushed, which PostgreSQL does within 3 x wal_writer_delay,
     0.6 s by default). A worker crash loses nothing: the row is committed in the
     server. A crash of the server loses at most the rows of that last fraction of a
@@ -91,9 +92,10 @@ def make_async_commit_engine(settings: Settings, **kwargs: object) -> Engine:
 
 def make_autocommit_engine(settings: Settings, **kwargs: object) -> Engine:
     """An engine for single statements that must be durable when they return (the
-    ``sending`` audit row committed before a write leaves): each statement commits
-    on its own (autocommit: one round trip, no BEGIN or COMMIT), synchronously as
-    PostgreSQL's default is. No pre-ping (a round trip per use): a connection that
+    ``sending`` audit row committed before a write leaves): autocommit, a statement
+    alone committing by itself (one round trip, no BEGIN or COMMIT), those of a batch
+    together (:mod:`hub.platform.statementbatch`), synchronously as PostgreSQL's
+    default is. No pre-ping (a round trip per use): a connection that
     died is discarded on its first error, and callers run once more
     (:func:`on_driver_connection`).
     Bounded like :func:`make_engine`'s (HUB_DB_*_TIMEOUT): a write waits for no lock

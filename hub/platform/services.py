@@ -81,14 +81,15 @@ class Services:
 
     @cached_property
     def async_engine(self) -> Engine:
-        """Autocommit, asynchronously committed writes (audit rows); see
-        :func:`hub.platform.db.make_async_commit_engine`."""
+        """Autocommit, asynchronously committed writes (audit rows, through
+        :attr:`async_writes`); see :func:`hub.platform.db.make_async_commit_engine`."""
         return make_async_commit_engine(self.settings)
 
     @cached_property
     def autocommit_engine(self) -> Engine:
         """Autocommit, synchronously committed single statements (the ``sending``
-        audit row); see :func:`hub.platform.db.make_autocommit_engine`."""
+        audit row, through :attr:`durable_writes`); see
+        :func:`hub.platform.db.make_autocommit_engine`."""
         return make_autocommit_engine(self.settings)
 
     @cached_property
