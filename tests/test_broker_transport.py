@@ -3,10 +3,12 @@ and carries messages exactly as kombu's does."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 from kombu import Connection
 
+import celeryconfig
 import celerytransport
 from hub.platform.config import Settings
 
@@ -15,6 +17,16 @@ def test_the_hubs_app_uses_it_for_a_redis_broker(celery_app, settings: Settings)
     assert settings.effective_broker_url.startswith("redis://")
     with celery_app.connection_for_write() as conn:
         assert isinstance(conn.default_channel, celerytransport.Channel)
+
+
+def test_settings_for_another_broker_leave_the_transport_to_its_scheme(settings: Settings):
+    # Applied over a redis:// app's configuration (as the tests' RabbitMQ apps are), the
+    # settings of another broker must unset the Redis transport, not inherit it.
+    assert celeryconfig.broker_settings(settings)["broker_transport"] == (
+        "celerytransport:Transport")
+    for url in ("amqp://guest:guest@127.0.0.1:5672//", "rediss://127.0.0.1:6380/0"):
+        other = dataclasses.replace(settings, broker_url=url)
+        assert celeryconfig.broker_settings(other)["broker_transport"] is None
 
 
 def test_a_channel_hands_out_one_client_until_its_pool_is_replaced(settings: Settings):

@@ -1,5 +1,5 @@
 """`hub worker` (the Procfile's and every recipe's worker): one Celery worker process
-per core with distinct hostnames, signals passed on, one metrics port for all, and a
+per core and one more, with distinct hostnames, signals passed on, one metrics port for all, and a
 worker that dies taking the set down for the process manager to restart."""
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ from hub.ops import workers
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_default_is_one_process_per_usable_cpu_and_one_more():
+    # A process keeps less than a core busy (docs/benchmarks.md, issue 10 round 6).
+    assert workers.default_processes() == len(os.sched_getaffinity(0)) + 1
 
 
 def test_hostnames_differ_per_process_and_keep_a_given_name():

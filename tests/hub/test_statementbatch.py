@@ -103,7 +103,7 @@ def test_a_failing_statement_fails_only_its_own_thread(probe):
     assert first.result(timeout=DEADLINE)
 
 
-def test_a_batch_on_a_connection_that_died_runs_once_more(probe):
+def test_a_statement_on_a_connection_that_died_runs_once_more_on_a_new_one(probe):
     writes, admin, table = probe
     pid = writes.execute("SELECT pg_backend_pid()", {})  # the one pooled connection
     with admin.connect() as conn:
